@@ -1,0 +1,53 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-mosquitto",
+    products: [
+        .library(name: "Mosquitto", targets: ["Mosquitto"]),
+        .library(name: "MosquittoTesting", targets: ["MosquittoTesting"]),
+        .executable(name: "mqtt", targets: ["mqtt"]),
+        .executable(name: "mqtt-sensor-demo", targets: ["SensorDemo"]),
+    ],
+    targets: [
+        // libmosquitto 2.0 as a system library: only `module.modulemap` and `shim.h` live here.
+        .systemLibrary(
+            name: "CMosquitto",
+            path: "Modules/CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        // The Swift API. `import CMosquitto` stays internal to this target.
+        .target(
+            name: "Mosquitto",
+            dependencies: ["CMosquitto"]
+        ),
+        // A real-broker fixture: starts and stops the `mosquitto` binary for tests.
+        .target(
+            name: "MosquittoTesting",
+            dependencies: []
+        ),
+        // `mqtt pub` / `mqtt sub`: the command-line client.
+        .executableTarget(
+            name: "mqtt",
+            dependencies: ["Mosquitto"]
+        ),
+        // The README's demo: an embedded broker, a sensor publisher and a subscriber.
+        .executableTarget(
+            name: "SensorDemo",
+            dependencies: ["Mosquitto", "MosquittoTesting"],
+            path: "Examples/SensorDemo"
+        ),
+        // Unit tests: no broker.
+        .testTarget(
+            name: "MosquittoTests",
+            dependencies: ["Mosquitto"]
+        ),
+        // Integration tests: a real `mosquitto` started through the fixture.
+        .testTarget(
+            name: "MosquittoIntegrationTests",
+            dependencies: ["Mosquitto", "MosquittoTesting"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Dispatch
+
+// MARK: - DriverThread
+
+/// Starts a detached POSIX thread for a client's network loop.
+///
+/// Each connection session gets its own thread: it makes the blocking `mosquitto_connect_bind_v5`
+/// call (DNS, TCP, TLS) off Swift's cooperative pool, then runs `mosquitto_loop` until the session
+/// ends. Owning the loop (rather than `mosquitto_loop_start`) avoids libmosquitto 2.0.11's
+/// `loop_stop` hang during reconnects and its non-restartable thread, and puts the reconnect
+/// policy in our hands. A shared epoll driver can replace this type without touching callers.
+enum DriverThread {
+    private final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+
+    /// Runs `body` on a new detached thread.
+    ///
+    /// - Returns: `false` if the thread could not be created.
+    static func start(_ body: @escaping @Sendable () -> Void) -> Bool {
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { argument in
+            let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+        guard rc == 0 else {
+            Unmanaged<Box>.fromOpaque(box).release()
+            return false
+        }
+        pthread_detach(thread)
+        return true
+    }
+}
+
+// MARK: - Sleeper
+
+/// An interruptible sleep for the reconnect backoff: ``wake()`` ends the current (or next) sleep.
+struct Sleeper: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    /// Sleeps up to `duration`, or until ``wake()``.
+    func sleep(_ duration: Duration) {
+        _ = semaphore.wait(timeout: .now() + duration.timeInterval)
+    }
+
+    /// Ends a sleep early.
+    func wake() {
+        semaphore.signal()
+    }
+}

@@ -1,0 +1,84 @@
+import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - LibMosquitto
+
+/// Process-wide libmosquitto entry points that need no client handle: one-time initialisation,
+/// error strings and topic checks. Every other C call lives in ``MosquittoHandle``.
+enum LibMosquitto {
+    /// `mosquitto_lib_init` is not thread-safe: a `static let` runs it exactly once per process,
+    /// on whichever thread first needs it (Swift guarantees a lazy global runs once).
+    private static let initialization: Int32 = mosquitto_lib_init()
+
+    /// Runs `mosquitto_lib_init` if no one has yet.
+    static func ensureInitialized() {
+        _ = initialization
+    }
+
+    /// The linked libmosquitto version, e.g. `(2, 0, 11)`.
+    static var version: (major: Int, minor: Int, revision: Int) {
+        var major: Int32 = 0, minor: Int32 = 0, revision: Int32 = 0
+        _ = mosquitto_lib_version(&major, &minor, &revision)
+        return (Int(major), Int(minor), Int(revision))
+    }
+
+    // MARK: Strings
+
+    /// `mosquitto_strerror` for a `MOSQ_ERR_*` value.
+    static func errorString(_ code: Int32) -> String {
+        String(cString: mosquitto_strerror(code))
+    }
+
+    /// `mosquitto_connack_string` for an MQTT 3.1/3.1.1 CONNACK return code.
+    static func connackString(_ code: UInt8) -> String {
+        String(cString: mosquitto_connack_string(Int32(code)))
+    }
+
+    /// `mosquitto_reason_string` for an MQTT 5 reason code.
+    static func reasonString(_ code: UInt8) -> String {
+        String(cString: mosquitto_reason_string(Int32(code)))
+    }
+
+    /// `strerror` for an `errno` value.
+    static func systemErrorString(_ number: Int32) -> String {
+        String(cString: strerror(number))
+    }
+
+    // MARK: Topics
+
+    /// `mosquitto_pub_topic_check2`: `MOSQ_ERR_SUCCESS` or `MOSQ_ERR_INVAL`.
+    static func checkPublishTopic(_ topic: String) -> Int32 {
+        var topic = topic
+        return topic.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { mosquitto_pub_topic_check2($0.baseAddress, $0.count) }
+        }
+    }
+
+    /// `mosquitto_sub_topic_check2`: `MOSQ_ERR_SUCCESS` or `MOSQ_ERR_INVAL`.
+    static func checkSubscriptionFilter(_ filter: String) -> Int32 {
+        var filter = filter
+        return filter.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { mosquitto_sub_topic_check2($0.baseAddress, $0.count) }
+        }
+    }
+
+    /// `mosquitto_validate_utf8`: `MOSQ_ERR_SUCCESS`, `MOSQ_ERR_MALFORMED_UTF8` or `MOSQ_ERR_INVAL`.
+    static func validateUTF8(_ bytes: UnsafeRawBufferPointer) -> Int32 {
+        guard bytes.count <= Int(Int32.max) else { return Int32(MOSQ_ERR_INVAL.rawValue) }
+        return mosquitto_validate_utf8(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
+    }
+
+    /// `mosquitto_topic_matches_sub`, or `nil` when either argument is invalid.
+    ///
+    /// `mosquitto_topic_matches_sub2` ignores its length arguments in 2.0.11 (fixed in 2.0.14),
+    /// so the NUL-terminated variant is used; callers reject embedded NULs first.
+    static func topicMatches(filter: String, topic: String) -> Bool? {
+        var result = false
+        let rc = mosquitto_topic_matches_sub(filter, topic, &result)
+        return rc == MOSQ_ERR_SUCCESS.rawValue ? result : nil
+    }
+}

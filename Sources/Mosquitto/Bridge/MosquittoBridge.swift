@@ -1,0 +1,482 @@
+import CMosquitto
+import Synchronization
+
+// MARK: - BridgeEventSink
+
+/// Receives what the bridge reports, already copied into Swift values. Called on the driver
+/// thread: implementations must not block and must not call back into the bridge synchronously.
+protocol BridgeEventSink: AnyObject, Sendable {
+    /// A message arrived.
+    func bridgeDidReceive(_ message: MQTTMessage)
+    /// The connection changed.
+    func bridgeConnectionDidChange(_ event: MQTTConnectionEvent)
+    /// An acknowledgement arrived (for the delegate's informational callbacks).
+    func bridgeDidAcknowledge(_ acknowledgement: BridgeAcknowledgement)
+    /// A session ended for good (no reconnect follows): `nil` after a requested disconnect or
+    /// close, otherwise the error that ended it. Always called once per ``MosquittoBridge/connect(timeout:)``.
+    func bridgeSessionDidEnd(error: MQTTError?)
+    /// Whether log lines are wanted; checked before a line is copied.
+    var wantsLog: Bool { get }
+    /// A libmosquitto log line.
+    func bridgeDidLog(level: MQTTLogLevel, message: String)
+}
+
+/// An acknowledgement from the broker, for informational callbacks.
+enum BridgeAcknowledgement: Sendable {
+    case published(messageID: UInt16, reasonCode: MQTTReasonCode)
+    case subscribed(messageID: UInt16, reasonCodes: [MQTTReasonCode])
+    case unsubscribed(messageID: UInt16)
+}
+
+// MARK: - MosquittoBridge
+
+/// The one owner of a libmosquitto handle and of everything that follows from it: the connection
+/// state, the pending-operation tables and the driver thread.
+///
+/// Commands (connect, publish, subscribe, ...) arrive from any task; events arrive from the C
+/// thunks in ``BridgeCallbacks`` on the driver thread. Both sides take ``state``'s lock only to
+/// read and update Swift state, never while calling libmosquitto or resuming a continuation.
+///
+/// Lifetime: the handle's userdata holds a retained reference to the bridge (swift-nio-ssl's
+/// pattern). ``close()`` is idempotent; the handle is destroyed and the reference released
+/// exactly once, by whichever of `close()` and the exiting driver thread comes last.
+final class MosquittoBridge: Sendable {
+    enum Phase: Sendable { case idle, connecting, connected, reconnecting, disconnecting }
+
+    struct State: ~Copyable {
+        var phase: Phase = .idle
+        var closed = false
+        var stopRequested = false
+        var driverRunning = false
+        var everConnected = false
+        var reconnectAttempt = 0
+        var disconnectReported = true
+        var driverExited = Promise<Void>(completed: .success(()))
+        var connectPromise: Promise<MQTTConnectResult>?
+        var stopError: MQTTError?
+        var connectLog: [String] = []
+        var publishes = PendingTable<MQTTPublishReceipt>()
+        var reservedPublishes = 0
+        var subscribes = PendingTable<[MQTTReasonCode]>()
+        var unsubscribes = PendingTable<Void>()
+    }
+
+    let configuration: MQTTConfiguration
+    let clientID: String
+    private let handle: MosquittoHandle
+    private let state = Mutex(State())
+    private let sleeper = Sleeper()
+    private let sink: any BridgeEventSink
+
+    /// Creates the handle and applies the configuration.
+    ///
+    /// - Throws: ``MQTTError`` when libmosquitto rejects a setting.
+    init(configuration: MQTTConfiguration, clientID: String, sink: any BridgeEventSink) throws(MQTTError) {
+        self.configuration = configuration
+        self.clientID = clientID
+        self.sink = sink
+        let placeholder = UnsafeMutableRawPointer(bitPattern: 1)!
+        self.handle = try MosquittoHandle.create(clientID: clientID, cleanSession: configuration.cleanSession, userdata: placeholder)
+        do {
+            try handle.apply(configuration)
+        } catch {
+            handle.destroy()
+            throw error
+        }
+        // Only now is `self` complete: hand libmosquitto the retained reference it keeps.
+        mosquitto_user_data_set(handle.pointer, Unmanaged.passRetained(self).toOpaque())
+    }
+
+    // MARK: Queries
+
+    /// Whether the broker has accepted the current connection.
+    var isConnected: Bool { state.withLock { $0.phase == .connected } }
+
+    // MARK: Connect and disconnect
+
+    /// Starts a session on a new driver thread and waits for the CONNACK.
+    func connect(timeout: Duration) async throws(MQTTError) -> MQTTConnectResult {
+        let promise = Promise<MQTTConnectResult>()
+        try state.withLock { (state) throws(MQTTError) in
+            guard !state.closed else { throw MQTTError(.clientClosed, operation: .connect) }
+            guard state.phase == .idle, !state.driverRunning else { throw MQTTError(.alreadyConnected, operation: .connect) }
+            state.phase = .connecting
+            state.stopRequested = false
+            state.everConnected = false
+            state.reconnectAttempt = 0
+            state.disconnectReported = false
+            state.stopError = nil
+            state.connectLog = []
+            state.connectPromise = promise
+            state.driverRunning = true
+            state.driverExited = Promise()
+            state.publishes.forgetStale()
+        }
+        sink.bridgeConnectionDidChange(.connecting)
+        guard DriverThread.start({ [self] in runDriver() }) else {
+            let error = MQTTError(.outOfMemory, operation: .connect, detail: "could not start the network thread")
+            finishDriver(error: error)
+            throw error
+        }
+        do {
+            return try await promise.wait(timeout: timeout, operation: .connect)
+        } catch {
+            if error.code == .timeout || error.code == .cancelled {
+                requestStop(because: error)
+            }
+            throw error
+        }
+    }
+
+    /// Sends DISCONNECT (or abandons a connection attempt) and waits until the driver thread ended.
+    func disconnect(timeout: Duration) async throws(MQTTError) {
+        let exited: Promise<Void>? = state.withLock { state in
+            guard state.driverRunning else { return nil }
+            if state.phase == .connected { state.phase = .disconnecting }
+            state.stopRequested = true
+            return state.driverExited
+        }
+        guard let exited else { return }
+        failConnectAttempt(with: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"))
+        handle.disconnect()
+        sleeper.wake()
+        try await exited.wait(timeout: timeout, operation: .disconnect)
+    }
+
+    /// Shuts the bridge down for good: disconnects cleanly if connected, fails pending operations
+    /// with ``MQTTError/Code/clientClosed``, then destroys the handle. Never blocks; idempotent.
+    func close() {
+        let driverRunning: Bool? = state.withLock { state in
+            guard !state.closed else { return nil }
+            state.closed = true
+            state.stopRequested = true
+            return state.driverRunning
+        }
+        guard let driverRunning else { return }
+        if driverRunning {
+            failConnectAttempt(with: MQTTError(.clientClosed, operation: .connect))
+            handle.disconnect()
+            sleeper.wake()
+        } else {
+            releaseHandle()
+        }
+    }
+
+    private func requestStop(because error: MQTTError) {
+        state.withLock { state in
+            state.stopRequested = true
+            if state.stopError == nil { state.stopError = error }
+        }
+        failConnectAttempt(with: error)
+        handle.disconnect()
+        sleeper.wake()
+    }
+
+    private func failConnectAttempt(with error: MQTTError) {
+        let promise = state.withLock { state in
+            defer { state.connectPromise = nil }
+            return state.connectPromise
+        }
+        promise?.fail(error)
+    }
+
+    private func releaseHandle() {
+        handle.destroy()
+        Unmanaged.passUnretained(self).release()
+    }
+
+    // MARK: Publish, subscribe, unsubscribe
+
+    /// Queues a PUBLISH. The payload is copied by libmosquitto before this returns.
+    func publish(topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool) throws(MQTTError) -> MQTTPendingPublish {
+        try state.withLock { (state) throws(MQTTError) in
+            guard !state.closed else { throw MQTTError(.clientClosed, operation: .publish) }
+            guard state.driverRunning, state.phase != .disconnecting else { throw MQTTError(.notConnected, operation: .publish) }
+            if qos != .atMostOnce {
+                guard state.publishes.count + state.reservedPublishes < configuration.maxPendingPublishes else {
+                    throw MQTTError(.queueFull, operation: .publish, detail: "\(configuration.maxPendingPublishes) publishes await acknowledgement")
+                }
+                state.reservedPublishes += 1
+            }
+        }
+        let (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain)
+        let messageID = UInt16(truncatingIfNeeded: mid)
+        let promise = Promise<MQTTPublishReceipt>()
+        let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
+            if qos != .atMostOnce { state.reservedPublishes -= 1 }
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
+            if qos == .atMostOnce {
+                state.publishes.ignore(mid)
+                return .success(MQTTPublishReceipt(messageID: messageID, qos: qos))
+            }
+            return state.publishes.register(promise, for: mid)
+        }
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
+        }
+        if let early {
+            promise.complete(early)
+        }
+        return MQTTPendingPublish(messageID: messageID, qos: qos, promise: promise, defaultTimeout: configuration.operationTimeout)
+    }
+
+    /// Queues one SUBSCRIBE for `filters` at `qos`.
+    ///
+    /// - Returns: The SUBACK's reason codes, one per filter, once it arrives.
+    func subscribe(filters: [String], qos: MQTTQoS) throws(MQTTError) -> Promise<[MQTTReasonCode]> {
+        try requireConnected(for: .subscribe)
+        let (rc, mid) = handle.subscribe(filters: filters, qos: qos)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .subscribe) }
+        let promise = Promise<[MQTTReasonCode]>()
+        if let early = state.withLock({ $0.subscribes.register(promise, for: mid) }) {
+            promise.complete(early)
+        }
+        return promise
+    }
+
+    /// Queues one UNSUBSCRIBE for `filters`.
+    ///
+    /// - Returns: A promise completed by the UNSUBACK.
+    func unsubscribe(filters: [String]) throws(MQTTError) -> Promise<Void> {
+        try requireConnected(for: .unsubscribe)
+        let (rc, mid) = handle.unsubscribe(filters: filters)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .unsubscribe) }
+        let promise = Promise<Void>()
+        if let early = state.withLock({ $0.unsubscribes.register(promise, for: mid) }) {
+            promise.complete(early)
+        }
+        return promise
+    }
+
+    private func requireConnected(for operation: MQTTError.Operation) throws(MQTTError) {
+        try state.withLock { (state) throws(MQTTError) in
+            guard !state.closed else { throw MQTTError(.clientClosed, operation: operation) }
+            guard state.phase == .connected else { throw MQTTError(.notConnected, operation: operation) }
+        }
+    }
+
+    // MARK: Driver
+
+    /// The body of the driver thread: connect, loop, reconnect per policy, then clean up.
+    private func runDriver() {
+        let keepAlive = Int(configuration.keepAlive.wholeSeconds)
+        let (rc, errno) = handle.connect(host: configuration.host, port: configuration.port, keepAlive: keepAlive, bindAddress: configuration.bindAddress)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            finishDriver(error: connectError(rc: rc, errno: errno))
+            return
+        }
+        var stoppingIterations = 0
+        while true {
+            let stopping = state.withLock { $0.stopRequested }
+            if stopping {
+                // Give a queued DISCONNECT up to ~5 s to be written, then give up on the socket.
+                if !handle.hasSocket || stoppingIterations >= 50 { break }
+                stoppingIterations += 1
+            }
+            let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : 1000)
+            if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
+            guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { break }
+            let delay = configuration.reconnect.delay(forAttempt: attempt)
+            sink.bridgeConnectionDidChange(.reconnecting(attempt: attempt, delay: delay))
+            sleeper.sleep(delay)
+            if state.withLock({ $0.stopRequested }) { break }
+            _ = handle.reconnect()  // on failure the next loop() returns MOSQ_ERR_NO_CONN at once
+        }
+        finishDriver(error: nil)
+    }
+
+    /// Decides whether to reconnect after `mosquitto_loop` failed; returns the attempt number.
+    private func nextReconnectAttempt(afterLoopError rc: Int32) -> Int? {
+        state.withLock { state in
+            guard !state.stopRequested, state.everConnected, configuration.reconnect.isEnabled else {
+                if state.stopError == nil, !state.stopRequested {
+                    state.stopError = MQTTError(mosquittoCode: rc, operation: .connection)
+                }
+                return nil
+            }
+            state.phase = .reconnecting
+            state.reconnectAttempt += 1
+            return state.reconnectAttempt
+        }
+    }
+
+    /// Ends a session: fails whatever still waits, reports the disconnection, and destroys the
+    /// handle if the client was closed meanwhile.
+    private func finishDriver(error: MQTTError?) {
+        struct Leftovers: ~Copyable {
+            var publishes: [Promise<MQTTPublishReceipt>]
+            var subscribes: [Promise<[MQTTReasonCode]>]
+            var unsubscribes: [Promise<Void>]
+            var connect: Promise<MQTTConnectResult>?
+            var exited: Promise<Void>
+            var report: Bool
+            var closed: Bool
+            var requested: Bool
+            var error: MQTTError?
+        }
+        let leftovers = state.withLock { state in
+            state.phase = .idle
+            state.driverRunning = false
+            let report = !state.disconnectReported
+            state.disconnectReported = true
+            defer { state.connectPromise = nil }
+            return Leftovers(
+                publishes: state.publishes.removeAll(),
+                subscribes: state.subscribes.removeAll(),
+                unsubscribes: state.unsubscribes.removeAll(),
+                connect: state.connectPromise,
+                exited: state.driverExited,
+                report: report,
+                closed: state.closed,
+                requested: state.stopRequested && state.stopError == nil,
+                error: error ?? state.stopError
+            )
+        }
+        let connectError = leftovers.error ?? MQTTError(.connectionLost, operation: .connect, detail: "the connection closed before CONNACK")
+        leftovers.connect?.fail(connectError)
+        let pendingError: MQTTError =
+            leftovers.closed ? MQTTError(.clientClosed, operation: .connection)
+            : leftovers.requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
+            : MQTTError(.connectionLost, operation: .connection)
+        leftovers.publishes.forEach { $0.fail(pendingError) }
+        leftovers.subscribes.forEach { $0.fail(pendingError) }
+        leftovers.unsubscribes.forEach { $0.fail(pendingError) }
+        let sessionError = leftovers.requested ? nil : (leftovers.error ?? connectError)
+        if leftovers.report {
+            sink.bridgeConnectionDidChange(.disconnected(sessionError))
+        }
+        sink.bridgeSessionDidEnd(error: sessionError)
+        leftovers.exited.succeed(())
+        if leftovers.closed {
+            releaseHandle()
+        }
+    }
+
+    /// The error for a failed `mosquitto_connect_bind_v5`, with OpenSSL's reason when there is one.
+    private func connectError(rc: Int32, errno: Int32) -> MQTTError {
+        let log = state.withLock { $0.connectLog }
+        let detail = log.isEmpty ? "\(configuration.host):\(configuration.port)" : log.joined(separator: " | ")
+        return MQTTError(mosquittoCode: rc, operation: .connect, errno: errno, detail: detail)
+    }
+
+    // MARK: Events from the thunks (driver thread)
+
+    func didConnect(returnCode: Int32, sessionPresent: Bool) {
+        guard returnCode == 0 else {
+            let error = MQTTError.connectRefused(returnCode: returnCode, version: configuration.protocolVersion)
+            // A refusal is final: retrying a bad password only hammers the broker.
+            state.withLock { state in
+                state.stopRequested = true
+                state.stopError = error
+            }
+            failConnectAttempt(with: error)
+            return
+        }
+        let promise = state.withLock { state in
+            state.phase = .connected
+            state.everConnected = true
+            state.reconnectAttempt = 0
+            state.disconnectReported = false
+            state.connectLog = []
+            defer { state.connectPromise = nil }
+            return state.connectPromise
+        }
+        promise?.succeed(MQTTConnectResult(sessionPresent: sessionPresent))
+        sink.bridgeConnectionDidChange(.connected(sessionPresent: sessionPresent))
+    }
+
+    func didDisconnect(returnCode: Int32) {
+        let error: MQTTError? =
+            returnCode == 0 ? nil
+            : returnCode >= 0x80
+                ? MQTTError(.connectionLost, operation: .connection, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: returnCode)), detail: "the broker sent DISCONNECT")
+                : MQTTError(.connectionLost, operation: .connection, mosquittoErrorCode: returnCode)
+        struct Outcome: ~Copyable {
+            var failed: [Promise<[MQTTReasonCode]>]
+            var failedUnsubscribes: [Promise<Void>]
+            var failedPublishes: [Promise<MQTTPublishReceipt>]
+            var report: Bool
+        }
+        let outcome = state.withLock { state in
+            let wasConnected = state.phase == .connected || state.phase == .disconnecting
+            let willReconnect = !state.stopRequested && state.everConnected && configuration.reconnect.isEnabled
+            if state.phase == .connected { state.phase = willReconnect ? .reconnecting : .disconnecting }
+            if !willReconnect, let error, state.stopError == nil { state.stopError = error }
+            // SUBSCRIBE/UNSUBSCRIBE are not resent after a reconnect; QoS 1/2 PUBLISHes are.
+            let report = wasConnected && !state.disconnectReported
+            if report { state.disconnectReported = true }
+            return Outcome(
+                failed: state.subscribes.removeAll(),
+                failedUnsubscribes: state.unsubscribes.removeAll(),
+                failedPublishes: willReconnect ? [] : state.publishes.removeAll(),
+                report: report
+            )
+        }
+        let pendingError = error ?? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
+        outcome.failed.forEach { $0.fail(pendingError) }
+        outcome.failedUnsubscribes.forEach { $0.fail(pendingError) }
+        outcome.failedPublishes.forEach { $0.fail(pendingError) }
+        if outcome.report {
+            sink.bridgeConnectionDidChange(.disconnected(error))
+        }
+    }
+
+    func didPublish(mid: Int32, reasonCode: MQTTReasonCode) {
+        let messageID = UInt16(truncatingIfNeeded: mid)
+        let result: Result<MQTTPublishReceipt, MQTTError> =
+            reasonCode.isFailure
+            ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode))
+            : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode))
+        let promise = state.withLock { $0.publishes.resolve(mid, with: result) }
+        promise?.complete(result)
+        sink.bridgeDidAcknowledge(.published(messageID: messageID, reasonCode: reasonCode))
+    }
+
+    func didReceive(_ message: MQTTMessage) {
+        sink.bridgeDidReceive(message)
+    }
+
+    func didSubscribe(mid: Int32, reasonCodes: [MQTTReasonCode]) {
+        let promise = state.withLock { $0.subscribes.resolve(mid, with: .success(reasonCodes)) }
+        promise?.succeed(reasonCodes)
+        sink.bridgeDidAcknowledge(.subscribed(messageID: UInt16(truncatingIfNeeded: mid), reasonCodes: reasonCodes))
+    }
+
+    func didUnsubscribe(mid: Int32) {
+        let promise = state.withLock { $0.unsubscribes.resolve(mid, with: .success(())) }
+        promise?.succeed(())
+        sink.bridgeDidAcknowledge(.unsubscribed(messageID: UInt16(truncatingIfNeeded: mid)))
+    }
+
+    func didLog(level: Int32, text: UnsafePointer<CChar>) {
+        let isError = UInt32(level) & UInt32(MOSQ_LOG_ERR) != 0
+        let capture = isError && state.withLock { $0.phase == .connecting }
+        guard capture || sink.wantsLog else { return }
+        let line = String(cString: text)
+        if capture {
+            state.withLock { state in
+                if state.connectLog.count < 8 { state.connectLog.append(line) }
+            }
+        }
+        if sink.wantsLog {
+            sink.bridgeDidLog(level: MQTTLogLevel(mosquittoLevel: level), message: line)
+        }
+    }
+}
+
+// MARK: - Log levels
+
+extension MQTTLogLevel {
+    init(mosquittoLevel level: Int32) {
+        let bits = UInt32(level)
+        if bits & UInt32(MOSQ_LOG_ERR) != 0 {
+            self = .error
+        } else if bits & UInt32(MOSQ_LOG_WARNING) != 0 {
+            self = .warning
+        } else if bits & UInt32(MOSQ_LOG_DEBUG) != 0 {
+            self = .debug
+        } else {
+            self = .info
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - MosquittoHandle
+
+/// A `struct mosquitto *` and every libmosquitto call that takes it.
+///
+/// `@unchecked Sendable` is safe here because the handle is switched to threaded mode
+/// (`mosquitto_threaded_set(true)`) before it is shared: libmosquitto then guards its own state
+/// with its internal mutexes (`callback_mutex`, `out_packet_mutex`, `msgs_out.mutex`, ...), so the
+/// commands below may be called from any thread while the driver thread runs the network loop.
+/// The two exceptions are serialised by ``MosquittoBridge``: ``connect(host:port:keepAlive:bindAddress:)``,
+/// ``reconnect()`` and ``loop(timeoutMilliseconds:)`` run only on the driver thread, and
+/// ``destroy()`` runs exactly once, after the driver thread has ended.
+struct MosquittoHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    // MARK: Creation
+
+    /// `mosquitto_new` with `userdata`, then threaded mode and the callbacks.
+    ///
+    /// - Throws: ``MQTTError`` for an invalid ID or no memory.
+    static func create(clientID: String, cleanSession: Bool, userdata: UnsafeMutableRawPointer) throws(MQTTError) -> MosquittoHandle {
+        LibMosquitto.ensureInitialized()
+        guard let pointer = mosquitto_new(clientID, cleanSession, userdata) else {
+            let code: MQTTError.Code = errno == ENOMEM ? .outOfMemory : .invalidConfiguration
+            throw MQTTError(code, operation: .configure, detail: "mosquitto_new rejected the client ID or session settings")
+        }
+        let handle = MosquittoHandle(pointer: pointer)
+        _ = mosquitto_threaded_set(pointer, true)
+        BridgeCallbacks.install(on: pointer)
+        return handle
+    }
+
+    /// `mosquitto_destroy`. Call exactly once, when no thread uses the handle any more.
+    func destroy() {
+        mosquitto_destroy(pointer)
+    }
+
+    // MARK: Options
+
+    /// Applies everything in `configuration` that libmosquitto stores on the handle.
+    ///
+    /// - Throws: ``MQTTError`` naming the setting libmosquitto rejected.
+    func apply(_ configuration: MQTTConfiguration) throws(MQTTError) {
+        try check(mosquitto_int_option(pointer, MOSQ_OPT_PROTOCOL_VERSION, configuration.protocolVersion.rawValue), "protocol version")
+        try check(mosquitto_int_option(pointer, MOSQ_OPT_TCP_NODELAY, configuration.tcpNoDelay ? 1 : 0), "TCP_NODELAY")
+        try check(mosquitto_max_inflight_messages_set(pointer, UInt32(clamping: configuration.maxInflightMessages)), "max in-flight messages")
+        if let credentials = configuration.credentials {
+            try check(mosquitto_username_pw_set(pointer, credentials.username, credentials.password), "username and password")
+        }
+        if let will = configuration.will {
+            let rc = will.payload.withUnsafeBytes { bytes in
+                mosquitto_will_set(pointer, will.topic, Int32(bytes.count), bytes.baseAddress, Int32(will.qos.rawValue), will.retain)
+            }
+            try check(rc, "will")
+        }
+        if let tls = configuration.tls {
+            try apply(tls)
+        }
+        if let psk = configuration.psk {
+            try check(mosquitto_tls_psk_set(pointer, psk.hexKey, psk.identity, psk.ciphers), "TLS-PSK")
+        }
+    }
+
+    private func apply(_ tls: MQTTTLSConfiguration) throws(MQTTError) {
+        let caDirectory = (tls.caFile == nil && tls.caDirectory == nil) ? "/etc/ssl/certs" : tls.caDirectory
+        let passwordCallback: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)? =
+            tls.keyPassword == nil ? nil : BridgeCallbacks.keyPassword
+        try check(
+            mosquitto_tls_set(pointer, tls.caFile, caDirectory, tls.certificateFile, tls.keyFile, passwordCallback),
+            "TLS files (check that the CA, certificate and key paths exist and are readable)"
+        )
+        try check(mosquitto_tls_opts_set(pointer, 1, tls.minimumVersion.rawValue, tls.ciphers), "TLS options")
+        try check(mosquitto_tls_insecure_set(pointer, tls.insecureSkipHostnameVerification), "TLS hostname verification")
+        if let alpn = tls.alpn {
+            try check(mosquitto_string_option(pointer, MOSQ_OPT_TLS_ALPN, alpn), "ALPN")
+        }
+    }
+
+    private func check(_ rc: Int32, _ setting: String) throws(MQTTError) {
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            throw MQTTError(mosquittoCode: rc, operation: .configure, errno: errno, detail: setting)
+        }
+    }
+
+    // MARK: Connection (driver thread only)
+
+    /// `mosquitto_connect_bind_v5`: blocks on DNS, TCP and the TLS handshake, then queues CONNECT.
+    func connect(host: String, port: Int, keepAlive: Int, bindAddress: String?) -> (rc: Int32, errno: Int32) {
+        errno = 0
+        let rc = mosquitto_connect_bind_v5(pointer, host, Int32(port), Int32(keepAlive), bindAddress, nil)
+        return (rc, errno)
+    }
+
+    /// `mosquitto_reconnect`: blocking, like ``connect(host:port:keepAlive:bindAddress:)``.
+    func reconnect() -> (rc: Int32, errno: Int32) {
+        errno = 0
+        let rc = mosquitto_reconnect(pointer)
+        return (rc, errno)
+    }
+
+    /// `mosquitto_loop`: waits up to `timeoutMilliseconds` for socket activity (or a wake-up from
+    /// a command queued on another thread), then reads, writes and handles keepalive.
+    func loop(timeoutMilliseconds: Int32) -> Int32 {
+        mosquitto_loop(pointer, timeoutMilliseconds, 1)
+    }
+
+    /// Whether the handle has an open socket.
+    var hasSocket: Bool {
+        mosquitto_socket(pointer) >= 0
+    }
+
+    // MARK: Commands (any thread)
+
+    /// `mosquitto_disconnect_v5` with reason 0: queues DISCONNECT and wakes the loop.
+    @discardableResult
+    func disconnect() -> Int32 {
+        mosquitto_disconnect_v5(pointer, 0, nil)
+    }
+
+    /// `mosquitto_publish_v5`: copies the payload and queues PUBLISH.
+    func publish(topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool) -> (rc: Int32, mid: Int32) {
+        var mid: Int32 = 0
+        let rc = mosquitto_publish_v5(pointer, &mid, topic, Int32(payload.count), payload.baseAddress, Int32(qos.rawValue), retain, nil)
+        return (rc, mid)
+    }
+
+    /// `mosquitto_subscribe_multiple`: one SUBSCRIBE carrying every filter with the same QoS.
+    func subscribe(filters: [String], qos: MQTTQoS) -> (rc: Int32, mid: Int32) {
+        var mid: Int32 = 0
+        let rc = withCStringArray(filters) { array in
+            mosquitto_subscribe_multiple(pointer, &mid, Int32(filters.count), array, Int32(qos.rawValue), 0, nil)
+        }
+        return (rc, mid)
+    }
+
+    /// `mosquitto_unsubscribe_multiple`: one UNSUBSCRIBE carrying every filter.
+    func unsubscribe(filters: [String]) -> (rc: Int32, mid: Int32) {
+        var mid: Int32 = 0
+        let rc = withCStringArray(filters) { array in
+            mosquitto_unsubscribe_multiple(pointer, &mid, Int32(filters.count), array, nil)
+        }
+        return (rc, mid)
+    }
+}
+
+// MARK: - C string arrays
+
+/// Calls `body` with a C array of NUL-terminated copies of `strings`, freed afterwards.
+private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    let copies: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    return copies.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,156 @@
+import Dispatch
+import Synchronization
+
+// MARK: - Promise
+
+/// A one-shot result that any number of tasks can await, each with its own timeout and
+/// cancellation. Completing it from a C callback never blocks: it only resumes continuations.
+final class Promise<Value: Sendable>: Sendable {
+    private struct Waiter {
+        let continuation: CheckedContinuation<Value, any Error>
+        let timer: DispatchWorkItem?
+    }
+
+    private enum State {
+        case pending(waiters: [UInt64: Waiter], nextID: UInt64)
+        case done(Result<Value, MQTTError>)
+    }
+
+    private let state: Mutex<State>
+
+    /// Creates a pending promise.
+    init() {
+        state = Mutex(.pending(waiters: [:], nextID: 0))
+    }
+
+    /// Creates a promise that is already complete.
+    init(completed result: Result<Value, MQTTError>) {
+        state = Mutex(.done(result))
+    }
+
+    /// The result, once there is one.
+    var result: Result<Value, MQTTError>? {
+        state.withLock { state in
+            if case .done(let result) = state { return result }
+            return nil
+        }
+    }
+
+    /// Completes the promise and resumes every waiter; later completions are ignored.
+    func complete(_ result: Result<Value, MQTTError>) {
+        let waiters: [Waiter] = state.withLock { state in
+            guard case .pending(let waiters, _) = state else { return [] }
+            state = .done(result)
+            return Array(waiters.values)
+        }
+        for waiter in waiters {
+            waiter.timer?.cancel()
+            waiter.continuation.resume(with: result.mapError { $0 as any Error })
+        }
+    }
+
+    /// Succeeds the promise.
+    func succeed(_ value: Value) { complete(.success(value)) }
+
+    /// Fails the promise.
+    func fail(_ error: MQTTError) { complete(.failure(error)) }
+
+    /// Waits for the result.
+    ///
+    /// Timing out or being cancelled ends only this wait, not the operation behind the promise.
+    ///
+    /// - Parameters:
+    ///   - timeout: How long to wait, or `nil` for as long as it takes.
+    ///   - operation: The operation named in a timeout or cancellation error.
+    /// - Throws: The promise's error, or ``MQTTError/Code/timeout`` / ``MQTTError/Code/cancelled``.
+    func wait(timeout: Duration?, operation: MQTTError.Operation) async throws(MQTTError) -> Value {
+        if let result { return try result.get() }
+        let id = state.withLock { state -> UInt64 in
+            guard case .pending(let waiters, let nextID) = state else { return 0 }
+            state = .pending(waiters: waiters, nextID: nextID + 1)
+            return nextID
+        }
+        do {
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
+                    register(id: id, continuation: continuation, timeout: timeout, operation: operation)
+                }
+            } onCancel: {
+                self.expire(id: id, with: MQTTError(.cancelled, operation: operation))
+            }
+        } catch let error as MQTTError {
+            throw error
+        } catch {
+            throw MQTTError(.unknown, operation: operation, detail: "\(error)")
+        }
+    }
+
+    // MARK: Internals
+
+    private func register(
+        id: UInt64,
+        continuation: CheckedContinuation<Value, any Error>,
+        timeout: Duration?,
+        operation: MQTTError.Operation
+    ) {
+        // Cancellation sets the task's flag before running `onCancel`, and `expire` takes the same
+        // lock, so checking the flag under the lock closes the window in which a cancellation
+        // could slip between the check and the registration.
+        let immediate: Result<Value, MQTTError>? = state.withLock { state in
+            switch state {
+            case .done(let result):
+                return result
+            case .pending(var waiters, let nextID):
+                if Task.isCancelled {
+                    return .failure(MQTTError(.cancelled, operation: operation))
+                }
+                var timer: DispatchWorkItem?
+                if let timeout {
+                    let item = DispatchWorkItem { [weak self] in
+                        self?.expire(id: id, with: MQTTError(.timeout, operation: operation, detail: "after \(timeout)"))
+                    }
+                    DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval, execute: item)
+                    timer = item
+                }
+                waiters[id] = Waiter(continuation: continuation, timer: timer)
+                state = .pending(waiters: waiters, nextID: nextID)
+                return nil
+            }
+        }
+        if let immediate {
+            continuation.resume(with: immediate.mapError { $0 as any Error })
+        }
+    }
+
+    private func expire(id: UInt64, with error: MQTTError) {
+        let waiter: Waiter? = state.withLock { state in
+            guard case .pending(var waiters, let nextID) = state, let waiter = waiters.removeValue(forKey: id) else { return nil }
+            state = .pending(waiters: waiters, nextID: nextID)
+            return waiter
+        }
+        waiter?.timer?.cancel()
+        waiter?.continuation.resume(throwing: error)
+    }
+}
+
+// MARK: - Duration helpers
+
+extension Duration {
+    /// The duration in seconds, as a `DispatchTimeInterval`.
+    var timeInterval: DispatchTimeInterval {
+        let (seconds, attoseconds) = components
+        let nanos = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if nanos.overflow || nanos.partialValue > Int64(Int.max) { return .never }
+        return .nanoseconds(Int(nanos.partialValue + attoseconds / 1_000_000_000))
+    }
+
+    /// The duration in whole milliseconds, clamped to `Int32`.
+    var milliseconds: Int32 {
+        let (seconds, attoseconds) = components
+        let total = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        return Int32(clamping: Int64(max(0, min(total, Double(Int32.max)))))
+    }
+
+    /// The duration in whole seconds, rounded down.
+    var wholeSeconds: Int64 { components.seconds }
+}

@@ -1,0 +1,216 @@
+import Synchronization
+
+// MARK: - EventRouter
+
+/// Fans the bridge's events out to message sequences, connection-event sequences and the
+/// delegate. The single ``BridgeEventSink`` of a client, so every consumer is fed by one bridge.
+///
+/// Called on the driver thread: it only yields into streams (non-blocking) and never runs user
+/// code there. The delegate is served by one task of ours that drains an ordered event stream.
+final class EventRouter: BridgeEventSink {
+    private struct MessageListener {
+        /// `nil` receives every message; otherwise filters as subscribed (`$share/` prefixes kept).
+        let filters: [String]?
+        let continuation: AsyncThrowingStream<MQTTMessage, any Error>.Continuation
+    }
+
+    private struct State {
+        var nextID: UInt64 = 0
+        var listeners: [UInt64: MessageListener] = [:]
+        var eventListeners: [UInt64: AsyncStream<MQTTConnectionEvent>.Continuation] = [:]
+        weak var client: MQTTClient?
+        weak var delegate: (any MQTTClientDelegate)?
+        var delegateEvents: AsyncStream<DelegateEvent>.Continuation?
+    }
+
+    enum DelegateEvent: Sendable {
+        case connection(MQTTConnectionEvent)
+        case message(MQTTMessage)
+        case acknowledgement(BridgeAcknowledgement)
+        case log(MQTTLogLevel, String)
+    }
+
+    private let state = Mutex(State())
+    private let bufferSize: Int
+    private let logFlag = Atomic<Bool>(false)
+
+    init(bufferSize: Int) {
+        self.bufferSize = bufferSize
+    }
+
+    // MARK: Consumers
+
+    /// Attaches the client handed to delegate methods (held weakly).
+    func attach(client: MQTTClient) {
+        state.withLock { $0.client = client }
+    }
+
+    /// A new message sequence receiving messages that match `filters` (all when `nil`).
+    func makeMessageSequence(filters: [String]?) -> (id: UInt64, sequence: MQTTMessageSequence) {
+        let (stream, continuation) = AsyncThrowingStream<MQTTMessage, any Error>.makeStream(bufferingPolicy: .bufferingOldest(bufferSize))
+        let id = state.withLock { state in
+            state.nextID += 1
+            state.listeners[state.nextID] = MessageListener(filters: filters, continuation: continuation)
+            return state.nextID
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.removeListener(id)
+        }
+        return (id, MQTTMessageSequence(stream: stream))
+    }
+
+    /// Ends and removes one message sequence.
+    func finishListener(_ id: UInt64, error: MQTTError? = nil) {
+        let continuation = state.withLock { $0.listeners.removeValue(forKey: id)?.continuation }
+        if let error { continuation?.finish(throwing: error) } else { continuation?.finish() }
+    }
+
+    /// Ends the sequences made for exactly these filters (after an UNSUBACK).
+    func finishListeners(subscribedTo filters: Set<String>) {
+        let finished = state.withLock { state -> [AsyncThrowingStream<MQTTMessage, any Error>.Continuation] in
+            let ids = state.listeners.filter { _, listener in
+                guard let own = listener.filters else { return false }
+                return own.allSatisfy(filters.contains)
+            }.keys
+            return ids.compactMap { state.listeners.removeValue(forKey: $0)?.continuation }
+        }
+        finished.forEach { $0.finish() }
+    }
+
+    private func removeListener(_ id: UInt64) {
+        _ = state.withLock { $0.listeners.removeValue(forKey: id) }
+    }
+
+    /// A new sequence of connection events.
+    func makeConnectionEvents() -> MQTTConnectionEvents {
+        let (stream, continuation) = AsyncStream<MQTTConnectionEvent>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        let id = state.withLock { state in
+            state.nextID += 1
+            state.eventListeners[state.nextID] = continuation
+            return state.nextID
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.eventListeners.removeValue(forKey: id) }
+        }
+        return MQTTConnectionEvents(stream: stream)
+    }
+
+    // MARK: Delegate
+
+    /// The delegate, held weakly.
+    var delegate: (any MQTTClientDelegate)? {
+        get { state.withLock { $0.delegate } }
+        set {
+            let stream: AsyncStream<DelegateEvent>? = state.withLock { state in
+                state.delegate = newValue
+                guard newValue != nil, state.delegateEvents == nil else { return nil }
+                let (stream, continuation) = AsyncStream<DelegateEvent>.makeStream()
+                state.delegateEvents = continuation
+                return stream
+            }
+            logFlag.store(newValue != nil, ordering: .relaxed)
+            if let stream {
+                Task { [weak self] in
+                    for await event in stream {
+                        guard let (client, delegate) = self?.delegateTargets() else { continue }
+                        await Self.deliver(event, to: delegate, client: client)
+                    }
+                }
+            }
+        }
+    }
+
+    private func delegateTargets() -> (MQTTClient, any MQTTClientDelegate)? {
+        state.withLock { state in
+            guard let client = state.client, let delegate = state.delegate else { return nil }
+            return (client, delegate)
+        }
+    }
+
+    private static func deliver(_ event: DelegateEvent, to delegate: any MQTTClientDelegate, client: MQTTClient) async {
+        switch event {
+        case .connection(.connected(let sessionPresent)):
+            await delegate.mqttClient(client, didConnect: MQTTConnectResult(sessionPresent: sessionPresent))
+        case .connection(.disconnected(let error)):
+            await delegate.mqttClient(client, didDisconnect: error)
+        case .connection:
+            break
+        case .message(let message):
+            await delegate.mqttClient(client, didReceive: message)
+        case .acknowledgement(.published(let messageID, let reasonCode)):
+            await delegate.mqttClient(client, didPublish: messageID, reasonCode: reasonCode)
+        case .acknowledgement(.subscribed(let messageID, let reasonCodes)):
+            await delegate.mqttClient(client, didSubscribe: messageID, reasonCodes: reasonCodes)
+        case .acknowledgement(.unsubscribed(let messageID)):
+            await delegate.mqttClient(client, didUnsubscribe: messageID)
+        case .log(let level, let message):
+            await delegate.mqttClient(client, didLog: message, level: level)
+        }
+    }
+
+    private func toDelegate(_ event: DelegateEvent) {
+        let continuation = state.withLock { $0.delegate == nil ? nil : $0.delegateEvents }
+        continuation?.yield(event)
+    }
+
+    /// Ends every sequence and the delegate task; called when the client is released.
+    func close() {
+        let (listeners, events, delegateEvents) = state.withLock { state in
+            defer {
+                state.listeners.removeAll()
+                state.eventListeners.removeAll()
+                state.delegateEvents = nil
+            }
+            return (Array(state.listeners.values), Array(state.eventListeners.values), state.delegateEvents)
+        }
+        listeners.forEach { $0.continuation.finish() }
+        events.forEach { $0.finish() }
+        delegateEvents?.finish()
+    }
+
+    // MARK: BridgeEventSink
+
+    func bridgeDidReceive(_ message: MQTTMessage) {
+        let targets = state.withLock { state -> [(UInt64, AsyncThrowingStream<MQTTMessage, any Error>.Continuation)] in
+            state.listeners.compactMap { id, listener in
+                guard let filters = listener.filters else { return (id, listener.continuation) }
+                return filters.contains(where: { MQTTTopic.matches(message.topic, filter: $0) }) ? (id, listener.continuation) : nil
+            }
+        }
+        for (id, continuation) in targets {
+            if case .dropped = continuation.yield(message) {
+                finishListener(id, error: MQTTError(
+                    .messageBufferOverflow, operation: .receive,
+                    detail: "more than \(bufferSize) messages were waiting; the consumer fell behind"
+                ))
+            }
+        }
+        toDelegate(.message(message))
+    }
+
+    func bridgeConnectionDidChange(_ event: MQTTConnectionEvent) {
+        let listeners = state.withLock { Array($0.eventListeners.values) }
+        listeners.forEach { $0.yield(event) }
+        toDelegate(.connection(event))
+    }
+
+    func bridgeSessionDidEnd(error: MQTTError?) {
+        let listeners = state.withLock { state in
+            defer { state.listeners.removeAll() }
+            return Array(state.listeners.values)
+        }
+        for listener in listeners {
+            if let error { listener.continuation.finish(throwing: error) } else { listener.continuation.finish() }
+        }
+    }
+
+    func bridgeDidAcknowledge(_ acknowledgement: BridgeAcknowledgement) {
+        toDelegate(.acknowledgement(acknowledgement))
+    }
+
+    var wantsLog: Bool { logFlag.load(ordering: .relaxed) }
+
+    func bridgeDidLog(level: MQTTLogLevel, message: String) {
+        toDelegate(.log(level, message))
+    }
+}

@@ -1,0 +1,311 @@
+// MARK: - MQTTClient
+
+/// An MQTT client backed by libmosquitto.
+///
+/// ```swift
+/// let client = try MQTTClient(configuration: .init(host: "localhost", clientID: "sensor-1"))
+/// try await client.connect()
+/// try await client.publish(to: "home/livingroom/sensor", payload: Array(json.utf8), qos: .atLeastOnce)
+/// for try await message in try await client.subscribe(to: "home/+/sensor", qos: .atLeastOnce) {
+///     print(message.topic, message.payloadString ?? "")
+/// }
+/// ```
+///
+/// All methods may be called from any task or thread. Each connection runs its network loop on a
+/// thread of its own; callbacks from libmosquitto never run user code on it. Dropping the last
+/// reference disconnects cleanly (so no will is published) and frees everything; pending
+/// operations then fail with ``MQTTError/Code/clientClosed``.
+///
+/// Note: creating the first client makes libmosquitto set `SIGPIPE` to ignored for the whole
+/// process (`mosquitto_new` does this so that a closed socket cannot kill the process).
+///
+/// QoS 1 and 2: libmosquitto acknowledges a received message to the broker before the message
+/// is handed to Swift; there is no acknowledgement after processing.
+public final class MQTTClient: Sendable {
+    /// The configuration the client was created with (with the generated client ID filled in).
+    public let configuration: MQTTConfiguration
+    private let bridge: MosquittoBridge
+    private let router: EventRouter
+
+    /// Creates a client. Nothing is sent until ``connect(timeout:)``.
+    ///
+    /// - Parameter configuration: Where and how to connect.
+    /// - Throws: ``MQTTError`` with ``MQTTError/Code/invalidConfiguration`` for an invalid setting
+    ///   (keepalive, client ID, will topic, unreadable TLS file, TLS and PSK together, ...).
+    public init(configuration: MQTTConfiguration) throws(MQTTError) {
+        var configuration = configuration
+        try Self.validate(&configuration)
+        self.configuration = configuration
+        router = EventRouter(bufferSize: configuration.messageBufferSize)
+        bridge = try MosquittoBridge(configuration: configuration, clientID: configuration.clientID, sink: router)
+        router.attach(client: self)
+    }
+
+    deinit {
+        bridge.close()
+        router.close()
+    }
+
+    // MARK: State
+
+    /// The client identifier sent to the broker.
+    public var clientID: String { configuration.clientID }
+
+    /// Whether the broker has accepted the current connection.
+    public var isConnected: Bool { bridge.isConnected }
+
+    /// The delegate for callback-style events, held weakly. See ``MQTTClientDelegate``.
+    public var delegate: (any MQTTClientDelegate)? {
+        get { router.delegate }
+        set { router.delegate = newValue }
+    }
+
+    /// A new sequence of every message this client receives, whatever subscription it matches.
+    /// Each access creates an independent sequence with its own buffer.
+    public var messages: MQTTMessageSequence {
+        router.makeMessageSequence(filters: nil).sequence
+    }
+
+    /// A new sequence of connection changes: connecting, connected, disconnected, reconnecting.
+    public var connectionEvents: MQTTConnectionEvents {
+        router.makeConnectionEvents()
+    }
+
+    // MARK: Connecting
+
+    /// Connects and waits for the broker's CONNACK.
+    ///
+    /// DNS, TCP and the TLS handshake run on the client's network thread, never on a task's.
+    ///
+    /// - Parameter timeout: How long to wait; `nil` uses ``MQTTConfiguration/connectTimeout``.
+    ///   On timeout or cancellation the attempt is abandoned.
+    /// - Returns: The CONNACK's session-present flag.
+    /// - Throws: ``MQTTError``: ``MQTTError/Code/badUsernameOrPassword``, ``MQTTError/Code/notAuthorized``,
+    ///   ``MQTTError/Code/connectionRefused`` (with the CONNACK code), ``MQTTError/Code/connectionFailed``
+    ///   (with `errno`), ``MQTTError/Code/hostLookupFailed``, ``MQTTError/Code/tlsFailure`` (with
+    ///   OpenSSL's reason), ``MQTTError/Code/timeout``, ``MQTTError/Code/cancelled``,
+    ///   ``MQTTError/Code/alreadyConnected``.
+    @discardableResult
+    public func connect(timeout: Duration? = nil) async throws(MQTTError) -> MQTTConnectResult {
+        try await bridge.connect(timeout: timeout ?? configuration.connectTimeout)
+    }
+
+    /// Sends DISCONNECT and waits until the connection is closed; abandons a connection attempt
+    /// in progress. Does nothing when not connected. The broker discards the will.
+    ///
+    /// - Parameter timeout: How long to wait; `nil` uses ``MQTTConfiguration/operationTimeout``.
+    /// - Throws: ``MQTTError/Code/timeout`` or ``MQTTError/Code/cancelled``.
+    public func disconnect(timeout: Duration? = nil) async throws(MQTTError) {
+        try await bridge.disconnect(timeout: timeout ?? configuration.operationTimeout)
+    }
+
+    // MARK: Publishing
+
+    /// Publishes a message and, for QoS 1 and 2, waits for the broker's acknowledgement
+    /// (PUBACK / PUBCOMP). QoS 0 returns once libmosquitto has queued the message.
+    ///
+    /// - Parameters:
+    ///   - topic: The topic; validated before anything is sent.
+    ///   - payload: The payload bytes (up to 268,435,455).
+    ///   - qos: The QoS. Defaults to QoS 0.
+    ///   - retain: Whether the broker keeps the message for future subscribers. An empty retained
+    ///     payload clears the topic's retained message.
+    ///   - timeout: How long to wait for the acknowledgement; `nil` uses
+    ///     ``MQTTConfiguration/operationTimeout``. The message stays queued after a timeout.
+    /// - Returns: The receipt with the message ID and reason code.
+    /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopic``, ``MQTTError/Code/payloadTooLarge``,
+    ///   ``MQTTError/Code/notConnected``, ``MQTTError/Code/queueFull``, ``MQTTError/Code/publishRefused``,
+    ///   ``MQTTError/Code/connectionLost``, ``MQTTError/Code/timeout``, ``MQTTError/Code/cancelled``.
+    @discardableResult
+    public func publish(
+        to topic: String,
+        payload: [UInt8],
+        qos: MQTTQoS = .atMostOnce,
+        retain: Bool = false,
+        timeout: Duration? = nil
+    ) async throws(MQTTError) -> MQTTPublishReceipt {
+        let pending = try beginPublish(to: topic, payload: payload, qos: qos, retain: retain)
+        return try await pending.acknowledgement(timeout: timeout)
+    }
+
+    /// Publishes a UTF-8 string payload; see ``publish(to:payload:qos:retain:timeout:)``.
+    @discardableResult
+    public func publish(
+        to topic: String,
+        payload: String,
+        qos: MQTTQoS = .atMostOnce,
+        retain: Bool = false,
+        timeout: Duration? = nil
+    ) async throws(MQTTError) -> MQTTPublishReceipt {
+        try await publish(to: topic, payload: Array(payload.utf8), qos: qos, retain: retain, timeout: timeout)
+    }
+
+    /// Hands a message to libmosquitto without waiting for its acknowledgement.
+    ///
+    /// Use it to publish many messages without a round trip each, then await the returned
+    /// values. QoS 1/2 messages are accepted while a reconnect is in progress (libmosquitto sends
+    /// them once connected), up to ``MQTTConfiguration/maxPendingPublishes``.
+    ///
+    /// - Parameters:
+    ///   - topic: The topic; validated before anything is sent.
+    ///   - payload: The payload bytes; libmosquitto copies them before this returns.
+    ///   - qos: The QoS. Defaults to QoS 0.
+    ///   - retain: Whether the broker retains the message.
+    /// - Returns: A handle whose ``MQTTPendingPublish/acknowledgement(timeout:)`` awaits the ack.
+    /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopic``, ``MQTTError/Code/payloadTooLarge``,
+    ///   ``MQTTError/Code/notConnected``, ``MQTTError/Code/queueFull``.
+    public func beginPublish(to topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false) throws(MQTTError) -> MQTTPendingPublish {
+        try MQTTTopic.validatePublishTopic(topic, operation: .publish)
+        try Self.validatePayloadSize(payload.count)
+        let result = payload.withUnsafeBytes { bytes in
+            Result { () throws(MQTTError) in try bridge.publish(topic: topic, payload: bytes, qos: qos, retain: retain) }
+        }
+        return try result.get()
+    }
+
+    /// The largest payload MQTT can carry: 268,435,455 bytes (less the topic and header).
+    public static let maximumPayloadSize = 268_435_455
+
+    static func validatePayloadSize(_ count: Int) throws(MQTTError) {
+        guard count <= maximumPayloadSize else {
+            throw MQTTError(.payloadTooLarge, operation: .publish, detail: "\(count) bytes, more than \(maximumPayloadSize)")
+        }
+    }
+
+    // MARK: Subscribing
+
+    /// Subscribes to one filter and returns its messages.
+    ///
+    /// The message sequence is in place before SUBSCRIBE is sent, so retained messages that
+    /// arrive right after the SUBACK are not missed.
+    ///
+    /// - Parameters:
+    ///   - filter: The topic filter (`+` and `#` wildcards, `$share/GROUP/...`).
+    ///   - qos: The maximum QoS wanted. Defaults to QoS 0.
+    ///   - timeout: How long to wait for the SUBACK; `nil` uses ``MQTTConfiguration/operationTimeout``.
+    /// - Returns: The subscription: granted QoS and an `AsyncSequence` of matching messages.
+    /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopicFilter``, ``MQTTError/Code/notConnected``,
+    ///   ``MQTTError/Code/subscriptionRefused`` (with the SUBACK code), ``MQTTError/Code/timeout``.
+    public func subscribe(to filter: String, qos: MQTTQoS = .atMostOnce, timeout: Duration? = nil) async throws(MQTTError) -> MQTTSubscription {
+        try await subscribe(to: [MQTTTopicFilter(filter, qos: qos)], timeout: timeout)
+    }
+
+    /// Subscribes to several filters and returns the messages matching any of them.
+    ///
+    /// Filters sharing a QoS go in one SUBSCRIBE packet. If the broker refuses any filter the
+    /// call throws ``MQTTError/Code/subscriptionRefused`` naming the refused filters; the ones it
+    /// granted stay subscribed at the broker (unsubscribe them if they are not wanted).
+    ///
+    /// - Parameters:
+    ///   - filters: The filters, each with its maximum QoS.
+    ///   - timeout: How long to wait for the SUBACKs; `nil` uses ``MQTTConfiguration/operationTimeout``.
+    /// - Returns: The subscription: one result per filter and the matching messages.
+    /// - Throws: ``MQTTError``, as for ``subscribe(to:qos:timeout:)``.
+    public func subscribe(to filters: [MQTTTopicFilter], timeout: Duration? = nil) async throws(MQTTError) -> MQTTSubscription {
+        guard !filters.isEmpty else { throw MQTTError(.invalidArgument, operation: .subscribe, detail: "no filters") }
+        for filter in filters {
+            try MQTTTopic.validateFilter(filter.filter, operation: .subscribe)
+        }
+        let (listenerID, messages) = router.makeMessageSequence(filters: filters.map(\.filter))
+        do throws(MQTTError) {
+            let results = try await sendSubscribe(filters, timeout: timeout ?? configuration.operationTimeout)
+            let refused = results.filter { $0.reasonCode.isFailure }
+            if !refused.isEmpty {
+                throw MQTTError(
+                    .subscriptionRefused, operation: .subscribe,
+                    reasonCode: refused[0].reasonCode,
+                    detail: refused.map { "\"\($0.filter)\": \($0.reasonCode)" }.joined(separator: ", ")
+                )
+            }
+            return MQTTSubscription(results: results, messages: messages)
+        } catch {
+            router.finishListener(listenerID)
+            throw error
+        }
+    }
+
+    private func sendSubscribe(_ filters: [MQTTTopicFilter], timeout: Duration) async throws(MQTTError) -> [MQTTSubscribeResult] {
+        // One SUBSCRIBE per QoS level (libmosquitto's subscribe_multiple takes one QoS).
+        let groups = Dictionary(grouping: filters.indices, by: { filters[$0].qos })
+        var sent: [(indices: [Int], promise: Promise<[MQTTReasonCode]>)] = []
+        for qos in MQTTQoS.allCases {
+            guard let indices = groups[qos] else { continue }
+            sent.append((indices, try bridge.subscribe(filters: indices.map { filters[$0].filter }, qos: qos)))
+        }
+        var results = filters.map { MQTTSubscribeResult(filter: $0.filter, reasonCode: .unspecifiedError) }
+        for (indices, promise) in sent {
+            let codes = try await promise.wait(timeout: timeout, operation: .subscribe)
+            for (position, index) in indices.enumerated() {
+                results[index].reasonCode = position < codes.count ? codes[position] : .unspecifiedError
+            }
+        }
+        return results
+    }
+
+    /// Unsubscribes from filters and finishes the subscriptions made for exactly those filters.
+    ///
+    /// - Parameters:
+    ///   - filters: The filters, spelled as they were subscribed.
+    ///   - timeout: How long to wait for the UNSUBACK; `nil` uses ``MQTTConfiguration/operationTimeout``.
+    /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopicFilter``, ``MQTTError/Code/notConnected``,
+    ///   ``MQTTError/Code/timeout``.
+    public func unsubscribe(from filters: [String], timeout: Duration? = nil) async throws(MQTTError) {
+        guard !filters.isEmpty else { throw MQTTError(.invalidArgument, operation: .unsubscribe, detail: "no filters") }
+        for filter in filters {
+            try MQTTTopic.validateFilter(filter, operation: .unsubscribe)
+        }
+        let promise = try bridge.unsubscribe(filters: filters)
+        try await promise.wait(timeout: timeout ?? configuration.operationTimeout, operation: .unsubscribe)
+        router.finishListeners(subscribedTo: Set(filters))
+    }
+
+    /// Unsubscribes from one filter; see ``unsubscribe(from:timeout:)``.
+    public func unsubscribe(from filter: String, timeout: Duration? = nil) async throws(MQTTError) {
+        try await unsubscribe(from: [filter], timeout: timeout)
+    }
+}
+
+// MARK: - Configuration checks
+
+extension MQTTClient {
+    /// Generates a client ID: `swift-mqtt-` and 12 random hex digits (23 bytes, valid for 3.1).
+    static func generateClientID() -> String {
+        let digits = (0..<12).map { _ in String(UInt8.random(in: 0..<16), radix: 16) }
+        return "swift-mqtt-" + digits.joined()
+    }
+
+    static func validate(_ configuration: inout MQTTConfiguration) throws(MQTTError) {
+        func invalid(_ detail: String) -> MQTTError {
+            MQTTError(.invalidConfiguration, operation: .configure, detail: detail)
+        }
+        let keepAlive = configuration.keepAlive
+        guard keepAlive == .zero || (keepAlive >= .seconds(5) && keepAlive <= .seconds(65_535)) else {
+            throw invalid("keepalive must be 0 or 5...65535 seconds")
+        }
+        guard (0...65_535).contains(configuration.port) else { throw invalid("port \(configuration.port) is out of range") }
+        guard !configuration.host.isEmpty else { throw invalid("empty host") }
+        if configuration.clientID.isEmpty {
+            guard configuration.cleanSession else {
+                throw invalid("a persistent session (cleanSession false) needs a client ID")
+            }
+            configuration.clientID = generateClientID()
+        }
+        if configuration.clientID.utf8.contains(0) { throw invalid("client ID contains NUL") }
+        if configuration.clientID.utf8.count > 65_535 { throw invalid("client ID longer than 65535 bytes") }
+        if configuration.protocolVersion == .v3_1, configuration.clientID.utf8.count > 23 {
+            throw invalid("MQTT 3.1 allows client IDs of 1 to 23 bytes")
+        }
+        if configuration.tls != nil, configuration.psk != nil { throw invalid("TLS certificates and TLS-PSK are mutually exclusive") }
+        guard configuration.maxPendingPublishes >= 1 else { throw invalid("maxPendingPublishes must be at least 1") }
+        guard configuration.messageBufferSize >= 1 else { throw invalid("messageBufferSize must be at least 1") }
+        guard configuration.maxInflightMessages >= 0 else { throw invalid("maxInflightMessages must not be negative") }
+        if let will = configuration.will {
+            do {
+                try MQTTTopic.validatePublishTopic(will.topic)
+            } catch {
+                throw invalid("will topic: \(error.detail ?? "invalid")")
+            }
+            guard will.payload.count <= maximumPayloadSize else { throw invalid("will payload too large") }
+        }
+    }
+}

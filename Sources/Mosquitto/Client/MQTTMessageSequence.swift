@@ -1,0 +1,117 @@
+// MARK: - MQTTMessageSequence
+
+/// An `AsyncSequence` of received messages, with a bounded buffer.
+///
+/// Each sequence has one consumer. It buffers up to ``MQTTConfiguration/messageBufferSize``
+/// messages for a consumer that falls behind; when that overflows it ends by throwing
+/// ``MQTTError/Code/messageBufferOverflow`` instead of dropping messages silently. (libmosquitto
+/// acknowledges QoS 1/2 messages to the broker before handing them over, so a message dropped
+/// here would be lost.) The sequence finishes when the client's session ends: normally after
+/// ``MQTTClient/disconnect(timeout:)`` or when the client is released, by throwing when the
+/// connection was lost and is not retried.
+public struct MQTTMessageSequence: AsyncSequence, Sendable {
+    /// The element type: a received message.
+    public typealias Element = MQTTMessage
+
+    let stream: AsyncThrowingStream<MQTTMessage, any Error>
+
+    /// Creates the iterator. A sequence supports a single iterator.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: stream.makeAsyncIterator())
+    }
+
+    /// Iterates over received messages.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<MQTTMessage, any Error>.AsyncIterator
+
+        /// The next message, or `nil` when the session ended.
+        ///
+        /// - Throws: ``MQTTError`` when the connection was lost or the buffer overflowed.
+        public mutating func next() async throws -> MQTTMessage? {
+            try await base.next()
+        }
+    }
+}
+
+// MARK: - MQTTTopicFilter
+
+/// A subscription filter with the maximum QoS wanted for it.
+public struct MQTTTopicFilter: Sendable, Hashable, ExpressibleByStringLiteral, CustomStringConvertible {
+    /// The filter, e.g. `home/+/sensor` or `$share/workers/jobs/#`.
+    public var filter: String
+    /// The highest QoS the broker should deliver matching messages with.
+    public var qos: MQTTQoS
+
+    /// Creates a filter.
+    ///
+    /// - Parameters:
+    ///   - filter: The topic filter.
+    ///   - qos: The maximum QoS. Defaults to QoS 0.
+    public init(_ filter: String, qos: MQTTQoS = .atMostOnce) {
+        self.filter = filter
+        self.qos = qos
+    }
+
+    /// Creates a QoS 0 filter from a literal.
+    public init(stringLiteral value: String) {
+        self.init(value)
+    }
+
+    /// `filter (QoS n)`.
+    public var description: String { "\(filter) (\(qos))" }
+}
+
+// MARK: - MQTTSubscribeResult
+
+/// The broker's answer for one filter of a SUBSCRIBE.
+public struct MQTTSubscribeResult: Sendable, Hashable {
+    /// The filter.
+    public var filter: String
+    /// The SUBACK code: 0, 1 or 2 for the granted QoS, 0x80 or above for a refusal.
+    public var reasonCode: MQTTReasonCode
+
+    /// The QoS the broker granted, or `nil` when it refused the filter.
+    public var grantedQoS: MQTTQoS? {
+        reasonCode.isFailure ? nil : MQTTQoS(rawValue: Int(reasonCode.rawValue))
+    }
+}
+
+// MARK: - MQTTSubscription
+
+/// An accepted subscription: what the broker granted, and the messages matching its filters.
+///
+/// ```swift
+/// let subscription = try await client.subscribe(to: "home/+/sensor", qos: .atLeastOnce)
+/// for try await message in subscription { print(message.topic) }
+/// ```
+/// Ending the iteration stops local delivery only; ``MQTTClient/unsubscribe(from:timeout:)``
+/// ends the subscription at the broker (and finishes this sequence).
+public struct MQTTSubscription: AsyncSequence, Sendable {
+    /// The element type: a received message.
+    public typealias Element = MQTTMessage
+
+    /// One result per filter, in the order subscribed.
+    public let results: [MQTTSubscribeResult]
+    let messages: MQTTMessageSequence
+
+    /// Creates the iterator. A subscription supports a single iterator.
+    public func makeAsyncIterator() -> MQTTMessageSequence.AsyncIterator {
+        messages.makeAsyncIterator()
+    }
+}
+
+// MARK: - MQTTConnectionEvents
+
+/// An `AsyncSequence` of a client's connection changes. It keeps the newest 64 events for a
+/// consumer that falls behind, and finishes when the client is released.
+public struct MQTTConnectionEvents: AsyncSequence, Sendable {
+    /// The element type: a connection change.
+    public typealias Element = MQTTConnectionEvent
+
+    let stream: AsyncStream<MQTTConnectionEvent>
+
+    /// Creates the iterator. A sequence supports a single iterator.
+    public func makeAsyncIterator() -> AsyncStream<MQTTConnectionEvent>.AsyncIterator {
+        stream.makeAsyncIterator()
+    }
+}

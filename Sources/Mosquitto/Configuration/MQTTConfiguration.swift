@@ -1,0 +1,201 @@
+// MARK: - MQTTConfiguration
+
+/// Everything a client needs to reach a broker: endpoint, identity, session, credentials, will,
+/// TLS, and the bounds on waiting and buffering.
+///
+/// ```swift
+/// var configuration = MQTTConfiguration(host: "broker.local", clientID: "sensor-1")
+/// configuration.credentials = MQTTCredentials(username: "sensor", password: "s3cret")
+/// configuration.will = MQTTWill(topic: "sensors/1/status", payload: Array("offline".utf8), qos: .atLeastOnce, retain: true)
+/// ```
+public struct MQTTConfiguration: Sendable {
+    // MARK: Endpoint
+
+    /// The broker's host name or IP address; with ``port`` 0, the path of a Unix socket.
+    public var host: String
+    /// The broker's TCP port: 1883 for plain MQTT, 8883 for MQTT over TLS.
+    public var port: Int
+    /// A local address to bind the client's socket to, or `nil` to let the system choose.
+    public var bindAddress: String?
+
+    // MARK: Identity and session
+
+    /// The client identifier. Empty means "generate one" (`swift-mqtt-` and 12 random hex
+    /// digits, 23 bytes, valid for MQTT 3.1 too); required when ``cleanSession`` is `false`.
+    public var clientID: String
+    /// The protocol version. Defaults to MQTT 3.1.1.
+    public var protocolVersion: MQTTProtocolVersion
+    /// The keepalive interval, in whole seconds: 0 (off) or 5...65,535. Defaults to 60 s.
+    public var keepAlive: Duration
+    /// Whether the broker discards the session when the client disconnects (MQTT 5: clean start).
+    /// A persistent session (`false`) needs a fixed ``clientID``.
+    public var cleanSession: Bool
+    /// The username and password, or `nil` to connect anonymously.
+    public var credentials: MQTTCredentials?
+    /// The message the broker publishes when this client vanishes without a DISCONNECT.
+    public var will: MQTTWill?
+
+    // MARK: Security
+
+    /// TLS settings, or `nil` for plain TCP. Mutually exclusive with ``psk``.
+    public var tls: MQTTTLSConfiguration?
+    /// TLS with a pre-shared key instead of certificates, or `nil`. Mutually exclusive with ``tls``.
+    public var psk: MQTTPreSharedKey?
+
+    // MARK: Transport and flow
+
+    /// Whether to disable Nagle's algorithm (`TCP_NODELAY`). Defaults to `true`: MQTT packets are
+    /// small and latency matters more than the few bytes Nagle saves.
+    public var tcpNoDelay: Bool
+    /// How many QoS 1/2 messages libmosquitto keeps in flight at once (MQTT 5: the client's
+    /// receive maximum towards the broker is separate). Defaults to 20, libmosquitto's default.
+    public var maxInflightMessages: Int
+    /// How many QoS 1/2 publishes may await acknowledgement (in flight or queued by libmosquitto)
+    /// before ``MQTTClient/beginPublish(to:payload:qos:retain:)`` throws
+    /// ``MQTTError/Code/queueFull``. libmosquitto's own queue is unbounded; this bounds it.
+    public var maxPendingPublishes: Int
+    /// How many received messages each message sequence buffers for a slow consumer. When a
+    /// sequence's buffer is full it ends with ``MQTTError/Code/messageBufferOverflow`` rather than
+    /// dropping messages silently.
+    public var messageBufferSize: Int
+    /// What to do when an established connection is lost.
+    public var reconnect: MQTTReconnectPolicy
+
+    // MARK: Timeouts
+
+    /// How long ``MQTTClient/connect(timeout:)`` waits for the CONNACK by default.
+    public var connectTimeout: Duration
+    /// How long publish acknowledgements, SUBACK, UNSUBACK and disconnect are awaited by default.
+    public var operationTimeout: Duration
+
+    /// Creates a configuration.
+    ///
+    /// - Parameters:
+    ///   - host: The broker's host. Defaults to `localhost`.
+    ///   - port: The broker's port. Defaults to 1883.
+    ///   - clientID: The client identifier; empty generates one.
+    ///   - protocolVersion: The MQTT version. Defaults to 3.1.1.
+    ///   - keepAlive: The keepalive interval. Defaults to 60 seconds.
+    ///   - cleanSession: Whether to start a clean session. Defaults to `true`.
+    ///   - credentials: Username and password, or `nil`.
+    ///   - will: The will message, or `nil`.
+    ///   - tls: TLS settings, or `nil` for plain TCP.
+    public init(
+        host: String = "localhost",
+        port: Int = 1883,
+        clientID: String = "",
+        protocolVersion: MQTTProtocolVersion = .v3_1_1,
+        keepAlive: Duration = .seconds(60),
+        cleanSession: Bool = true,
+        credentials: MQTTCredentials? = nil,
+        will: MQTTWill? = nil,
+        tls: MQTTTLSConfiguration? = nil
+    ) {
+        self.host = host
+        self.port = port
+        self.bindAddress = nil
+        self.clientID = clientID
+        self.protocolVersion = protocolVersion
+        self.keepAlive = keepAlive
+        self.cleanSession = cleanSession
+        self.credentials = credentials
+        self.will = will
+        self.tls = tls
+        self.psk = nil
+        self.tcpNoDelay = true
+        self.maxInflightMessages = 20
+        self.maxPendingPublishes = 10_000
+        self.messageBufferSize = 10_000
+        self.reconnect = .exponentialBackoff()
+        self.connectTimeout = .seconds(10)
+        self.operationTimeout = .seconds(30)
+    }
+}
+
+// MARK: - MQTTCredentials
+
+/// A username and password. The password never appears in descriptions, dumps or errors.
+public struct MQTTCredentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// The username.
+    public var username: String
+    /// The password, or `nil` to send only a username.
+    public var password: String?
+
+    /// Creates credentials.
+    ///
+    /// - Parameters:
+    ///   - username: The username.
+    ///   - password: The password, or `nil`.
+    public init(username: String, password: String? = nil) {
+        self.username = username
+        self.password = password
+    }
+
+    /// `username (password redacted)`.
+    public var description: String {
+        password == nil ? "\(username)" : "\(username) (password redacted)"
+    }
+
+    /// The same as ``description``.
+    public var debugDescription: String { description }
+
+    /// A mirror that shows the username only.
+    public var customMirror: Mirror {
+        Mirror(self, children: ["username": username, "password": password == nil ? "nil" : "<redacted>"])
+    }
+}
+
+// MARK: - MQTTReconnectPolicy
+
+/// What the client does when an established connection is lost.
+///
+/// With reconnection on, QoS 1/2 publishes awaiting acknowledgement stay pending and libmosquitto
+/// sends them again after the reconnect; with it off, they fail with
+/// ``MQTTError/Code/connectionLost``. A refused CONNACK (bad credentials, not authorized) is never
+/// retried.
+public struct MQTTReconnectPolicy: Sendable, Hashable {
+    /// The first delay.
+    public var minimumDelay: Duration
+    /// The largest delay; the delay doubles from ``minimumDelay`` up to this.
+    public var maximumDelay: Duration
+    /// Whether to add up to 25 % random jitter to each delay, so that many clients do not
+    /// reconnect in lockstep after a broker restart.
+    public var jitter: Bool
+    /// Whether reconnection is on.
+    public var isEnabled: Bool
+
+    /// Never reconnect: a lost connection ends the session and the client returns to disconnected.
+    public static let disabled = MQTTReconnectPolicy(minimumDelay: .zero, maximumDelay: .zero, jitter: false, isEnabled: false)
+
+    /// Reconnect with exponential backoff.
+    ///
+    /// - Parameters:
+    ///   - minimumDelay: The first delay. Defaults to 1 second.
+    ///   - maximumDelay: The largest delay. Defaults to 30 seconds.
+    ///   - jitter: Whether to add random jitter. Defaults to `true`.
+    public static func exponentialBackoff(
+        minimumDelay: Duration = .seconds(1),
+        maximumDelay: Duration = .seconds(30),
+        jitter: Bool = true
+    ) -> MQTTReconnectPolicy {
+        MQTTReconnectPolicy(minimumDelay: minimumDelay, maximumDelay: max(minimumDelay, maximumDelay), jitter: jitter, isEnabled: true)
+    }
+
+    /// The delay before reconnection attempt `attempt` (1-based).
+    ///
+    /// - Parameter attempt: Which attempt this is, starting at 1.
+    /// - Returns: The delay to wait before that attempt.
+    public func delay(forAttempt attempt: Int) -> Duration {
+        var delay = minimumDelay
+        var step = 1
+        while step < attempt && delay < maximumDelay {
+            delay *= 2
+            step += 1
+        }
+        delay = min(delay, maximumDelay)
+        if jitter, delay > .zero {
+            delay += delay * Double.random(in: 0..<0.25)
+        }
+        return delay
+    }
+}

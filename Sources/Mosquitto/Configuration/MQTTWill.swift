@@ -1,0 +1,31 @@
+// MARK: - MQTTWill
+
+/// The "last will": a message the broker publishes on the client's behalf when the client
+/// vanishes without sending DISCONNECT (network failure, crash, keepalive expiry).
+///
+/// A clean ``MQTTClient/disconnect(timeout:)`` - and dropping the last reference to a connected
+/// client, which disconnects cleanly - discards the will.
+public struct MQTTWill: Sendable, Hashable {
+    /// The topic the will is published to.
+    public var topic: String
+    /// The will's payload.
+    public var payload: [UInt8]
+    /// The QoS the will is published with.
+    public var qos: MQTTQoS
+    /// Whether the will is retained.
+    public var retain: Bool
+
+    /// Creates a will.
+    ///
+    /// - Parameters:
+    ///   - topic: The topic.
+    ///   - payload: The payload bytes.
+    ///   - qos: The QoS. Defaults to QoS 0.
+    ///   - retain: Whether it is retained. Defaults to `false`.
+    public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+    }
+}

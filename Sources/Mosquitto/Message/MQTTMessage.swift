@@ -1,0 +1,40 @@
+// MARK: - MQTTMessage
+
+/// A message received from the broker.
+///
+/// The payload is copied once out of libmosquitto's buffer when the message arrives; the value
+/// owns its bytes and can be kept and sent across tasks.
+public struct MQTTMessage: Sendable, Hashable {
+    /// The topic the message was published to.
+    public var topic: String
+    /// The payload bytes (empty for a zero-length message).
+    public var payload: [UInt8]
+    /// The QoS the message was delivered with: the lower of the publish QoS and the subscription's.
+    public var qos: MQTTQoS
+    /// Whether the broker delivered the message from its retained store (a late subscriber's
+    /// copy), rather than as a live publish.
+    public var retain: Bool
+    /// The packet identifier of the delivery (0 for QoS 0).
+    public var messageID: UInt16
+
+    /// Creates a message value.
+    ///
+    /// - Parameters:
+    ///   - topic: The topic.
+    ///   - payload: The payload bytes.
+    ///   - qos: The delivery QoS.
+    ///   - retain: The retain flag.
+    ///   - messageID: The packet identifier.
+    public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, messageID: UInt16 = 0) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.messageID = messageID
+    }
+
+    /// The payload decoded as UTF-8, or `nil` when it is not valid UTF-8.
+    public var payloadString: String? {
+        String(validating: payload, as: UTF8.self)
+    }
+}

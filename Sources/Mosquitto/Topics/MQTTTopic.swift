@@ -1,0 +1,97 @@
+import CMosquitto
+
+// MARK: - MQTTTopic
+
+/// Topic and topic-filter checks, using libmosquitto's own rules.
+///
+/// ```swift
+/// try MQTTTopic.validatePublishTopic("home/livingroom/sensor")
+/// try MQTTTopic.validateFilter("home/+/sensor")
+/// MQTTTopic.matches("home/livingroom/sensor", filter: "home/+/sensor") // true
+/// ```
+public enum MQTTTopic {
+    /// The largest topic or filter MQTT can carry: 65,535 bytes of UTF-8.
+    public static let maximumLength = 65_535
+
+    /// Checks that `topic` can be published to: non-empty, no `+` or `#`, no NUL, valid UTF-8,
+    /// at most 65,535 bytes.
+    ///
+    /// - Parameter topic: The topic to check.
+    /// - Throws: ``MQTTError`` with code ``MQTTError/Code/invalidTopic``.
+    public static func validatePublishTopic(_ topic: String) throws(MQTTError) {
+        try validatePublishTopic(topic, operation: .validate)
+    }
+
+    static func validatePublishTopic(_ topic: String, operation: MQTTError.Operation) throws(MQTTError) {
+        try checkCommon(topic, code: .invalidTopic, operation: operation)
+        if LibMosquitto.checkPublishTopic(topic) != MOSQ_ERR_SUCCESS.rawValue {
+            throw MQTTError(.invalidTopic, operation: operation, detail: "wildcard in publish topic \"\(topic)\"")
+        }
+    }
+
+    /// Checks that `filter` can be subscribed to: non-empty, `#` only as the whole last level,
+    /// `+` only as a whole level, no NUL, valid UTF-8, at most 65,535 bytes. A shared
+    /// subscription (`$share/GROUP/FILTER`) is checked as a whole.
+    ///
+    /// - Parameter filter: The subscription filter to check.
+    /// - Throws: ``MQTTError`` with code ``MQTTError/Code/invalidTopicFilter``.
+    public static func validateFilter(_ filter: String) throws(MQTTError) {
+        try validateFilter(filter, operation: .validate)
+    }
+
+    static func validateFilter(_ filter: String, operation: MQTTError.Operation) throws(MQTTError) {
+        try checkCommon(filter, code: .invalidTopicFilter, operation: operation)
+        if LibMosquitto.checkSubscriptionFilter(filter) != MOSQ_ERR_SUCCESS.rawValue {
+            throw MQTTError(.invalidTopicFilter, operation: operation, detail: "wildcard misplaced in \"\(filter)\"")
+        }
+        if filter.hasPrefix("$share/") {
+            let parts = filter.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+            if parts.count < 3 || parts[1].isEmpty || parts[2].isEmpty
+                || parts[1].contains("+") || parts[1].contains("#")
+            {
+                throw MQTTError(.invalidTopicFilter, operation: operation, detail: "malformed shared subscription \"\(filter)\"")
+            }
+        }
+    }
+
+    /// Whether `topic` matches the subscription `filter` (`mosquitto_topic_matches_sub`).
+    ///
+    /// A shared subscription filter `$share/GROUP/FILTER` matches what `FILTER` matches.
+    /// Invalid input never matches.
+    ///
+    /// - Parameters:
+    ///   - topic: A publish topic.
+    ///   - filter: A subscription filter.
+    /// - Returns: `true` when a subscription to `filter` receives messages published to `topic`.
+    public static func matches(_ topic: String, filter: String) -> Bool {
+        if topic.utf8.contains(0) || filter.utf8.contains(0) { return false }
+        return LibMosquitto.topicMatches(filter: stripSharePrefix(filter), topic: topic) ?? false
+    }
+
+    // MARK: Internals
+
+    /// The filter a shared subscription applies to its messages (`$share/g/a/b` → `a/b`).
+    static func stripSharePrefix(_ filter: String) -> String {
+        guard filter.hasPrefix("$share/") else { return filter }
+        let parts = filter.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+        return parts.count == 3 ? String(parts[2]) : filter
+    }
+
+    private static func checkCommon(_ string: String, code: MQTTError.Code, operation: MQTTError.Operation) throws(MQTTError) {
+        let utf8 = string.utf8
+        if utf8.isEmpty {
+            throw MQTTError(code, operation: operation, detail: "empty")
+        }
+        if utf8.count > maximumLength {
+            throw MQTTError(code, operation: operation, detail: "\(utf8.count) bytes, more than \(maximumLength)")
+        }
+        if utf8.contains(0) {
+            throw MQTTError(code, operation: operation, detail: "contains a NUL character")
+        }
+        var copy = string
+        let rc = copy.withUTF8 { LibMosquitto.validateUTF8(UnsafeRawBufferPointer($0)) }
+        if rc != MOSQ_ERR_SUCCESS.rawValue {
+            throw MQTTError(code, operation: operation, detail: "not valid MQTT UTF-8")
+        }
+    }
+}
