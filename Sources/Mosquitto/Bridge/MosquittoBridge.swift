@@ -46,6 +46,7 @@ final class MosquittoBridge: Sendable {
     struct State: ~Copyable {
         var phase: Phase = .idle
         var closed = false
+        var closeUsesHandle = false
         var stopRequested = false
         var driverRunning = false
         var everConnected = false
@@ -150,6 +151,8 @@ final class MosquittoBridge: Sendable {
             guard !state.closed else { return nil }
             state.closed = true
             state.stopRequested = true
+            // While this flag is set the exiting driver leaves the handle alone: we still use it.
+            state.closeUsesHandle = state.driverRunning
             return state.driverRunning
         }
         guard let driverRunning else { return }
@@ -157,6 +160,12 @@ final class MosquittoBridge: Sendable {
             failConnectAttempt(with: MQTTError(.clientClosed, operation: .connect))
             handle.disconnect()
             sleeper.wake()
+            let driverAlreadyExited = state.withLock { state in
+                state.closeUsesHandle = false
+                return !state.driverRunning
+            }
+            // The driver ended while we used the handle, so it left the release to us.
+            if driverAlreadyExited { releaseHandle() }
         } else {
             releaseHandle()
         }
@@ -290,7 +299,11 @@ final class MosquittoBridge: Sendable {
         state.withLock { state in
             guard !state.stopRequested, state.everConnected, configuration.reconnect.isEnabled else {
                 if state.stopError == nil, !state.stopRequested {
-                    state.stopError = MQTTError(mosquittoCode: rc, operation: .connection)
+                    // Before the first CONNACK this is a failed connect (e.g. a TLS handshake that
+                    // failed inside the loop): keep OpenSSL's reason from the log.
+                    state.stopError = state.everConnected
+                        ? MQTTError(mosquittoCode: rc, operation: .connection)
+                        : MQTTError(mosquittoCode: rc, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
                 }
                 return nil
             }
@@ -310,6 +323,7 @@ final class MosquittoBridge: Sendable {
             var connect: Promise<MQTTConnectResult>?
             var exited: Promise<Void>
             var report: Bool
+            var release: Bool
             var closed: Bool
             var requested: Bool
             var error: MQTTError?
@@ -327,6 +341,7 @@ final class MosquittoBridge: Sendable {
                 connect: state.connectPromise,
                 exited: state.driverExited,
                 report: report,
+                release: state.closed && !state.closeUsesHandle,
                 closed: state.closed,
                 requested: state.stopRequested && state.stopError == nil,
                 error: error ?? state.stopError
@@ -347,7 +362,7 @@ final class MosquittoBridge: Sendable {
         }
         sink.bridgeSessionDidEnd(error: sessionError)
         leftovers.exited.succeed(())
-        if leftovers.closed {
+        if leftovers.release {
             releaseHandle()
         }
     }
@@ -355,8 +370,13 @@ final class MosquittoBridge: Sendable {
     /// The error for a failed `mosquitto_connect_bind_v5`, with OpenSSL's reason when there is one.
     private func connectError(rc: Int32, errno: Int32) -> MQTTError {
         let log = state.withLock { $0.connectLog }
-        let detail = log.isEmpty ? "\(configuration.host):\(configuration.port)" : log.joined(separator: " | ")
+        let detail = Self.failureDetail(log, fallback: "\(configuration.host):\(configuration.port)")
         return MQTTError(mosquittoCode: rc, operation: .connect, errno: errno, detail: detail)
+    }
+
+    /// libmosquitto's error lines from a failed connect (OpenSSL's reasons among them), or `fallback`.
+    private static func failureDetail(_ log: [String], fallback: String?) -> String? {
+        log.isEmpty ? fallback : log.joined(separator: " | ")
     }
 
     // MARK: Events from the thunks (driver thread)
@@ -401,7 +421,12 @@ final class MosquittoBridge: Sendable {
             let wasConnected = state.phase == .connected || state.phase == .disconnecting
             let willReconnect = !state.stopRequested && state.everConnected && configuration.reconnect.isEnabled
             if state.phase == .connected { state.phase = willReconnect ? .reconnecting : .disconnecting }
-            if !willReconnect, let error, state.stopError == nil { state.stopError = error }
+            if !willReconnect, error != nil, state.stopError == nil {
+                // Before the first CONNACK, a drop is a failed connect: say why (TLS, reset, ...).
+                state.stopError = state.everConnected || returnCode >= 0x80
+                    ? error
+                    : MQTTError(mosquittoCode: returnCode, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+            }
             // SUBSCRIBE/UNSUBSCRIBE are not resent after a reconnect; QoS 1/2 PUBLISHes are.
             let report = wasConnected && !state.disconnectReported
             if report { state.disconnectReported = true }
