@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The demo: starts a local mosquitto (unless MQTT_HOST points at a broker), publishes JSON
+# sensor readings to home/livingroom/sensor at QoS 1, prints what a subscriber on home/+/sensor
+# receives, and exits after a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+swift build --product mqtt-sensor-demo
+exec "$(swift build --show-bin-path)/mqtt-sensor-demo"
