@@ -43,10 +43,11 @@ let package = Package(
             name: "MosquittoTests",
             dependencies: ["Mosquitto"]
         ),
-        // Integration tests: a real `mosquitto` started through the fixture.
+        // Integration tests: a real `mosquitto` started through the fixture. They also run the
+        // `mqtt` executable (built alongside) as a separate process.
         .testTarget(
             name: "MosquittoIntegrationTests",
-            dependencies: ["Mosquitto", "MosquittoTesting"]
+            dependencies: ["Mosquitto", "MosquittoTesting", "mqtt"]
         ),
     ],
     swiftLanguageModes: [.v6]

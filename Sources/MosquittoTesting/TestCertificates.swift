@@ -1,0 +1,37 @@
+// MARK: - Certificates
+
+/// Paths of the PEM files generated for a TLS broker (all inside the broker's temp dir).
+public struct TestCertificates: Sendable, Equatable {
+    /// The CA certificate that signed the server and client certificates.
+    public let caFile: String
+
+    /// A directory holding `caFile` under its OpenSSL hash name (`<hash>.0`), usable as a CA path.
+    public let caDirectory: String
+
+    /// The server certificate (CN `localhost`, subjectAltName `DNS:localhost,IP:127.0.0.1`).
+    public let serverCertificate: String
+
+    /// The server certificate's unencrypted private key.
+    public let serverKey: String
+
+    /// A client certificate (CN `test-client`) signed by the CA.
+    public let clientCertificate: String
+
+    /// The client certificate's private key, not encrypted.
+    public let clientKey: String
+
+    /// The same client key encrypted with `clientKeyPassword` (PKCS#8, AES-256).
+    public let encryptedClientKey: String
+
+    /// The password that decrypts `encryptedClientKey`.
+    public let clientKeyPassword: String
+
+    /// An unrelated CA certificate, for "wrong CA" tests.
+    public let otherCAFile: String
+
+    /// A server certificate signed by the CA whose only name is `wrong.example.invalid`, for hostname-mismatch tests.
+    public let mismatchedServerCertificate: String
+
+    /// The private key of `mismatchedServerCertificate`, not encrypted.
+    public let mismatchedServerKey: String
+}

@@ -1,0 +1,125 @@
+import Mosquitto
+import MosquittoTesting
+import Testing
+
+@Suite("Delivery")
+struct DeliveryTests {
+    @Test("a message is delivered at each QoS", arguments: MQTTQoS.allCases)
+    func messageIsDeliveredAtEachQoS(qos: MQTTQoS) async throws {
+        try await withMosquittoBroker { broker in
+            let subscriber = try await connectedClient(broker)
+            let publisher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let subscription = try await subscriber.subscribe(to: topic, qos: qos)
+            #expect(subscription.results.map(\.grantedQoS) == [qos])
+            let receipt = try await publisher.publish(to: topic, payload: [0, 1, 2, 255], qos: qos)
+            #expect(receipt.qos == qos)
+            let messages = try await collect(1, from: subscription)
+            #expect(messages.map(\.topic) == [topic])
+            #expect(messages.map(\.payload) == [[0, 1, 2, 255]])
+            #expect(messages.map(\.qos) == [qos])
+            #expect(messages.map(\.retain) == [false])
+            #expect(messages[0].messageID == 0 || qos != .atMostOnce)
+        }
+    }
+
+    @Test("the delivered QoS is the lower of publish and subscription QoS")
+    func effectiveQoSIsTheMinimum() async throws {
+        try await withMosquittoBroker { broker in
+            let publisher = try await connectedClient(broker)
+            for subscribed in MQTTQoS.allCases {
+                let subscriber = try await connectedClient(broker)
+                let topic = uniqueTopic()
+                let subscription = try await subscriber.subscribe(to: topic, qos: subscribed)
+                for published in MQTTQoS.allCases {
+                    try await publisher.publish(to: topic, payload: "\(published.rawValue)", qos: published)
+                }
+                let messages = try await collect(3, from: subscription)
+                let delivered = Dictionary(uniqueKeysWithValues: messages.map { ($0.payloadString ?? "", $0.qos) })
+                for published in MQTTQoS.allCases {
+                    #expect(delivered["\(published.rawValue)"] == min(published, subscribed), "published \(published), subscribed \(subscribed)")
+                }
+                try await subscriber.disconnect()
+            }
+        }
+    }
+
+    @Test("+ matches exactly one level and # any number of trailing levels")
+    func wildcardsMatch() async throws {
+        try await withMosquittoBroker { broker in
+            let subscriber = try await connectedClient(broker)
+            let publisher = try await connectedClient(broker)
+            let root = uniqueTopic()
+            let plus = try await subscriber.subscribe(to: "\(root)/+/sensor", qos: .atLeastOnce)
+            let hash = try await subscriber.subscribe(to: "\(root)/kitchen/#", qos: .atLeastOnce)
+            for topic in ["livingroom/sensor", "kitchen/sensor", "kitchen/lamp/1", "a/b/sensor", "kitchen"] {
+                try await publisher.publish(to: "\(root)/\(topic)", payload: topic, qos: .atLeastOnce)
+            }
+            let plusMessages = try await collect(2, from: plus)
+            let hashMessages = try await collect(3, from: hash)
+            #expect(plusMessages.compactMap(\.payloadString) == ["livingroom/sensor", "kitchen/sensor"])
+            #expect(hashMessages.compactMap(\.payloadString) == ["kitchen/sensor", "kitchen/lamp/1", "kitchen"])
+        }
+    }
+
+    @Test("every protocol version connects and exchanges messages", arguments: MQTTProtocolVersion.allCases)
+    func protocolVersionsExchangeMessages(version: MQTTProtocolVersion) async throws {
+        try await withMosquittoBroker { broker in
+            let client = try await connectedClient(broker) { $0.protocolVersion = version }
+            let other = try await connectedClient(broker) { $0.protocolVersion = version == .v5 ? .v3_1_1 : .v5 }
+            let topic = uniqueTopic()
+            let mine = try await client.subscribe(to: topic, qos: .exactlyOnce)
+            let theirs = try await other.subscribe(to: topic, qos: .exactlyOnce)
+            try await client.publish(to: topic, payload: "from \(version)", qos: .exactlyOnce)
+            try await other.publish(to: topic, payload: "from other", qos: .atLeastOnce)
+            #expect(try await collect(2, from: mine).compactMap(\.payloadString) == ["from \(version)", "from other"])
+            #expect(try await collect(2, from: theirs).compactMap(\.payloadString) == ["from \(version)", "from other"])
+        }
+    }
+
+    @Test("many QoS 1 publishes can be begun without waiting and awaited together")
+    func publishesCanBePipelined() async throws {
+        try await withMosquittoBroker { broker in
+            let subscriber = try await connectedClient(broker)
+            let publisher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let subscription = try await subscriber.subscribe(to: topic, qos: .atLeastOnce)
+            let pending = try (0..<1_000).map { try publisher.beginPublish(to: topic, payload: Array("\($0)".utf8), qos: .atLeastOnce) }
+            #expect(Set(pending.map(\.messageID)).count == 1_000)
+            for publish in pending {
+                let receipt = try await publish.acknowledgement()
+                #expect(receipt.messageID == publish.messageID)
+            }
+            let received = try await collect(1_000, from: subscription, timeout: .seconds(30))
+            #expect(received.compactMap(\.payloadString) == (0..<1_000).map { "\($0)" })
+        }
+    }
+
+    @Test("client.messages receives messages of every subscription")
+    func messagesSequenceReceivesEverything() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try await connectedClient(broker)
+            let all = client.messages
+            let topic = uniqueTopic()
+            _ = try await client.subscribe(to: [MQTTTopicFilter("\(topic)/a", qos: .atLeastOnce), MQTTTopicFilter("\(topic)/b")])
+            try await client.publish(to: "\(topic)/a", payload: "a", qos: .atLeastOnce)
+            try await client.publish(to: "\(topic)/b", payload: "b", qos: .atLeastOnce)
+            #expect(try await collect(2, from: all).map(\.topic) == ["\(topic)/a", "\(topic)/b"])
+        }
+    }
+
+    @Test("unsubscribing stops delivery and finishes the subscription")
+    func unsubscribeStopsDelivery() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let subscription = try await client.subscribe(to: topic, qos: .atLeastOnce)
+            let all = client.messages
+            try await client.unsubscribe(from: topic)
+            var iterator = subscription.makeAsyncIterator()
+            #expect(try await iterator.next() == nil)
+            try await client.publish(to: topic, payload: "late", qos: .atLeastOnce)
+            #expect(try await receivesNothing(on: all))
+        }
+    }
+}

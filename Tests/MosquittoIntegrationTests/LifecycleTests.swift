@@ -1,0 +1,172 @@
+import Mosquitto
+import MosquittoTesting
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Client lifecycle")
+struct LifecycleTests {
+    @Test("connecting twice fails with alreadyConnected; disconnect and connect again works")
+    func connectTwiceFailsAndReconnectWorks() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try await connectedClient(broker)
+            do {
+                try await client.connect()
+                Issue.record("connected twice")
+            } catch let error as MQTTError {
+                #expect(error.code == .alreadyConnected)
+            }
+            try await client.disconnect()
+            #expect(!client.isConnected)
+            try await client.disconnect()  // idempotent
+            try await client.connect()
+            #expect(client.isConnected)
+            try await client.publish(to: uniqueTopic(), payload: "again", qos: .atLeastOnce)
+        }
+    }
+
+    @Test("publish after disconnect fails with notConnected")
+    func publishAfterDisconnectFails() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try await connectedClient(broker)
+            try await client.disconnect()
+            do {
+                try await client.publish(to: uniqueTopic(), payload: "x", qos: .atLeastOnce)
+                Issue.record("published while disconnected")
+            } catch let error as MQTTError {
+                #expect(error.code == .notConnected)
+            }
+        }
+    }
+
+    @Test("dropping the last reference to a connected client frees it and disconnects")
+    func droppingConnectedClientFreesIt() async throws {
+        try await withMosquittoBroker { broker in
+            weak var weakClient: MQTTClient?
+            var subscription: MQTTSubscription?
+            do {
+                let client = try await connectedClient(broker)
+                subscription = try await client.subscribe(to: uniqueTopic())
+                weakClient = client
+            }
+            #expect(weakClient == nil)
+            // The subscription ends once the dropped client's session is closed.
+            var iterator = try #require(subscription).makeAsyncIterator()
+            #expect(try await iterator.next() == nil)
+        }
+    }
+
+    @Test("connect times out against a server that never answers")
+    func connectTimesOut() async throws {
+        // A listening socket that never accepts: the TCP handshake completes through the
+        // backlog, but no CONNACK ever comes.
+        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(server) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                _ = bind(server, $0, length)
+                _ = getsockname(server, $0, &length)
+            }
+        }
+        #expect(listen(server, 8) == 0)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let client = try MQTTClient(configuration: .init(host: "127.0.0.1", port: port))
+        let start = ContinuousClock.now
+        do {
+            try await client.connect(timeout: .milliseconds(500))
+            Issue.record("connected to a silent server")
+        } catch {
+            #expect(error.code == .timeout)
+            #expect(error.operation == .connect)
+        }
+        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(!client.isConnected)
+    }
+
+    @Test("cancelling a task that awaits connect ends the wait with cancelled")
+    func cancellingConnectEndsTheWait() async throws {
+        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(server) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                _ = bind(server, $0, length)
+                _ = getsockname(server, $0, &length)
+            }
+        }
+        _ = listen(server, 8)
+        let client = try MQTTClient(configuration: .init(host: "127.0.0.1", port: Int(UInt16(bigEndian: address.sin_port))))
+        let task = Task { () async throws(MQTTError) in try await client.connect(timeout: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(200))
+        task.cancel()
+        let result = await task.result
+        #expect(throws: MQTTError(.cancelled, operation: .connect)) { try result.get() }
+    }
+
+    @Test("the delegate receives events in order and may publish and disconnect from a callback")
+    func delegateReceivesEventsAndMayCallBack() async throws {
+        try await withMosquittoBroker { broker in
+            let recorder = Recorder()
+            let client = try makeClient(broker)
+            client.delegate = recorder
+            let topic = uniqueTopic()
+            recorder.replyTopic = topic + "/reply"
+            try await client.connect()
+            let replies = try await client.subscribe(to: topic + "/reply", qos: .atLeastOnce)
+            _ = try await client.subscribe(to: topic, qos: .atLeastOnce)
+            try await client.publish(to: topic, payload: "ping", qos: .atLeastOnce)
+            // The delegate publishes "pong" (awaiting its PUBACK) and then disconnects.
+            #expect(try await collect(1, from: replies).map(\.payloadString) == ["pong"])
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !recorder.events.contains("disconnected"), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let events = recorder.events
+            #expect(events.first == "connected")
+            #expect(events.contains("subscribed"))
+            #expect(events.contains("published"))
+            #expect(events.contains("message \(topic)"))
+            #expect(events.last == "disconnected")
+            #expect(!client.isConnected)
+        }
+    }
+}
+
+/// A delegate that records events and answers "ping" with "pong", then disconnects.
+private final class Recorder: MQTTClientDelegate {
+    private let state = Mutex<(events: [String], replyTopic: String)>(([], ""))
+
+    var events: [String] { state.withLock { $0.events } }
+    var replyTopic: String {
+        get { state.withLock { $0.replyTopic } }
+        set { state.withLock { $0.replyTopic = newValue } }
+    }
+
+    private func record(_ event: String) { state.withLock { $0.events.append(event) } }
+
+    func mqttClient(_ client: MQTTClient, didConnect result: MQTTConnectResult) async { record("connected") }
+    func mqttClient(_ client: MQTTClient, didDisconnect error: MQTTError?) async { record(error == nil ? "disconnected" : "lost") }
+    func mqttClient(_ client: MQTTClient, didSubscribe messageID: UInt16, reasonCodes: [MQTTReasonCode]) async { record("subscribed") }
+    func mqttClient(_ client: MQTTClient, didPublish messageID: UInt16, reasonCode: MQTTReasonCode) async { record("published") }
+    func mqttClient(_ client: MQTTClient, didReceive message: MQTTMessage) async {
+        record("message \(message.topic)")
+        guard message.payloadString == "ping" else { return }
+        do {
+            try await client.publish(to: replyTopic, payload: "pong", qos: .atLeastOnce)
+            try await Task.sleep(for: .milliseconds(200))
+            try await client.disconnect()
+        } catch {
+            record("error \(error)")
+        }
+    }
+}

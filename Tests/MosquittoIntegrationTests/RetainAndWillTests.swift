@@ -1,0 +1,87 @@
+import Foundation
+import Mosquitto
+import MosquittoTesting
+import Testing
+
+@Suite("Retain and will")
+struct RetainAndWillTests {
+    @Test("a retained message reaches a late subscriber with the retain flag")
+    func retainedMessageReachesLateSubscriber() async throws {
+        try await withMosquittoBroker { broker in
+            let publisher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            try await publisher.publish(to: topic, payload: "kept", qos: .atLeastOnce, retain: true)
+            let late = try await connectedClient(broker)
+            let messages = try await collect(1, from: try await late.subscribe(to: topic, qos: .atLeastOnce))
+            #expect(messages.map(\.payloadString) == ["kept"])
+            #expect(messages.map(\.retain) == [true])
+        }
+    }
+
+    @Test("an empty retained payload clears the retained message")
+    func emptyRetainedPayloadClears() async throws {
+        try await withMosquittoBroker { broker in
+            let publisher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            try await publisher.publish(to: topic, payload: "kept", qos: .atLeastOnce, retain: true)
+            try await publisher.publish(to: topic, payload: [], qos: .atLeastOnce, retain: true)
+            let late = try await connectedClient(broker)
+            #expect(try await receivesNothing(on: try await late.subscribe(to: topic, qos: .atLeastOnce), within: .seconds(1)))
+        }
+    }
+
+    @Test("the will is published when a client vanishes without DISCONNECT")
+    func willIsPublishedWhenClientVanishes() async throws {
+        try await withMosquittoBroker { broker in
+            let watcher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let wills = try await watcher.subscribe(to: topic, qos: .atLeastOnce)
+            // A separate process using our client with a will, killed with SIGKILL: it cannot
+            // send DISCONNECT, as when a device loses power.
+            let clientID = uniqueClientID("will")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: mqttExecutablePath())
+            process.arguments = [
+                "sub", "-h", broker.host, "-p", "\(broker.port)", "-t", uniqueTopic(), "-i", clientID,
+                "--will-topic", topic, "--will-payload", "gone", "--will-qos", "1",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            // The will is only registered once the client is connected; give it time to connect.
+            try await waitUntilConnected(clientID, to: broker)
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let messages = try await collect(1, from: wills)
+            #expect(messages.map(\.payloadString) == ["gone"])
+            #expect(messages.map(\.qos) == [.atLeastOnce])
+        }
+    }
+
+    @Test("the will is not published after a clean disconnect, nor when the client is dropped")
+    func willIsNotPublishedAfterCleanDisconnect() async throws {
+        try await withMosquittoBroker { broker in
+            let watcher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let wills = try await watcher.subscribe(to: topic, qos: .atLeastOnce)
+            let will = MQTTWill(topic: topic, payload: Array("gone".utf8), qos: .atLeastOnce)
+            let client = try await connectedClient(broker) { $0.will = will }
+            try await client.disconnect()
+            do {
+                let dropped = try await connectedClient(broker) { $0.will = will }
+                #expect(dropped.isConnected)
+            }
+            #expect(try await receivesNothing(on: wills, within: .seconds(2)))
+        }
+    }
+}
+
+/// Waits until the broker's log shows `clientID` connected.
+func waitUntilConnected(_ clientID: String, to broker: MosquittoBroker) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        if broker.logContents().contains(" as \(clientID) ") { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("\(clientID) did not connect within 10 s")
+}

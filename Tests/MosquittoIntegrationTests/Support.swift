@@ -1,0 +1,101 @@
+import Mosquitto
+import MosquittoTesting
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Clients and topics
+
+/// A topic no other test uses.
+func uniqueTopic(_ name: String = #function) -> String {
+    let cleaned = name.filter { $0.isLetter || $0.isNumber }
+    return "test/\(cleaned)/\(UInt32.random(in: 0...UInt32.max))"
+}
+
+/// A client ID no other test uses (23 bytes at most, valid for MQTT 3.1).
+func uniqueClientID(_ prefix: String = "t") -> String {
+    String("\(prefix)-\(UInt64.random(in: 0...UInt64.max))".prefix(23))
+}
+
+/// A client for `broker`, not yet connected; reconnection is off unless `configure` turns it on.
+func makeClient(
+    _ broker: MosquittoBroker,
+    clientID: String = uniqueClientID(),
+    _ configure: (inout MQTTConfiguration) -> Void = { _ in }
+) throws -> MQTTClient {
+    var configuration = MQTTConfiguration(host: broker.host, port: broker.port, clientID: clientID)
+    configuration.reconnect = .disabled
+    configuration.connectTimeout = .seconds(10)
+    configuration.operationTimeout = .seconds(10)
+    configure(&configuration)
+    return try MQTTClient(configuration: configuration)
+}
+
+/// A connected client for `broker`.
+func connectedClient(
+    _ broker: MosquittoBroker,
+    clientID: String = uniqueClientID(),
+    _ configure: (inout MQTTConfiguration) -> Void = { _ in }
+) async throws -> MQTTClient {
+    let client = try makeClient(broker, clientID: clientID, configure)
+    try await client.connect()
+    return client
+}
+
+// MARK: - Collecting messages
+
+/// Collects `count` messages from `sequence`, failing after `timeout`.
+func collect<S: AsyncSequence & Sendable>(
+    _ count: Int,
+    from sequence: S,
+    timeout: Duration = .seconds(10)
+) async throws -> [MQTTMessage] where S.Element == MQTTMessage {
+    try await withThrowingTaskGroup(of: [MQTTMessage]?.self) { group in
+        group.addTask {
+            var messages: [MQTTMessage] = []
+            for try await message in sequence {
+                messages.append(message)
+                if messages.count == count { break }
+            }
+            return messages
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let messages = first else {
+            throw MQTTError(.timeout, operation: .receive, detail: "fewer than \(count) messages within \(timeout)")
+        }
+        return messages
+    }
+}
+
+/// Whether any message arrives on `sequence` within `window`.
+func receivesNothing<S: AsyncSequence & Sendable>(
+    on sequence: S,
+    within window: Duration = .milliseconds(500)
+) async throws -> Bool where S.Element == MQTTMessage {
+    do {
+        let messages = try await collect(1, from: sequence, timeout: window)
+        return messages.isEmpty
+    } catch MQTTError.Code.timeout {
+        return true
+    }
+}
+
+// MARK: - The command-line client
+
+/// The path of the `mqtt` executable built next to the test bundle.
+func mqttExecutablePath() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    let executable = length > 0 ? String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    var directory = executable
+    while let slash = directory.lastIndex(of: "/") {
+        directory = String(directory[..<slash])
+        if access(directory + "/mqtt", X_OK) == 0 { return directory + "/mqtt" }
+    }
+    return "mqtt"
+}
