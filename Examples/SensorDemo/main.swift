@@ -11,67 +11,68 @@ import MosquittoTesting
 import Glibc
 #endif
 
-// MARK: - Broker
+// MARK: - Demo
 
-let environment = ProcessInfoLite.environment
-let broker: MosquittoBroker?
-let host: String
-let port: Int
-if let externalHost = environment["MQTT_HOST"] {
-    broker = nil
-    host = externalHost
-    port = Int(environment["MQTT_PORT"] ?? "") ?? 1883
-    print("Using the broker at \(host):\(port)")
-} else {
-    let started = try await MosquittoBroker.start()
-    broker = started
-    host = started.host
-    port = started.port
-    print("Started mosquitto on \(host):\(port)")
-}
-defer { broker?.stop() }
-
-// MARK: - Subscriber
-
-let subscriber = try MQTTClient(configuration: .init(host: host, port: port, clientID: "demo-subscriber"))
-try await subscriber.connect()
-let readings = try await subscriber.subscribe(to: "home/+/sensor", qos: .atLeastOnce)
-print("Subscribed to home/+/sensor (granted \(readings.results[0].grantedQoS.map { "\($0)" } ?? "nothing"))")
-
-let printer = Task {
-    var count = 0
-    for try await message in readings {
-        count += 1
-        print("received  \(message.topic)  \(message.payloadString ?? "<binary>")  [\(message.qos)]")
+/// Runs the demo; returns whether every published reading was received. The broker (if one is
+/// started here) is a local, so it is stopped and its files removed when this returns.
+func runDemo() async throws -> Bool {
+    let environment = ProcessInfoLite.environment
+    var broker: MosquittoBroker?
+    let host: String
+    let port: Int
+    if let externalHost = environment["MQTT_HOST"] {
+        host = externalHost
+        port = Int(environment["MQTT_PORT"] ?? "") ?? 1883
+        print("Using the broker at \(host):\(port)")
+    } else {
+        let started = try await MosquittoBroker.start()
+        broker = started
+        host = started.host
+        port = started.port
+        print("Started mosquitto on \(host):\(port)")
     }
-    return count
+    defer { broker?.stop() }
+
+    // Subscriber
+    let subscriber = try MQTTClient(configuration: .init(host: host, port: port, clientID: "demo-subscriber"))
+    try await subscriber.connect()
+    let readings = try await subscriber.subscribe(to: "home/+/sensor", qos: .atLeastOnce)
+    print("Subscribed to home/+/sensor (granted \(readings.results[0].grantedQoS.map { "\($0)" } ?? "nothing"))")
+    let printer = Task {
+        var count = 0
+        for try await message in readings {
+            count += 1
+            print("received  \(message.topic)  \(message.payloadString ?? "<binary>")  [\(message.qos)]")
+        }
+        return count
+    }
+
+    // Publisher
+    let publisher = try MQTTClient(configuration: .init(host: host, port: port, clientID: "demo-livingroom-sensor"))
+    try await publisher.connect()
+    let readingCount = 8
+    for index in 0..<readingCount {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let temperature = 21.0 + Double(index % 5) * 0.3
+        let humidity = 45.0 + Double(index % 3) * 1.5
+        let json = #"{"temperature":\#(temperature),"humidity":\#(humidity),"timestamp":\#(now.tv_sec)}"#
+        let receipt = try await publisher.publish(to: "home/livingroom/sensor", payload: json, qos: .atLeastOnce)
+        print("published message \(receipt.messageID): \(json)")
+        try await Task.sleep(for: .milliseconds(400))
+    }
+
+    // Shutdown: the subscriber's sequence ends when it disconnects.
+    try await publisher.disconnect()
+    try await Task.sleep(for: .milliseconds(300))
+    try await subscriber.disconnect()
+    let received = try await printer.value
+    print("Done: \(readingCount) published, \(received) received.")
+    return received == readingCount
 }
 
-// MARK: - Publisher
-
-let publisher = try MQTTClient(configuration: .init(host: host, port: port, clientID: "demo-livingroom-sensor"))
-try await publisher.connect()
-let readingCount = 8
-for index in 0..<readingCount {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    let temperature = 21.0 + Double(index % 5) * 0.3
-    let humidity = 45.0 + Double(index % 3) * 1.5
-    let json = #"{"temperature":\#(temperature),"humidity":\#(humidity),"timestamp":\#(now.tv_sec)}"#
-    let receipt = try await publisher.publish(to: "home/livingroom/sensor", payload: json, qos: .atLeastOnce)
-    print("published message \(receipt.messageID): \(json)")
-    try await Task.sleep(for: .milliseconds(400))
-}
-
-// MARK: - Shutdown
-
-try await publisher.disconnect()
-try await Task.sleep(for: .milliseconds(300))
-try await subscriber.disconnect()
-let received = try await printer.value
-print("Done: \(readingCount) published, \(received) received.")
-broker?.stop()
-exit(received == readingCount ? 0 : 1)
+let succeeded = try await runDemo()
+exit(succeeded ? 0 : 1)
 
 /// The process environment, read without Foundation.
 enum ProcessInfoLite {

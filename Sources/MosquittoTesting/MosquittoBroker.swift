@@ -145,9 +145,9 @@ public final class MosquittoBroker: Sendable {
                         pid: launch.pid
                     )
                 case .exited(let exit):
-                    let details = "\(exit) on port \(port); " + BrokerLauncher.diagnostics(for: launch, layout: layout)
+                    let details = "(\(exit), port \(port)): " + BrokerLauncher.diagnostics(for: launch, layout: layout)
                     guard BrokerLauncher.exitLooksLikePortConflict(launch, layout: layout) else {
-                        throw MosquittoTestingError("mosquitto exited during startup (\(details))")
+                        throw MosquittoTestingError("mosquitto exited during startup " + details)
                     }
                     lastFailure = details
                 case .timedOut:
@@ -157,7 +157,7 @@ public final class MosquittoBroker: Sendable {
                     )
                 }
             }
-            throw MosquittoTestingError("mosquitto could not bind a free port in \(attempts) attempts; last: \(lastFailure)")
+            throw MosquittoTestingError("mosquitto could not bind a free port in \(attempts) attempts; last failure " + lastFailure)
         } catch {
             FileSystem.removeTree(layout.directory)
             throw error
