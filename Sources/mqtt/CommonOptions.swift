@@ -1,0 +1,212 @@
+import Mosquitto
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - CommonOptions
+
+/// The options `mqtt pub` and `mqtt sub` share: broker address, identity, session, credentials,
+/// TLS / TLS-PSK, will, QoS and the diagnostics switches. Declared once here and turned into an
+/// `MQTTConfiguration` by ``configuration()``.
+struct CommonOptions {
+    // MARK: Endpoint and session
+    var host = "localhost"
+    /// `nil`: 8883 with TLS or PSK options, 1883 otherwise (as mosquitto).
+    var port: Int?
+    var bindAddress: String?
+    var clientID: String?
+    var cleanSession = true
+    var keepAliveSeconds = 60
+    var protocolVersion = MQTTProtocolVersion.v3_1_1
+    var noDelay = false
+    var maxInflight: Int?
+
+    // MARK: Credentials
+    var username: String?
+    var password: String?
+
+    // MARK: TLS
+    var caFile: String?
+    var caPath: String?
+    var certFile: String?
+    var keyFile: String?
+    var ciphers: String?
+    var tlsVersion: MQTTTLSVersion?
+    var alpn: String?
+    var insecure = false
+    var useOSCertificates = false
+    var psk: String?
+    var pskIdentity: String?
+
+    // MARK: Will
+    var willTopic: String?
+    var willPayload: [UInt8]?
+    var willQoS: MQTTQoS?
+    var willRetain = false
+
+    // MARK: Messages and diagnostics
+    /// `-q`: the publish QoS (pub) or the subscription QoS (sub).
+    var qos = MQTTQoS.atMostOnce
+    /// `-d`: print libmosquitto's log lines to stdout.
+    var debug = false
+    /// `--quiet`: do not print run-time errors.
+    var quiet = false
+}
+
+// MARK: - Option table
+
+extension CommonOptions {
+    /// The shared options, in `--help` order. Each command lifts them into its own table.
+    static var table: [OptionSpec<CommonOptions>] {
+        [
+            .value(["-h", "--host"], "HOST", noun: "host", "MQTT host to connect to. Defaults to localhost.") { $0.host = $1 },
+            .value(["-p", "--port"], "PORT", noun: "port", "Network port. Defaults to 1883, or 8883 for MQTT over TLS.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.port = try ValueParser.port(value)
+            },
+            .value(["-A"], "ADDRESS", noun: "address", "Bind the outgoing socket to this host/IP address.") { $0.bindAddress = $1 },
+            .value(["-i", "--id"], "ID", noun: "id", "Client id. Defaults to a random one.") { $0.clientID = $1 },
+            .flag(["-c", "--disable-clean-session"], "Disable clean session (persistent client); requires -i.") { $0.cleanSession = false },
+            .value(["-k", "--keepalive"], "SECONDS", noun: "keepalive", "Keep alive in seconds. Defaults to 60.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                guard let seconds = ValueParser.integer(value), (5...65_535).contains(seconds) else {
+                    throw CLIError.usage("Invalid keepalive given, it must be between 5 and 65535 inclusive.")
+                }
+                options.keepAliveSeconds = seconds
+            },
+            .value(["-q", "--qos"], "QOS", noun: "QoS", "Quality of service level: 0, 1 or 2. Defaults to 0.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.qos = try ValueParser.qos(value)
+            },
+            .value(["-u", "--username"], "USER", noun: "username", "Username for authentication.") { $0.username = $1 },
+            .value(["-P", "--pw"], "PASSWORD", noun: "password", "Password for authentication (requires -u).") { $0.password = $1 },
+            .value(["-V", "--protocol-version"], "VERSION", noun: "version", "MQTT version: mqttv5, mqttv311 or mqttv31 (5, 311, 31). Defaults to mqttv311.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.protocolVersion = try ValueParser.protocolVersion(value)
+            },
+            .flag(["--nodelay"], "Disable Nagle's algorithm.") { $0.noDelay = true },
+            .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) to stdout.") { $0.debug = true },
+            .flag(["--quiet"], "Do not print run-time error messages.") { $0.quiet = true },
+            .value(["--will-topic"], "TOPIC", noun: "will topic", "Topic of the client's will.") { $0.willTopic = $1 },
+            .value(["--will-payload"], "PAYLOAD", noun: "will payload", "Payload of the will. Defaults to zero length.") { $0.willPayload = Array($1.utf8) },
+            .value(["--will-qos"], "QOS", noun: "will QoS", "QoS of the will. Defaults to 0.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                guard let number = ValueParser.integer(value), let qos = MQTTQoS(rawValue: number) else {
+                    throw CLIError.usage("Invalid will QoS \(value).")
+                }
+                options.willQoS = qos
+            },
+            .flag(["--will-retain"], "Retain the will.") { $0.willRetain = true },
+            .value(["--cafile"], "FILE", noun: "file", "File of trusted CA certificates (PEM); enables TLS.") { $0.caFile = $1 },
+            .value(["--capath"], "DIR", noun: "path", "Directory of trusted CA certificates; enables TLS.") { $0.caPath = $1 },
+            .value(["--cert"], "FILE", noun: "file", "Client certificate (PEM), with --key.") { $0.certFile = $1 },
+            .value(["--key"], "FILE", noun: "file", "Client private key (PEM), with --cert.") { $0.keyFile = $1 },
+            .value(["--ciphers"], "CIPHERS", noun: "ciphers", "OpenSSL cipher list.") { $0.ciphers = $1 },
+            .value(["--tls-version"], "VERSION", noun: "version", "Minimum TLS version: tlsv1.3 or tlsv1.2 (default).") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.tlsVersion = try ValueParser.tlsVersion(value)
+            },
+            .value(["--tls-alpn"], "PROTOCOL", noun: "protocol", "ALPN protocol to offer.") { $0.alpn = $1 },
+            .flag(["--tls-use-os-certs"], "Trust the OS's CA certificates; enables TLS.") { $0.useOSCertificates = true },
+            .flag(["--insecure"], "Do not check that the server certificate names the host. Insecure.") { $0.insecure = true },
+            .value(["--psk"], "HEX-KEY", noun: "key", "Pre-shared key in hexadecimal (no 0x); enables TLS-PSK.") { $0.psk = $1 },
+            .value(["--psk-identity"], "IDENTITY", noun: "identity", "Client identity for TLS-PSK.") { $0.pskIdentity = $1 },
+        ]
+    }
+}
+
+// MARK: - Building the configuration
+
+extension CommonOptions {
+    /// The port used: `-p`, else 8883 when TLS or PSK options are given, else 1883 (mosquitto's rule).
+    var effectivePort: Int {
+        port ?? ((caFile != nil || caPath != nil || psk != nil) ? 8883 : 1883)
+    }
+
+    /// The library configuration for these options, after mosquitto's consistency checks.
+    ///
+    /// TLS is on with `--cafile`, `--capath` or `--tls-use-os-certs`, and (as in mosquitto 2.0)
+    /// when the port is 8883 with no other certificate options (then the OS's CA certificates are
+    /// trusted). `--cert`/`--key`/`--insecure`/`--ciphers` alone do not turn TLS on. Automatic
+    /// reconnection is off: a command-line client reports a lost connection instead.
+    ///
+    /// - Throws: ``CLIError`` (usage) for inconsistent options.
+    func configuration() throws(CLIError) -> MQTTConfiguration {
+        try validate()
+        var configuration = MQTTConfiguration(
+            host: host,
+            port: effectivePort,
+            clientID: clientID ?? "",
+            protocolVersion: protocolVersion,
+            keepAlive: .seconds(keepAliveSeconds),
+            cleanSession: cleanSession
+        )
+        configuration.bindAddress = bindAddress
+        configuration.tcpNoDelay = noDelay
+        if let maxInflight { configuration.maxInflightMessages = maxInflight }
+        if let username { configuration.credentials = MQTTCredentials(username: username, password: password) }
+        if let willTopic {
+            configuration.will = MQTTWill(topic: willTopic, payload: willPayload ?? [], qos: willQoS ?? .atMostOnce, retain: willRetain)
+        }
+        if let psk, let pskIdentity {
+            configuration.psk = MQTTPreSharedKey(identity: pskIdentity, hexKey: psk, ciphers: ciphers)
+        } else if caFile != nil || caPath != nil || useOSCertificates || effectivePort == 8883 {
+            configuration.tls = tlsConfiguration()
+        }
+        configuration.reconnect = .disabled
+        // A CLI waits as long as the connection lives (mosquitto has no such timeouts); a lost
+        // connection still fails pending operations at once, and keepalive detects dead peers.
+        configuration.operationTimeout = .seconds(24 * 3600)
+        // Received messages wait here while stdout is slow; a bounded buffer would end `sub`.
+        configuration.messageBufferSize = 1 << 20
+        return configuration
+    }
+
+    /// The certificate-based TLS settings.
+    private func tlsConfiguration() -> MQTTTLSConfiguration {
+        // `--tls-use-os-certs` with a CA file trusts both (the library uses the OS directory
+        // only when neither file nor directory is given).
+        let directory = caPath ?? (useOSCertificates && caFile != nil ? "/etc/ssl/certs" : nil)
+        var tls = MQTTTLSConfiguration(caFile: caFile, caDirectory: directory, certificateFile: certFile, keyFile: keyFile)
+        tls.insecureSkipHostnameVerification = insecure
+        if let tlsVersion { tls.minimumVersion = tlsVersion }
+        tls.ciphers = ciphers
+        tls.alpn = alpn
+        return tls
+    }
+
+    /// mosquitto's checks of option combinations, with its error texts where it has one.
+    private func validate() throws(CLIError) {
+        if !cleanSession && (clientID ?? "").isEmpty {
+            throw CLIError.usage("You must provide a client id if you are using the -c option.")
+        }
+        if password != nil && username == nil {
+            throw CLIError.usage("A password (-P) was given without a username (-u).")
+        }
+        if willTopic == nil {
+            if willPayload != nil { throw CLIError.usage("Will payload given, but no will topic given.") }
+            if willRetain { throw CLIError.usage("Will retain given, but no will topic given.") }
+            if willQoS != nil { throw CLIError.usage("Will QoS given, but no will topic given.") }
+        } else if let willTopic {
+            do {
+                try MQTTTopic.validatePublishTopic(willTopic)
+            } catch {
+                throw CLIError.usage("Invalid will topic '\(willTopic)', does it contain '+' or '#'?")
+            }
+        }
+        if (certFile == nil) != (keyFile == nil) {
+            throw CLIError.usage("Both certfile and keyfile must be provided if one of them is set.")
+        }
+        if psk != nil && pskIdentity == nil {
+            throw CLIError.usage("--psk-identity required if --psk used.")
+        }
+        if psk != nil && (caFile != nil || caPath != nil || useOSCertificates) {
+            throw CLIError.usage("Only one of --psk or --cafile/--capath may be used at once.")
+        }
+        // The library reports an unreadable TLS file as a generic invalid argument; name it.
+        let files: [(flag: String, path: String?)] = [("--cafile", caFile), ("--capath", caPath), ("--cert", certFile), ("--key", keyFile)]
+        for (flag, path) in files {
+            guard let path, access(path, R_OK) != 0 else { continue }
+            throw CLIError.usage("Problem setting TLS options: cannot read \(flag) \"\(path)\" (\(systemErrorText(errno))).")
+        }
+    }
+}

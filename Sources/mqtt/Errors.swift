@@ -1,0 +1,166 @@
+import Mosquitto
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - CLIError
+
+/// A failure that ends the program: the one line printed on standard error and the exit status.
+///
+/// Every failure path of `mqtt` ends in one of these, so that `main.swift` is the only place
+/// that prints an error and exits.
+struct CLIError: Error, Sendable {
+    /// Whether the failure is bad input on the command line or a failure at run time.
+    ///
+    /// Like mosquitto's `--quiet`, run-time errors can be silenced, usage errors cannot.
+    enum Kind: Sendable {
+        /// A bad flag, a missing or malformed value, conflicting options.
+        case usage
+        /// Connecting, publishing, subscribing or I/O failed.
+        case runtime
+    }
+
+    /// The message, without a trailing newline; printed as exactly one line.
+    var message: String
+    /// The process exit status.
+    var status: Int32
+    /// Usage or run-time failure.
+    var kind: Kind
+    /// Whether `--quiet` asked for run-time errors not to be printed.
+    var isSilenced = false
+
+    /// A usage error: `Error: <text>`, exit status 1 (as mosquitto_pub/mosquitto_sub).
+    static func usage(_ text: String) -> CLIError {
+        CLIError(message: "Error: " + text, status: 1, kind: .usage)
+    }
+
+    /// A run-time error with a message printed as given.
+    static func runtime(_ message: String, status: Int32 = 1) -> CLIError {
+        CLIError(message: message, status: status, kind: .runtime)
+    }
+
+    /// The message reduced to one line: embedded line breaks (from OpenSSL, a file name, a
+    /// topic) become spaces, so that stderr always gets exactly one line per failure.
+    var singleLine: String {
+        String(message.map { $0 == "\n" || $0 == "\r" || $0 == "\r\n" ? " " : $0 })
+    }
+}
+
+// MARK: - Exit statuses
+
+/// The libmosquitto error numbers the mosquitto tools exit with, where `mqtt` must match them.
+enum MosquittoStatus {
+    /// `MOSQ_ERR_TIMEOUT`: mosquitto_sub's status when `-W` expires.
+    static let timeout: Int32 = 27
+}
+
+// MARK: - MQTTError → CLIError
+
+extension CLIError {
+    /// Translates a library error into the line and exit status the mosquitto tools would give.
+    ///
+    /// - A refused CONNACK prints `Connection error: <reason>` and exits with the CONNACK return
+    ///   code (MQTT 3.1/3.1.1) or the reason code (MQTT 5), as mosquitto_pub/mosquitto_sub do.
+    /// - A TCP connection that could not be made (refused, unreachable, bind failure) or a failed
+    ///   host lookup exits 1, as the mosquitto tools do; one with an `errno` prints
+    ///   `Error: <strerror>`, exactly like them.
+    /// - Anything else exits with libmosquitto's error number when there is one (8 for a TLS
+    ///   failure and 7 for a connection lost during the handshake, like mosquitto_pub), 27 for a
+    ///   timeout, otherwise 1.
+    ///
+    /// Neither the library's descriptions nor ours contain a password or key.
+    init(_ error: MQTTError) {
+        if let refusal = Self.connectRefusal(error) {
+            self = refusal
+            return
+        }
+        let status: Int32
+        if error.code == .connectionFailed || error.code == .hostLookupFailed {
+            status = 1
+        } else if let code = error.mosquittoErrorCode, code > 0, code < 256 {
+            status = code
+        } else if error.code == .timeout {
+            status = MosquittoStatus.timeout
+        } else {
+            status = 1
+        }
+        if error.code == .connectionFailed, let number = error.errno {
+            self = .runtime("Error: " + systemErrorText(number), status: status)
+        } else if error.code == .invalidConfiguration {
+            self = CLIError(message: "Error: " + error.description, status: 1, kind: .usage)
+        } else {
+            self = .runtime("Error: " + error.description, status: status)
+        }
+    }
+
+    /// The error for a CONNACK refusal, or `nil` when `error` is something else.
+    private static func connectRefusal(_ error: MQTTError) -> CLIError? {
+        let refusalCodes: [MQTTError.Code] = [.connectionRefused, .badUsernameOrPassword, .notAuthorized]
+        guard refusalCodes.contains(error.code) else { return nil }
+        if let returnCode = error.connectReturnCode {
+            return .runtime("Connection error: " + connackText(returnCode), status: Int32(returnCode))
+        }
+        if let reason = error.reasonCode, error.operation == .connect || error.operation == .connection {
+            var text = "Connection error: " + reasonText(reason)
+            if reason == .unsupportedProtocolVersion {
+                text += ". Try connecting to an MQTT v5 broker, or use MQTT v3.x mode."
+            }
+            return .runtime(text, status: Int32(reason.rawValue))
+        }
+        return nil
+    }
+
+    /// The error for an MQTT 5 PUBACK/PUBREC failure reason of one publish.
+    ///
+    /// mosquitto_pub prints `Warning: Publish <mid> failed: <reason>.` and still exits 0; `mqtt`
+    /// treats a refused publish as a failure (one line, exit status 1).
+    static func publishRefused(messageID: UInt16, error: MQTTError) -> CLIError {
+        guard error.code == .publishRefused, let reason = error.reasonCode else { return CLIError(error) }
+        return .runtime("Error: Publish \(messageID) failed: \(reasonText(reason)).", status: 1)
+    }
+}
+
+// MARK: - Texts
+
+/// libmosquitto's `mosquitto_connack_string`, which the mosquitto tools print for a refused
+/// MQTT 3.1/3.1.1 CONNACK. (The library keeps its wrapper internal, so the six strings of
+/// libmosquitto 2.0 are repeated here.)
+func connackText(_ code: UInt8) -> String {
+    switch code {
+    case 0: "Connection Accepted."
+    case 1: "Connection Refused: unacceptable protocol version."
+    case 2: "Connection Refused: identifier rejected."
+    case 3: "Connection Refused: broker unavailable."
+    case 4: "Connection Refused: bad user name or password."
+    case 5: "Connection Refused: not authorised."
+    default: "Connection Refused: unknown reason."
+    }
+}
+
+/// libmosquitto's reason string for an MQTT 5 reason code (`Not authorized`), without the
+/// ` (0x87)` suffix that ``MQTTReasonCode/description`` adds.
+func reasonText(_ reason: MQTTReasonCode) -> String {
+    let text = reason.description
+    guard let open = text.lastIndex(of: "("), text[open...].hasPrefix("(0x"), open > text.startIndex else { return text }
+    return String(text[..<open]).trimmingSuffix(" ")
+}
+
+extension String {
+    /// The string without trailing copies of `character`.
+    func trimmingSuffix(_ character: Character) -> String {
+        var result = self
+        while result.last == character { result.removeLast() }
+        return result
+    }
+}
+
+/// `strerror(number)`, e.g. `Connection refused`.
+func systemErrorText(_ number: Int32) -> String {
+    guard let text = strerror(number) else { return "error \(number)" }
+    return String(cString: text)
+}

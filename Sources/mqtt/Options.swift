@@ -1,0 +1,188 @@
+import Mosquitto
+
+// MARK: - Why a parser of our own
+
+// The flags are those of mosquitto_pub / mosquitto_sub, so that a script written for them works
+// with `mqtt pub` / `mqtt sub` by changing the program name. swift-argument-parser cannot express
+// them faithfully: `-h` is the host (not help), values are taken verbatim even when they start
+// with `-` (`-m -5`), later issues add options taking three arguments (`-D command identifier
+// value`), and the error texts and exit status must match mosquitto's. So options are declared in
+// small tables (`OptionSpec`) and read by the table-driven `OptionParser` below.
+
+// MARK: - OptionSpec
+
+/// One command-line option: its spellings, whether it takes a value, how it changes the options
+/// being built, and its line in `--help`.
+///
+/// Generic over the options value it edits, so the connection options shared by `pub` and `sub`
+/// are declared once (for ``CommonOptions``) and lifted into each command's table with
+/// ``lifted(_:)``.
+struct OptionSpec<Target> {
+    /// What the option does with its value, if it has one.
+    enum Action {
+        /// A switch such as `-r`.
+        case flag((inout Target) throws(CLIError) -> Void)
+        /// An option followed by one value, such as `-h HOST`. `placeholder` names the value in
+        /// `--help`, `noun` in the missing-value error (`-p argument given but no port specified.`).
+        case value(placeholder: String, noun: String, (inout Target, String) throws(CLIError) -> Void)
+    }
+
+    /// The spellings, short first: `["-h", "--host"]`.
+    let names: [String]
+    /// The effect.
+    let action: Action
+    /// The `--help` description (one line).
+    let help: String
+
+    /// A flag option.
+    static func flag(_ names: [String], _ help: String, _ apply: @escaping (inout Target) throws(CLIError) -> Void) -> OptionSpec {
+        OptionSpec(names: names, action: .flag(apply), help: help)
+    }
+
+    /// An option with a value.
+    static func value(
+        _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String,
+        _ apply: @escaping (inout Target, String) throws(CLIError) -> Void
+    ) -> OptionSpec {
+        OptionSpec(names: names, action: .value(placeholder: placeholder, noun: noun ?? placeholder, apply), help: help)
+    }
+
+    /// The same option acting on the `Target` inside a larger options value.
+    func lifted<Outer>(_ path: WritableKeyPath<Outer, Target>) -> OptionSpec<Outer> {
+        switch action {
+        case .flag(let apply):
+            return OptionSpec<Outer>(names: names, action: .flag { (outer: inout Outer) throws(CLIError) in try apply(&outer[keyPath: path]) }, help: help)
+        case .value(let placeholder, let noun, let apply):
+            return OptionSpec<Outer>(
+                names: names,
+                action: .value(placeholder: placeholder, noun: noun) { (outer: inout Outer, value: String) throws(CLIError) in
+                    try apply(&outer[keyPath: path], value)
+                },
+                help: help
+            )
+        }
+    }
+
+    /// `-h, --host HOST`: the left column of `--help`.
+    var synopsis: String {
+        let spelled = names.joined(separator: ", ")
+        if case .value(let placeholder, _, _) = action { return spelled + " " + placeholder }
+        return spelled
+    }
+}
+
+// MARK: - OptionParser
+
+/// Reads `arguments` against a table of ``OptionSpec``s.
+///
+/// As in mosquitto's clients: each option is a separate argument (no `-rv` bundling, no
+/// `--host=x`); a value is the next argument whatever it looks like; a missing value and an
+/// unknown option are usage errors; there are no positional arguments.
+enum OptionParser {
+    /// What the command line asked for.
+    enum Outcome<Target> {
+        /// Run with these options.
+        case run(Target)
+        /// `--help` was given: print the usage and exit 0.
+        case help
+    }
+
+    /// Parses `arguments` into `initial`.
+    ///
+    /// - Throws: ``CLIError`` (usage) for an unknown option, a missing value, or a value an
+    ///   option's action rejects.
+    static func parse<Target>(_ arguments: [String], table: [OptionSpec<Target>], initial: Target) throws(CLIError) -> Outcome<Target> {
+        var index: [String: OptionSpec<Target>] = [:]
+        for spec in table {
+            for name in spec.names { index[name] = spec }
+        }
+        var target = initial
+        var position = 0
+        while position < arguments.count {
+            let argument = arguments[position]
+            position += 1
+            if argument == "--help" { return .help }
+            guard let spec = index[argument] else {
+                throw CLIError.usage("Unknown option '\(argument)'.")
+            }
+            switch spec.action {
+            case .flag(let apply):
+                try apply(&target)
+            case .value(_, let noun, let apply):
+                guard position < arguments.count else {
+                    throw CLIError.usage("\(argument) argument given but no \(noun) specified.")
+                }
+                try apply(&target, arguments[position])
+                position += 1
+            }
+        }
+        return .run(target)
+    }
+
+    /// The `--help` text for a command: a summary, the usage line, then one line per option.
+    static func usage<Target>(summary: String, synopsis: String, table: [OptionSpec<Target>]) -> String {
+        let width = min(34, (table.map(\.synopsis.count).max() ?? 0) + 2)
+        var lines = [summary, "", "Usage: " + synopsis, "", "Options:"]
+        for spec in table {
+            let left = "  " + spec.synopsis
+            let padding = left.count < width + 2 ? String(repeating: " ", count: width + 2 - left.count) : "  "
+            lines.append(left + padding + spec.help)
+        }
+        lines.append("  --help" + String(repeating: " ", count: max(2, width + 2 - 8)) + "Display this message.")
+        return lines.joined(separator: "\n")
+    }
+}
+
+// MARK: - Value parsers
+
+/// Strict conversions of option values, with mosquitto's error texts.
+///
+/// mosquitto uses `atoi`, so `-q abc` silently means QoS 0 there; `mqtt` rejects non-numbers.
+enum ValueParser {
+    /// A decimal integer, or `nil`.
+    static func integer(_ text: String) -> Int? {
+        guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-" || $0 == "+") }) else { return nil }
+        return Int(text)
+    }
+
+    /// A QoS level 0, 1 or 2 (`-q`, `--will-qos`).
+    static func qos(_ text: String, what: String = "QoS given") throws(CLIError) -> MQTTQoS {
+        guard let number = integer(text), let qos = MQTTQoS(rawValue: number) else {
+            throw CLIError.usage("Invalid \(what): \(text)")
+        }
+        return qos
+    }
+
+    /// A TCP port 1...65535 (`-p`).
+    static func port(_ text: String) throws(CLIError) -> Int {
+        guard let port = integer(text), (1...65_535).contains(port) else {
+            throw CLIError.usage("Invalid port given: \(text)")
+        }
+        return port
+    }
+
+    /// A positive count (`-C`, `-W`, `-M`), rejected with `message` when invalid.
+    static func positive(_ text: String, _ message: String) throws(CLIError) -> Int {
+        guard let number = integer(text), number >= 1 else { throw CLIError.usage(message) }
+        return number
+    }
+
+    /// An MQTT protocol version: `mqttv31`/`31`, `mqttv311`/`311`, `mqttv5`/`5` (`-V`).
+    static func protocolVersion(_ text: String) throws(CLIError) -> MQTTProtocolVersion {
+        switch text {
+        case "mqttv31", "31": return .v3_1
+        case "mqttv311", "311": return .v3_1_1
+        case "mqttv5", "5": return .v5
+        default: throw CLIError.usage("Invalid protocol version argument given.")
+        }
+    }
+
+    /// A minimum TLS version (`--tls-version`). libmosquitto also knows `tlsv1.1`; the library
+    /// supports TLS 1.2 and newer only.
+    static func tlsVersion(_ text: String) throws(CLIError) -> MQTTTLSVersion {
+        guard let version = MQTTTLSVersion(rawValue: text) else {
+            throw CLIError.usage("Invalid TLS version '\(text)': use tlsv1.3 or tlsv1.2 (older versions are not supported).")
+        }
+        return version
+    }
+}

@@ -1,0 +1,132 @@
+import Dispatch
+import Mosquitto
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - Session
+
+/// A connected client as `pub` and `sub` use it: creation from ``CommonOptions``, the `-d` debug
+/// log, connecting, and a clean disconnect. Shared by both commands.
+struct Session: Sendable {
+    /// The client.
+    let client: MQTTClient
+    /// The debug logger when `-d` is on (the client holds its delegate weakly; this keeps it).
+    private let logger: DebugLogger?
+
+    /// Creates the client; nothing is sent yet.
+    ///
+    /// - Parameter options: The shared options.
+    /// - Throws: ``CLIError`` for invalid options or a configuration the library rejects
+    ///   (an unreadable CA file, a client ID too long for MQTT 3.1, ...).
+    init(options: CommonOptions) throws(CLIError) {
+        let configuration = try options.configuration()
+        do {
+            client = try MQTTClient(configuration: configuration)
+        } catch {
+            throw CLIError(error)
+        }
+        if options.debug {
+            let logger = DebugLogger()
+            client.delegate = logger
+            self.logger = logger
+        } else {
+            logger = nil
+        }
+    }
+
+    /// Connects and waits for the CONNACK.
+    ///
+    /// - Throws: ``CLIError`` with mosquitto's text and exit status (CONNACK code when refused).
+    func connect() async throws(CLIError) {
+        do {
+            try await client.connect()
+        } catch {
+            await flushLog()
+            throw CLIError(error)
+        }
+    }
+
+    /// Sends DISCONNECT, waits for the socket to close (at most 5 s), and lets the debug log
+    /// print its last lines (`sending DISCONNECT`). Errors are ignored: the work is done.
+    func disconnect() async {
+        try? await client.disconnect(timeout: .seconds(5))
+        await flushLog()
+    }
+
+    /// With `-d`, waits briefly until the delegate has printed the log lines up to the end of
+    /// the connection; the delegate runs on a task of the client's, after the events.
+    func flushLog() async {
+        await logger?.waitUntilDisconnected(timeout: .seconds(1))
+    }
+}
+
+// MARK: - DebugLogger
+
+/// `-d`: prints libmosquitto's log lines to stdout, as mosquitto_pub/mosquitto_sub do
+/// (`Client x sending CONNECT`), and mosquitto_sub's `Subscribed (mid: 1): 0` line.
+///
+/// libmosquitto's log lines never contain the password; nothing else is printed here.
+final class DebugLogger: MQTTClientDelegate {
+    private let disconnected = Atomic<Bool>(false)
+
+    func mqttClient(_ client: MQTTClient, didLog message: String, level: MQTTLogLevel) async {
+        Output.printLine(message)
+    }
+
+    func mqttClient(_ client: MQTTClient, didSubscribe messageID: UInt16, reasonCodes: [MQTTReasonCode]) async {
+        let granted = reasonCodes.map { String($0.rawValue) }.joined(separator: ", ")
+        Output.printLine("Subscribed (mid: \(messageID)): \(granted)")
+    }
+
+    func mqttClient(_ client: MQTTClient, didDisconnect error: MQTTError?) async {
+        disconnected.store(true, ordering: .releasing)
+    }
+
+    /// Returns once the disconnection was delivered (so every earlier log line was printed),
+    /// or after `timeout`.
+    func waitUntilDisconnected(timeout: Duration) async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while !disconnected.load(ordering: .acquiring), clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+}
+
+// MARK: - SignalWatcher
+
+/// Delivers SIGINT and SIGTERM as an `AsyncStream` instead of killing the process, so that
+/// `sub` can disconnect cleanly and exit 0.
+final class SignalWatcher: Sendable {
+    /// The signals, in the order they arrived.
+    let signals: AsyncStream<Int32>
+    /// Held only to keep the dispatch sources alive; never read.
+    private let sources: Mutex<[any DispatchSourceSignal]>
+
+    /// Starts watching `numbers` (the default actions are replaced until the process exits).
+    init(_ numbers: [Int32] = [SIGINT, SIGTERM]) {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        signals = stream
+        let queue = DispatchQueue(label: "mqtt.signals")
+        sources = Mutex(numbers.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        })
+    }
+
+    /// Returns when a signal arrives (or never; cancellable).
+    func next() async -> Int32? {
+        for await number in signals { return number }
+        return nil
+    }
+}
