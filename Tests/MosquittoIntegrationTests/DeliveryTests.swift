@@ -72,8 +72,10 @@ struct DeliveryTests {
             let theirs = try await other.subscribe(to: topic, qos: .exactlyOnce)
             try await client.publish(to: topic, payload: "from \(version)", qos: .exactlyOnce)
             try await other.publish(to: topic, payload: "from other", qos: .atLeastOnce)
-            #expect(try await collect(2, from: mine).compactMap(\.payloadString) == ["from \(version)", "from other"])
-            #expect(try await collect(2, from: theirs).compactMap(\.payloadString) == ["from \(version)", "from other"])
+            // libmosquitto hands over a QoS 2 message at PUBREL, so across QoS levels the order may differ.
+            let expected: Set = ["from \(version)", "from other"]
+            #expect(Set(try await collect(2, from: mine).compactMap(\.payloadString)) == expected)
+            #expect(Set(try await collect(2, from: theirs).compactMap(\.payloadString)) == expected)
         }
     }
 

@@ -78,10 +78,15 @@ struct RetainAndWillTests {
 
 /// Waits until the broker's log shows `clientID` connected.
 func waitUntilConnected(_ clientID: String, to broker: MosquittoBroker) async throws {
+    try await waitForLog(broker, " as \(clientID) ")
+}
+
+/// Waits until the broker's log contains `text` (at most 10 s).
+func waitForLog(_ broker: MosquittoBroker, _ text: String) async throws {
     let deadline = ContinuousClock.now + .seconds(10)
     while ContinuousClock.now < deadline {
-        if broker.logContents().contains(" as \(clientID) ") { return }
+        if broker.logContents().contains(text) { return }
         try await Task.sleep(for: .milliseconds(50))
     }
-    Issue.record("\(clientID) did not connect within 10 s")
+    Issue.record("the broker log did not show \"\(text)\" within 10 s")
 }

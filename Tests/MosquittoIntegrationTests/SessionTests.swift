@@ -29,6 +29,21 @@ struct SessionTests {
         }
     }
 
+    @Test("a persistent session's subscription stays open across disconnect and receives what was queued")
+    func persistentSubscriptionSurvivesDisconnect() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let subscriber = try makeClient(broker, clientID: uniqueClientID("keep")) { $0.cleanSession = false }
+            try await subscriber.connect()
+            let subscription = try await subscriber.subscribe(to: topic, qos: .atLeastOnce)
+            try await subscriber.disconnect()
+            let publisher = try await connectedClient(broker)
+            try await publisher.publish(to: topic, payload: "while away", qos: .atLeastOnce)
+            #expect(try await subscriber.connect().sessionPresent)
+            #expect(try await collect(1, from: subscription).map(\.payloadString) == ["while away"])
+        }
+    }
+
     @Test("a clean-session client gets no messages from before it reconnected")
     func cleanSessionDropsQueuedMessages() async throws {
         try await withMosquittoBroker { broker in

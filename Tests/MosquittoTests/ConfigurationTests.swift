@@ -57,6 +57,7 @@ struct ConfigurationTests {
     func missingCAFileIsReported() {
         let error = configurationError(.init(tls: MQTTTLSConfiguration(caFile: "/nonexistent/ca.pem")))
         #expect(error?.code == .invalidConfiguration)
+        #expect(error?.detail == "cannot read caFile \"/nonexistent/ca.pem\": No such file or directory")
     }
 
     @Test("secrets never appear in descriptions or dumps")

@@ -69,6 +69,15 @@ struct MosquittoHandle: @unchecked Sendable {
 
     private func apply(_ tls: MQTTTLSConfiguration) throws(MQTTError) {
         let caDirectory = (tls.caFile == nil && tls.caDirectory == nil) ? "/etc/ssl/certs" : tls.caDirectory
+        // libmosquitto answers an unreadable file with a bare MOSQ_ERR_INVAL: name the file instead.
+        let files: [(String, String?, Int32)] = [
+            ("caFile", tls.caFile, R_OK), ("caDirectory", caDirectory, R_OK | X_OK),
+            ("certificateFile", tls.certificateFile, R_OK), ("keyFile", tls.keyFile, R_OK),
+        ]
+        for case let (name, path?, mode) in files where access(path, mode) != 0 {
+            let reason = LibMosquitto.systemErrorString(errno)
+            throw MQTTError(.invalidConfiguration, operation: .configure, detail: "cannot read \(name) \"\(path)\": \(reason)")
+        }
         let passwordCallback: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)? =
             tls.keyPassword == nil ? nil : BridgeCallbacks.keyPassword
         try check(

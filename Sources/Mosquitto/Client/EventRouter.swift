@@ -32,10 +32,16 @@ final class EventRouter: BridgeEventSink {
 
     private let state = Mutex(State())
     private let bufferSize: Int
+    private let keepsSequencesAcrossDisconnect: Bool
     private let logFlag = Atomic<Bool>(false)
 
-    init(bufferSize: Int) {
+    /// - Parameters:
+    ///   - bufferSize: The buffer of each message sequence.
+    ///   - keepsSequencesAcrossDisconnect: Whether message sequences outlive a requested disconnect
+    ///     (a persistent session, whose subscriptions the broker keeps).
+    init(bufferSize: Int, keepsSequencesAcrossDisconnect: Bool) {
         self.bufferSize = bufferSize
+        self.keepsSequencesAcrossDisconnect = keepsSequencesAcrossDisconnect
     }
 
     // MARK: Consumers
@@ -195,6 +201,9 @@ final class EventRouter: BridgeEventSink {
     }
 
     func bridgeSessionDidEnd(error: MQTTError?) {
+        // The broker keeps a persistent session's subscriptions (and queues their messages) across
+        // a clean disconnect, so their sequences stay open for the next connect().
+        if error == nil, keepsSequencesAcrossDisconnect { return }
         let listeners = state.withLock { state in
             defer { state.listeners.removeAll() }
             return Array(state.listeners.values)

@@ -36,7 +36,12 @@ public final class MQTTClient: Sendable {
         var configuration = configuration
         try Self.validate(&configuration)
         self.configuration = configuration
-        router = EventRouter(bufferSize: configuration.messageBufferSize)
+        // MQTT 5 sessions end at disconnect unless a session expiry interval is sent (not yet
+        // supported), so only 3.1/3.1.1 persistent sessions survive a disconnect.
+        router = EventRouter(
+            bufferSize: configuration.messageBufferSize,
+            keepsSequencesAcrossDisconnect: !configuration.cleanSession && configuration.protocolVersion != .v5
+        )
         bridge = try MosquittoBridge(configuration: configuration, clientID: configuration.clientID, sink: router)
         router.attach(client: self)
     }

@@ -8,7 +8,10 @@
 /// acknowledges QoS 1/2 messages to the broker before handing them over, so a message dropped
 /// here would be lost.) The sequence finishes when the client's session ends: normally after
 /// ``MQTTClient/disconnect(timeout:)`` or when the client is released, by throwing when the
-/// connection was lost and is not retried.
+/// connection was lost and is not retried. In a persistent session (``MQTTConfiguration/cleanSession``
+/// off, MQTT 3.1/3.1.1) the broker keeps the subscriptions across a disconnect, and so do the
+/// sequences: the messages queued meanwhile arrive on them after the next
+/// ``MQTTClient/connect(timeout:)``.
 public struct MQTTMessageSequence: AsyncSequence, Sendable {
     /// The element type: a received message.
     public typealias Element = MQTTMessage
