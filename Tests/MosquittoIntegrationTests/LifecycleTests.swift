@@ -113,6 +113,48 @@ struct LifecycleTests {
         #expect(throws: MQTTError(.cancelled, operation: .connect)) { try result.get() }
     }
 
+    @Test("acknowledgement and SUBACK waits time out or are cancelled while the broker is frozen; the message stays queued")
+    func waitsAreBoundedAndCancellable() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let pid = try #require(broker.processIdentifier)
+            // SIGSTOP freezes the broker: the TCP connection stays up but nothing is answered.
+            kill(pid, SIGSTOP)
+            defer { kill(pid, SIGCONT) }
+
+            do {
+                try await client.publish(to: topic, payload: "x", qos: .atLeastOnce, timeout: .milliseconds(300))
+                Issue.record("PUBACK from a frozen broker")
+            } catch let error as MQTTError {
+                #expect(error.code == .timeout)
+                #expect(error.operation == .publish)
+            }
+            do {
+                _ = try await client.subscribe(to: topic, qos: .atLeastOnce, timeout: .milliseconds(300))
+                Issue.record("SUBACK from a frozen broker")
+            } catch let error as MQTTError {
+                #expect(error.code == .timeout)
+                #expect(error.operation == .subscribe)
+            }
+
+            let pending = try client.beginPublish(to: topic, payload: [1], qos: .exactlyOnce)
+            let waiter = Task { () async throws(MQTTError) in try await pending.acknowledgement(timeout: .seconds(30)) }
+            try await Task.sleep(for: .milliseconds(100))
+            waiter.cancel()
+            let result = await waiter.result
+            #expect(throws: MQTTError(.cancelled, operation: .publish)) { try result.get() }
+            #expect(!pending.isComplete)
+
+            // A timeout or cancellation ends the wait only: once the broker runs again the message
+            // is acknowledged.
+            kill(pid, SIGCONT)
+            let receipt = try await pending.acknowledgement(timeout: .seconds(10))
+            #expect(receipt.qos == .exactlyOnce)
+            #expect(receipt.messageID == pending.messageID)
+        }
+    }
+
     @Test("the delegate receives events in order and may publish and disconnect from a callback")
     func delegateReceivesEventsAndMayCallBack() async throws {
         try await withMosquittoBroker { broker in
