@@ -44,6 +44,14 @@ struct CLIError: Error, Sendable {
         CLIError(message: message, status: status, kind: .runtime)
     }
 
+    /// The same error, silenced when `--quiet` was given and it is a run-time error (like
+    /// mosquitto's `--quiet`, usage errors are always printed).
+    func silenced(quiet: Bool) -> CLIError {
+        var error = self
+        error.isSilenced = quiet && kind == .runtime
+        return error
+    }
+
     /// The message reduced to one line: embedded line breaks (from OpenSSL, a file name, a
     /// topic) become spaces, so that stderr always gets exactly one line per failure.
     var singleLine: String {

@@ -89,9 +89,7 @@ enum PublishCommand {
             try await publish(options)
             return 0
         } catch {
-            var error = error
-            error.isSilenced = options.common.quiet && error.kind == .runtime
-            throw error
+            throw error.silenced(quiet: options.common.quiet)
         }
     }
 

@@ -94,9 +94,7 @@ enum SubscribeCommand {
             try await subscribe(options)
             return 0
         } catch {
-            var error = error
-            error.isSilenced = options.common.quiet && error.kind == .runtime
-            throw error
+            throw error.silenced(quiet: options.common.quiet)
         }
     }
 

@@ -60,24 +60,8 @@ struct LifecycleTests {
 
     @Test("connect times out against a server that never answers")
     func connectTimesOut() async throws {
-        // A listening socket that never accepts: the TCP handshake completes through the
-        // backlog, but no CONNACK ever comes.
-        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(server) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                _ = bind(server, $0, length)
-                _ = getsockname(server, $0, &length)
-            }
-        }
-        #expect(listen(server, 8) == 0)
-        let port = Int(UInt16(bigEndian: address.sin_port))
-        let client = try MQTTClient(configuration: .init(host: "127.0.0.1", port: port))
+        let server = try SilentServer()
+        let client = try MQTTClient(configuration: .init(host: "127.0.0.1", port: server.port))
         let start = ContinuousClock.now
         do {
             try await client.connect(timeout: .milliseconds(500))
@@ -92,20 +76,8 @@ struct LifecycleTests {
 
     @Test("cancelling a task that awaits connect ends the wait with cancelled")
     func cancellingConnectEndsTheWait() async throws {
-        let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(server) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                _ = bind(server, $0, length)
-                _ = getsockname(server, $0, &length)
-            }
-        }
-        _ = listen(server, 8)
-        let client = try MQTTClient(configuration: .init(host: "127.0.0.1", port: Int(UInt16(bigEndian: address.sin_port))))
+        let server = try SilentServer()
+        let client = try MQTTClient(configuration: .init(host: "127.0.0.1", port: server.port))
         let task = Task { () async throws(MQTTError) in try await client.connect(timeout: .seconds(30)) }
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
@@ -181,6 +153,33 @@ struct LifecycleTests {
             #expect(events.last == "disconnected")
             #expect(!client.isConnected)
         }
+    }
+}
+
+/// A loopback listening socket that never accepts: a client's TCP handshake completes through the
+/// backlog, but no CONNACK ever comes.
+private final class SilentServer {
+    let port: Int
+    private let socketDescriptor: Int32
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        socketDescriptor = descriptor
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+            }
+        }
+        try #require(bound && listen(descriptor, 8) == 0)
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit {
+        close(socketDescriptor)
     }
 }
 
