@@ -12,6 +12,7 @@ struct BrokerLayout: Sendable {
     var passwordFile: String { "\(directory)/passwd" }
     var aclFile: String { "\(directory)/acl" }
     var dynamicSecurityFile: String { "\(directory)/dynamic-security.json" }
+    var pskFile: String { "\(directory)/psk" }
     /// mosquitto requires `persistence_location` to end with a slash.
     var persistenceLocation: String { "\(directory)/" }
     var persistenceFile: String { "mosquitto.db" }
@@ -51,6 +52,9 @@ enum BrokerConfigFile {
                     scratchDirectory: layout.directory
                 )
             }
+        }
+        if case .preSharedKey(let identity, let hexKey) = configuration.tls {
+            try FileSystem.writeText("\(identity):\(hexKey)\n", to: layout.pskFile)
         }
         if let aclRules = configuration.aclRules {
             try FileSystem.writeText(aclRules.hasSuffix("\n") ? aclRules : aclRules + "\n", to: layout.aclFile)
@@ -128,7 +132,9 @@ enum BrokerConfigFile {
             "listener \(port) \(LoopbackNetwork.host)",
         ]
 
-        if let tls = configuration.tls, let certificates {
+        if case .preSharedKey = configuration.tls {
+            lines += ["psk_hint swift-mosquitto-tests", "psk_file \(layout.pskFile)", "use_identity_as_username false"]
+        } else if let tls = configuration.tls, let certificates {
             lines += [
                 "cafile \(certificates.caFile)",
                 "certfile \(tls == .serverAuthenticationWithMismatchedHostname ? certificates.mismatchedServerCertificate : certificates.serverCertificate)",

@@ -36,7 +36,7 @@ public final class MosquittoBroker: Sendable {
     /// The configuration the broker was started with.
     public let configuration: MosquittoBrokerConfiguration
 
-    /// The generated certificates and keys; non-nil when `configuration.tls` is set.
+    /// The generated certificates and keys; non-nil when `configuration.tls` uses certificates.
     public let certificates: TestCertificates?
 
     /// Whether this is an external broker named by `MQTT_TEST_BROKER_HOST` rather than a process started here.
@@ -120,7 +120,12 @@ public final class MosquittoBroker: Sendable {
         let executable = try BrokerLauncher.locateMosquitto()
         let layout = BrokerLayout(directory: try FileSystem.makeTemporaryDirectory())
         do {
-            let certificates = configuration.tls == nil ? nil : try await CertificateGenerator.generate(in: layout.directory)
+            let needsCertificates: Bool
+            switch configuration.tls {
+            case nil, .preSharedKey: needsCertificates = false
+            default: needsCertificates = true
+            }
+            let certificates = needsCertificates ? try await CertificateGenerator.generate(in: layout.directory) : nil
             try await BrokerConfigFile.writeSupportFiles(for: configuration, layout: layout)
 
             let attempts = 5

@@ -66,6 +66,9 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
         /// only `wrong.example.invalid`, so clients connecting to `localhost` or `127.0.0.1` see a
         /// hostname mismatch.
         case serverAuthenticationWithMismatchedHostname
+        /// TLS with a pre-shared key instead of certificates (`psk_hint`, `psk_file`): clients
+        /// connect with `identity` and the key given as hexadecimal digits.
+        case preSharedKey(identity: String, hexKey: String)
     }
 
     // MARK: Presets

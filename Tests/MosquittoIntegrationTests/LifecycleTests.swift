@@ -27,6 +27,19 @@ struct LifecycleTests {
         }
     }
 
+    @Test("a client bound to a local address connects from it")
+    func bindAddressIsUsed() async throws {
+        try await withMosquittoBroker { broker in
+            let clientID = uniqueClientID("bound")
+            let client = try makeClient(broker, clientID: clientID) { $0.bindAddress = "127.0.0.1" }
+            try await client.connect()
+            try await waitForLog(broker, "New client connected from 127.0.0.1:")
+            #expect(broker.logContents().contains("as \(clientID)"))
+            let unbindable = try makeClient(broker) { $0.bindAddress = "127.0.0.254.1" }
+            await #expect(throws: MQTTError.self) { try await unbindable.connect() }
+        }
+    }
+
     @Test("publish after disconnect fails with notConnected")
     func publishAfterDisconnectFails() async throws {
         try await withMosquittoBroker { broker in

@@ -87,6 +87,26 @@ struct TLSTests {
         }
     }
 
+    @Test("TLS-PSK succeeds with the right key and fails with a wrong one")
+    func preSharedKeyTLS() async throws {
+        try await withMosquittoBroker(.init(tls: .preSharedKey(identity: "device-7", hexKey: "0123456789abcdef"))) { broker in
+            let client = try makeClient(broker) { $0.psk = MQTTPreSharedKey(identity: "device-7", hexKey: "0123456789abcdef") }
+            try await client.connect()
+            let topic = uniqueTopic()
+            let subscription = try await client.subscribe(to: topic, qos: .atLeastOnce)
+            try await client.publish(to: topic, payload: "psk", qos: .atLeastOnce)
+            #expect(try await collect(1, from: subscription).map(\.payloadString) == ["psk"])
+
+            let wrong = try makeClient(broker) { $0.psk = MQTTPreSharedKey(identity: "device-7", hexKey: "fedcba9876543210") }
+            do {
+                try await wrong.connect()
+                Issue.record("connected with a wrong pre-shared key")
+            } catch let error as MQTTError {
+                #expect(error.code == .tlsFailure || error.code == .connectionLost, "\(error)")
+            }
+        }
+    }
+
     @Test("mutual TLS fails without a client certificate")
     func mutualTLSFailsWithoutCertificate() async throws {
         try await withMosquittoBroker(.mutualTLS) { broker in
