@@ -109,6 +109,31 @@ struct SessionTests {
         }
     }
 
+    @Test("connect() called as soon as the connection is lost reports the real failure, then works once the broker is back")
+    func connectRightAfterLossReportsRealFailure() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try makeClient(broker)
+            let events = client.connectionEvents
+            try await client.connect()
+            broker.kill()
+            for await event in events {
+                if case .disconnected(let error) = event {
+                    #expect(error?.code == .connectionLost)
+                    break
+                }
+            }
+            do {
+                try await client.connect()
+                Issue.record("connected to a dead broker")
+            } catch let error as MQTTError {
+                #expect(error.code == .connectionFailed, "\(error)")
+            }
+            try await broker.restart()
+            try await client.connect()
+            #expect(client.isConnected)
+        }
+    }
+
     @Test("with reconnection off, pending waits fail with connectionLost when the broker dies")
     func pendingWaitsFailWhenBrokerDies() async throws {
         try await withMosquittoBroker { broker in

@@ -97,6 +97,14 @@ final class MosquittoBridge: Sendable {
 
     /// Starts a session on a new driver thread and waits for the CONNACK.
     func connect(timeout: Duration) async throws(MQTTError) -> MQTTConnectResult {
+        // A session that is ending (its driver thread winding down after a disconnect or a lost
+        // connection) is waited for, so that reacting to `.disconnected` with connect() works.
+        let ending: Promise<Void>? = state.withLock { state in
+            state.driverRunning && state.phase == .disconnecting ? state.driverExited : nil
+        }
+        if let ending {
+            try await ending.wait(timeout: timeout, operation: .connect)
+        }
         let promise = Promise<MQTTConnectResult>()
         try state.withLock { (state) throws(MQTTError) in
             guard !state.closed else { throw MQTTError(.clientClosed, operation: .connect) }
@@ -428,6 +436,7 @@ final class MosquittoBridge: Sendable {
                     : MQTTError(mosquittoCode: returnCode, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
             }
             // SUBSCRIBE/UNSUBSCRIBE are not resent after a reconnect; QoS 1/2 PUBLISHes are.
+            state.publishes.forgetIgnored()
             let report = wasConnected && !state.disconnectReported
             if report { state.disconnectReported = true }
             return Outcome(

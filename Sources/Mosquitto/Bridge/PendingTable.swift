@@ -54,6 +54,12 @@ struct PendingTable<Value: Sendable> {
         return promises
     }
 
+    /// Forgets the IDs of QoS 0 publishes: libmosquitto drops unwritten QoS 0 packets when the
+    /// connection goes, so their `on_publish` never comes.
+    mutating func forgetIgnored() {
+        ignored.removeAll()
+    }
+
     /// Forgets parked results and ignored IDs: called when a new connection starts, because
     /// message IDs from before no longer mean anything.
     mutating func forgetStale() {

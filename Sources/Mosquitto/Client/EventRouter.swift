@@ -177,11 +177,13 @@ final class EventRouter: BridgeEventSink {
     // MARK: BridgeEventSink
 
     func bridgeDidReceive(_ message: MQTTMessage) {
-        let targets = state.withLock { state -> [(UInt64, AsyncThrowingStream<MQTTMessage, any Error>.Continuation)] in
-            state.listeners.compactMap { id, listener in
+        // The hot path: one lock for the matching sequences and the delegate queue together.
+        let (targets, delegateEvents) = state.withLock { state in
+            let targets = state.listeners.compactMap { id, listener -> (UInt64, AsyncThrowingStream<MQTTMessage, any Error>.Continuation)? in
                 guard let filters = listener.filters else { return (id, listener.continuation) }
                 return filters.contains(where: { MQTTTopic.matches(message.topic, filter: $0) }) ? (id, listener.continuation) : nil
             }
+            return (targets, state.delegate == nil ? nil : state.delegateEvents)
         }
         for (id, continuation) in targets {
             if case .dropped = continuation.yield(message) {
@@ -191,7 +193,7 @@ final class EventRouter: BridgeEventSink {
                 ))
             }
         }
-        toDelegate(.message(message))
+        delegateEvents?.yield(.message(message))
     }
 
     func bridgeConnectionDidChange(_ event: MQTTConnectionEvent) {
