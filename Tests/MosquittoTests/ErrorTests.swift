@@ -15,8 +15,8 @@ struct ErrorTests {
             (MOSQ_ERR_PROXY, .unknown), (MOSQ_ERR_PLUGIN_DEFER, .unknown), (MOSQ_ERR_MALFORMED_UTF8, .malformedUTF8),
             (MOSQ_ERR_KEEPALIVE, .connectionLost), (MOSQ_ERR_LOOKUP, .hostLookupFailed), (MOSQ_ERR_MALFORMED_PACKET, .malformedPacket),
             (MOSQ_ERR_DUPLICATE_PROPERTY, .protocolError), (MOSQ_ERR_TLS_HANDSHAKE, .tlsFailure),
-            (MOSQ_ERR_QOS_NOT_SUPPORTED, .protocolError), (MOSQ_ERR_OVERSIZE_PACKET, .payloadTooLarge), (MOSQ_ERR_OCSP, .tlsFailure),
-            (MOSQ_ERR_TIMEOUT, .timeout), (MOSQ_ERR_RETAIN_NOT_SUPPORTED, .protocolError),
+            (MOSQ_ERR_QOS_NOT_SUPPORTED, .qosNotSupported), (MOSQ_ERR_OVERSIZE_PACKET, .payloadTooLarge), (MOSQ_ERR_OCSP, .tlsFailure),
+            (MOSQ_ERR_TIMEOUT, .timeout), (MOSQ_ERR_RETAIN_NOT_SUPPORTED, .retainNotSupported),
             (MOSQ_ERR_TOPIC_ALIAS_INVALID, .protocolError), (MOSQ_ERR_ADMINISTRATIVE_ACTION, .unknown), (MOSQ_ERR_ALREADY_EXISTS, .unknown),
         ]
         for (value, code) in expected {

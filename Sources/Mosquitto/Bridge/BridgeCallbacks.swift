@@ -51,17 +51,19 @@ enum BridgeCallbacks {
 
 private func onConnect(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ rc: Int32, _ flags: Int32, _ properties: OpaquePointer?) {
     guard let userdata else { return }
-    BridgeCallbacks.bridge(from: userdata).didConnect(returnCode: rc, sessionPresent: flags & 1 == 1)
+    BridgeCallbacks.bridge(from: userdata).didConnect(returnCode: rc, sessionPresent: flags & 1 == 1, properties: MQTTProperties(copying: properties))
 }
 
 private func onDisconnect(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ rc: Int32, _ properties: OpaquePointer?) {
     guard let userdata else { return }
-    BridgeCallbacks.bridge(from: userdata).didDisconnect(returnCode: rc)
+    BridgeCallbacks.bridge(from: userdata).didDisconnect(returnCode: rc, properties: MQTTProperties(copying: properties))
 }
 
 private func onPublish(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ mid: Int32, _ reason: Int32, _ properties: OpaquePointer?) {
     guard let userdata else { return }
-    BridgeCallbacks.bridge(from: userdata).didPublish(mid: mid, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: reason)))
+    BridgeCallbacks.bridge(from: userdata).didPublish(
+        mid: mid, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: reason)), properties: MQTTProperties(copying: properties)
+    )
 }
 
 private func onMessage(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ message: UnsafePointer<mosquitto_message>?, _ properties: OpaquePointer?) {
@@ -78,7 +80,8 @@ private func onMessage(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPoint
         payload: payload,
         qos: MQTTQoS(rawValue: Int(message.pointee.qos)) ?? .atMostOnce,
         retain: message.pointee.retain,
-        messageID: UInt16(truncatingIfNeeded: message.pointee.mid)
+        messageID: UInt16(truncatingIfNeeded: message.pointee.mid),
+        properties: properties == nil ? MQTTProperties() : MQTTProperties(copying: properties)
     )
     BridgeCallbacks.bridge(from: userdata).didReceive(copy)
 }
@@ -92,12 +95,12 @@ private func onSubscribe(
     if let granted, count > 0 {
         codes = UnsafeBufferPointer(start: granted, count: Int(count)).map { MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: $0)) }
     }
-    BridgeCallbacks.bridge(from: userdata).didSubscribe(mid: mid, reasonCodes: codes)
+    BridgeCallbacks.bridge(from: userdata).didSubscribe(mid: mid, reasonCodes: codes, properties: MQTTProperties(copying: properties))
 }
 
 private func onUnsubscribe(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ mid: Int32, _ properties: OpaquePointer?) {
     guard let userdata else { return }
-    BridgeCallbacks.bridge(from: userdata).didUnsubscribe(mid: mid)
+    BridgeCallbacks.bridge(from: userdata).didUnsubscribe(mid: mid, properties: MQTTProperties(copying: properties))
 }
 
 private func onLog(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ level: Int32, _ text: UnsafePointer<CChar>?) {

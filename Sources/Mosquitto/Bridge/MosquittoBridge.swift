@@ -28,6 +28,12 @@ enum BridgeAcknowledgement: Sendable {
     case unsubscribed(messageID: UInt16)
 }
 
+/// A SUBACK: one reason code per filter, and the packet's properties.
+struct SubscribeAcknowledgement: Sendable {
+    var reasonCodes: [MQTTReasonCode]
+    var properties: MQTTProperties
+}
+
 // MARK: - MosquittoBridge
 
 /// The one owner of a libmosquitto handle and of everything that follows from it: the connection
@@ -54,12 +60,14 @@ final class MosquittoBridge: Sendable {
         var disconnectReported = true
         var driverExited = Promise<Void>(completed: .success(()))
         var connectPromise: Promise<MQTTConnectResult>?
+        /// The CONNACK of the current (or last) connection: the server's capabilities.
+        var connectResult: MQTTConnectResult?
         var stopError: MQTTError?
         var connectLog: [String] = []
         var publishes = PendingTable<MQTTPublishReceipt>()
         var reservedPublishes = 0
-        var subscribes = PendingTable<[MQTTReasonCode]>()
-        var unsubscribes = PendingTable<Void>()
+        var subscribes = PendingTable<SubscribeAcknowledgement>()
+        var unsubscribes = PendingTable<MQTTProperties>()
     }
 
     let configuration: MQTTConfiguration
@@ -80,6 +88,7 @@ final class MosquittoBridge: Sendable {
         self.handle = try MosquittoHandle.create(clientID: clientID, cleanSession: configuration.cleanSession, userdata: placeholder)
         do {
             try handle.apply(configuration)
+            _ = try PropertyList(configuration.connectProperties, command: Int32(CMD_CONNECT), operation: .configure)
         } catch {
             handle.destroy()
             throw error
@@ -92,6 +101,20 @@ final class MosquittoBridge: Sendable {
 
     /// Whether the broker has accepted the current connection.
     var isConnected: Bool { state.withLock { $0.phase == .connected } }
+
+    /// The CONNACK of the current or last connection.
+    var connectResult: MQTTConnectResult? { state.withLock { $0.connectResult } }
+
+    // MARK: Properties
+
+    /// Builds the property list for a packet; non-empty properties need MQTT 5.
+    func propertyList(_ properties: MQTTProperties, command: UInt32, operation: MQTTError.Operation) throws(MQTTError) -> PropertyList {
+        guard !properties.isEmpty else { return PropertyList() }
+        guard configuration.protocolVersion == .v5 else {
+            throw MQTTError(.propertyNotAllowed, operation: operation, detail: "MQTT 5 properties on an MQTT \(configuration.protocolVersion) connection")
+        }
+        return try PropertyList(properties, command: Int32(command), operation: operation)
+    }
 
     // MARK: Connect and disconnect
 
@@ -138,7 +161,8 @@ final class MosquittoBridge: Sendable {
     }
 
     /// Sends DISCONNECT (or abandons a connection attempt) and waits until the driver thread ended.
-    func disconnect(timeout: Duration) async throws(MQTTError) {
+    func disconnect(timeout: Duration, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = MQTTProperties()) async throws(MQTTError) {
+        let list = try propertyList(properties, command: CMD_DISCONNECT, operation: .disconnect)
         let exited: Promise<Void>? = state.withLock { state in
             guard state.driverRunning else { return nil }
             if state.phase == .connected { state.phase = .disconnecting }
@@ -147,7 +171,7 @@ final class MosquittoBridge: Sendable {
         }
         guard let exited else { return }
         failConnectAttempt(with: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"))
-        handle.disconnect()
+        handle.disconnect(reasonCode: reasonCode, properties: list)
         sleeper.wake()
         try await exited.wait(timeout: timeout, operation: .disconnect)
     }
@@ -205,10 +229,16 @@ final class MosquittoBridge: Sendable {
     // MARK: Publish, subscribe, unsubscribe
 
     /// Queues a PUBLISH. The payload is copied by libmosquitto before this returns.
-    func publish(topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool) throws(MQTTError) -> MQTTPendingPublish {
+    func publish(
+        topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties
+    ) throws(MQTTError) -> MQTTPendingPublish {
+        let list = try propertyList(properties, command: CMD_PUBLISH, operation: .publish)
         try state.withLock { (state) throws(MQTTError) in
             guard !state.closed else { throw MQTTError(.clientClosed, operation: .publish) }
             guard state.driverRunning, state.phase != .disconnecting else { throw MQTTError(.notConnected, operation: .publish) }
+            if let server = state.connectResult {
+                try server.check(qos: qos, retain: retain, estimatedPacketSize: topic.utf8.count + payload.count + 16)
+            }
             if qos != .atMostOnce {
                 guard state.publishes.count + state.reservedPublishes < configuration.maxPendingPublishes else {
                     throw MQTTError(.queueFull, operation: .publish, detail: "\(configuration.maxPendingPublishes) publishes await acknowledgement")
@@ -216,7 +246,7 @@ final class MosquittoBridge: Sendable {
                 state.reservedPublishes += 1
             }
         }
-        let (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain)
+        let (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
         let messageID = UInt16(truncatingIfNeeded: mid)
         let promise = Promise<MQTTPublishReceipt>()
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
@@ -240,11 +270,12 @@ final class MosquittoBridge: Sendable {
     /// Queues one SUBSCRIBE for `filters` at `qos`.
     ///
     /// - Returns: The SUBACK's reason codes, one per filter, once it arrives.
-    func subscribe(filters: [String], qos: MQTTQoS) throws(MQTTError) -> Promise<[MQTTReasonCode]> {
+    func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: MQTTProperties) throws(MQTTError) -> Promise<SubscribeAcknowledgement> {
+        let list = try propertyList(properties, command: CMD_SUBSCRIBE, operation: .subscribe)
         try requireConnected(for: .subscribe)
-        let (rc, mid) = handle.subscribe(filters: filters, qos: qos)
+        let (rc, mid) = handle.subscribe(filters: filters, qos: qos, options: options, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .subscribe) }
-        let promise = Promise<[MQTTReasonCode]>()
+        let promise = Promise<SubscribeAcknowledgement>()
         if let early = state.withLock({ $0.subscribes.register(promise, for: mid) }) {
             promise.complete(early)
         }
@@ -254,11 +285,12 @@ final class MosquittoBridge: Sendable {
     /// Queues one UNSUBSCRIBE for `filters`.
     ///
     /// - Returns: A promise completed by the UNSUBACK.
-    func unsubscribe(filters: [String]) throws(MQTTError) -> Promise<Void> {
+    func unsubscribe(filters: [String], properties: MQTTProperties) throws(MQTTError) -> Promise<MQTTProperties> {
+        let list = try propertyList(properties, command: CMD_UNSUBSCRIBE, operation: .unsubscribe)
         try requireConnected(for: .unsubscribe)
-        let (rc, mid) = handle.unsubscribe(filters: filters)
+        let (rc, mid) = handle.unsubscribe(filters: filters, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .unsubscribe) }
-        let promise = Promise<Void>()
+        let promise = Promise<MQTTProperties>()
         if let early = state.withLock({ $0.unsubscribes.register(promise, for: mid) }) {
             promise.complete(early)
         }
@@ -277,7 +309,16 @@ final class MosquittoBridge: Sendable {
     /// The body of the driver thread: connect, loop, reconnect per policy, then clean up.
     private func runDriver() {
         let keepAlive = Int(configuration.keepAlive.wholeSeconds)
-        let (rc, errno) = handle.connect(host: configuration.host, port: configuration.port, keepAlive: keepAlive, bindAddress: configuration.bindAddress)
+        let properties: PropertyList
+        do {
+            properties = try propertyList(configuration.connectProperties, command: CMD_CONNECT, operation: .connect)
+        } catch {
+            finishDriver(error: error)
+            return
+        }
+        let (rc, errno) = handle.connect(
+            host: configuration.host, port: configuration.port, keepAlive: keepAlive, bindAddress: configuration.bindAddress, properties: properties
+        )
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             finishDriver(error: connectError(rc: rc, errno: errno))
             return
@@ -326,8 +367,8 @@ final class MosquittoBridge: Sendable {
     private func finishDriver(error: MQTTError?) {
         struct Leftovers: ~Copyable {
             var publishes: [Promise<MQTTPublishReceipt>]
-            var subscribes: [Promise<[MQTTReasonCode]>]
-            var unsubscribes: [Promise<Void>]
+            var subscribes: [Promise<SubscribeAcknowledgement>]
+            var unsubscribes: [Promise<MQTTProperties>]
             var connect: Promise<MQTTConnectResult>?
             var exited: Promise<Void>
             var report: Bool
@@ -389,9 +430,10 @@ final class MosquittoBridge: Sendable {
 
     // MARK: Events from the thunks (driver thread)
 
-    func didConnect(returnCode: Int32, sessionPresent: Bool) {
+    func didConnect(returnCode: Int32, sessionPresent: Bool, properties: MQTTProperties) {
         guard returnCode == 0 else {
-            let error = MQTTError.connectRefused(returnCode: returnCode, version: configuration.protocolVersion)
+            var error = MQTTError.connectRefused(returnCode: returnCode, version: configuration.protocolVersion)
+            error.detail = properties.reasonString
             // A refusal is final: retrying a bad password only hammers the broker.
             state.withLock { state in
                 state.stopRequested = true
@@ -400,8 +442,10 @@ final class MosquittoBridge: Sendable {
             failConnectAttempt(with: error)
             return
         }
+        let result = MQTTConnectResult(sessionPresent: sessionPresent, properties: properties)
         let promise = state.withLock { state in
             state.phase = .connected
+            state.connectResult = result
             state.everConnected = true
             state.reconnectAttempt = 0
             state.disconnectReported = false
@@ -409,19 +453,22 @@ final class MosquittoBridge: Sendable {
             defer { state.connectPromise = nil }
             return state.connectPromise
         }
-        promise?.succeed(MQTTConnectResult(sessionPresent: sessionPresent))
+        promise?.succeed(result)
         sink.bridgeConnectionDidChange(.connected(sessionPresent: sessionPresent))
     }
 
-    func didDisconnect(returnCode: Int32) {
+    func didDisconnect(returnCode: Int32, properties: MQTTProperties) {
         let error: MQTTError? =
             returnCode == 0 ? nil
             : returnCode >= 0x80
-                ? MQTTError(.connectionLost, operation: .connection, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: returnCode)), detail: "the broker sent DISCONNECT")
+                ? MQTTError(
+                    .connectionLost, operation: .connection, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: returnCode)),
+                    detail: "the broker sent DISCONNECT" + (properties.reasonString.map { ": \($0)" } ?? "")
+                )
                 : MQTTError(.connectionLost, operation: .connection, mosquittoErrorCode: returnCode)
         struct Outcome: ~Copyable {
-            var failed: [Promise<[MQTTReasonCode]>]
-            var failedUnsubscribes: [Promise<Void>]
+            var failed: [Promise<SubscribeAcknowledgement>]
+            var failedUnsubscribes: [Promise<MQTTProperties>]
             var failedPublishes: [Promise<MQTTPublishReceipt>]
             var report: Bool
         }
@@ -455,12 +502,12 @@ final class MosquittoBridge: Sendable {
         }
     }
 
-    func didPublish(mid: Int32, reasonCode: MQTTReasonCode) {
+    func didPublish(mid: Int32, reasonCode: MQTTReasonCode, properties: MQTTProperties) {
         let messageID = UInt16(truncatingIfNeeded: mid)
         let result: Result<MQTTPublishReceipt, MQTTError> =
             reasonCode.isFailure
-            ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode))
-            : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode))
+            ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode, detail: properties.reasonString))
+            : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode, properties: properties))
         let promise = state.withLock { $0.publishes.resolve(mid, with: result) }
         promise?.complete(result)
         sink.bridgeDidAcknowledge(.published(messageID: messageID, reasonCode: reasonCode))
@@ -470,15 +517,16 @@ final class MosquittoBridge: Sendable {
         sink.bridgeDidReceive(message)
     }
 
-    func didSubscribe(mid: Int32, reasonCodes: [MQTTReasonCode]) {
-        let promise = state.withLock { $0.subscribes.resolve(mid, with: .success(reasonCodes)) }
-        promise?.succeed(reasonCodes)
+    func didSubscribe(mid: Int32, reasonCodes: [MQTTReasonCode], properties: MQTTProperties) {
+        let acknowledgement = SubscribeAcknowledgement(reasonCodes: reasonCodes, properties: properties)
+        let promise = state.withLock { $0.subscribes.resolve(mid, with: .success(acknowledgement)) }
+        promise?.succeed(acknowledgement)
         sink.bridgeDidAcknowledge(.subscribed(messageID: UInt16(truncatingIfNeeded: mid), reasonCodes: reasonCodes))
     }
 
-    func didUnsubscribe(mid: Int32) {
-        let promise = state.withLock { $0.unsubscribes.resolve(mid, with: .success(())) }
-        promise?.succeed(())
+    func didUnsubscribe(mid: Int32, properties: MQTTProperties) {
+        let promise = state.withLock { $0.unsubscribes.resolve(mid, with: .success(properties)) }
+        promise?.succeed(properties)
         sink.bridgeDidAcknowledge(.unsubscribed(messageID: UInt16(truncatingIfNeeded: mid)))
     }
 

@@ -54,8 +54,15 @@ struct MosquittoHandle: @unchecked Sendable {
             try check(mosquitto_username_pw_set(pointer, credentials.username, credentials.password), "username and password")
         }
         if let will = configuration.will {
+            let properties = try PropertyList(will.properties, command: Int32(CMD_WILL), operation: .configure)
+            let list = properties.release()
             let rc = will.payload.withUnsafeBytes { bytes in
-                mosquitto_will_set(pointer, will.topic, Int32(bytes.count), bytes.baseAddress, Int32(will.qos.rawValue), will.retain)
+                mosquitto_will_set_v5(pointer, will.topic, Int32(bytes.count), bytes.baseAddress, Int32(will.qos.rawValue), will.retain, list)
+            }
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                // libmosquitto owns the list only on success.
+                var owned = list
+                mosquitto_property_free_all(&owned)
             }
             try check(rc, "will")
         }
@@ -100,9 +107,10 @@ struct MosquittoHandle: @unchecked Sendable {
     // MARK: Connection (driver thread only)
 
     /// `mosquitto_connect_bind_v5`: blocks on DNS, TCP and the TLS handshake, then queues CONNECT.
-    func connect(host: String, port: Int, keepAlive: Int, bindAddress: String?) -> (rc: Int32, errno: Int32) {
+    /// libmosquitto keeps a copy of `properties` for reconnects.
+    func connect(host: String, port: Int, keepAlive: Int, bindAddress: String?, properties: borrowing PropertyList) -> (rc: Int32, errno: Int32) {
         errno = 0
-        let rc = mosquitto_connect_bind_v5(pointer, host, Int32(port), Int32(keepAlive), bindAddress, nil)
+        let rc = mosquitto_connect_bind_v5(pointer, host, Int32(port), Int32(keepAlive), bindAddress, properties.pointer)
         return (rc, errno)
     }
 
@@ -126,33 +134,39 @@ struct MosquittoHandle: @unchecked Sendable {
 
     // MARK: Commands (any thread)
 
-    /// `mosquitto_disconnect_v5` with reason 0: queues DISCONNECT and wakes the loop.
+    /// `mosquitto_disconnect_v5`: queues DISCONNECT with `reasonCode` and wakes the loop.
     @discardableResult
-    func disconnect() -> Int32 {
-        mosquitto_disconnect_v5(pointer, 0, nil)
+    func disconnect(reasonCode: MQTTReasonCode = .success, properties: borrowing PropertyList = PropertyList()) -> Int32 {
+        mosquitto_disconnect_v5(pointer, Int32(reasonCode.rawValue), properties.pointer)
     }
 
-    /// `mosquitto_publish_v5`: copies the payload and queues PUBLISH.
-    func publish(topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool) -> (rc: Int32, mid: Int32) {
+    /// `mosquitto_publish_v5`: copies the payload and queues PUBLISH. An empty `topic` publishes
+    /// through the topic alias in `properties`.
+    func publish(
+        topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool, properties: borrowing PropertyList
+    ) -> (rc: Int32, mid: Int32) {
         var mid: Int32 = 0
-        let rc = mosquitto_publish_v5(pointer, &mid, topic, Int32(payload.count), payload.baseAddress, Int32(qos.rawValue), retain, nil)
+        let rc = mosquitto_publish_v5(
+            pointer, &mid, topic.isEmpty ? nil : topic, Int32(payload.count), payload.baseAddress, Int32(qos.rawValue), retain, properties.pointer
+        )
         return (rc, mid)
     }
 
-    /// `mosquitto_subscribe_multiple`: one SUBSCRIBE carrying every filter with the same QoS.
-    func subscribe(filters: [String], qos: MQTTQoS) -> (rc: Int32, mid: Int32) {
+    /// `mosquitto_subscribe_multiple`: one SUBSCRIBE carrying every filter with the same QoS and
+    /// options (`MQTT_SUB_OPT_*` bits).
+    func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: borrowing PropertyList) -> (rc: Int32, mid: Int32) {
         var mid: Int32 = 0
         let rc = withCStringArray(filters) { array in
-            mosquitto_subscribe_multiple(pointer, &mid, Int32(filters.count), array, Int32(qos.rawValue), 0, nil)
+            mosquitto_subscribe_multiple(pointer, &mid, Int32(filters.count), array, Int32(qos.rawValue), options, properties.pointer)
         }
         return (rc, mid)
     }
 
     /// `mosquitto_unsubscribe_multiple`: one UNSUBSCRIBE carrying every filter.
-    func unsubscribe(filters: [String]) -> (rc: Int32, mid: Int32) {
+    func unsubscribe(filters: [String], properties: borrowing PropertyList) -> (rc: Int32, mid: Int32) {
         var mid: Int32 = 0
         let rc = withCStringArray(filters) { array in
-            mosquitto_unsubscribe_multiple(pointer, &mid, Int32(filters.count), array, nil)
+            mosquitto_unsubscribe_multiple(pointer, &mid, Int32(filters.count), array, properties.pointer)
         }
         return (rc, mid)
     }

@@ -136,7 +136,7 @@ final class EventRouter: BridgeEventSink {
     private static func deliver(_ event: DelegateEvent, to delegate: any MQTTClientDelegate, client: MQTTClient) async {
         switch event {
         case .connection(.connected(let sessionPresent)):
-            await delegate.mqttClient(client, didConnect: MQTTConnectResult(sessionPresent: sessionPresent))
+            await delegate.mqttClient(client, didConnect: client.connectResult ?? MQTTConnectResult(sessionPresent: sessionPresent))
         case .connection(.disconnected(let error)):
             await delegate.mqttClient(client, didDisconnect: error)
         case .connection:

@@ -59,6 +59,12 @@ public final class MQTTClient: Sendable {
     /// Whether the broker has accepted the current connection.
     public var isConnected: Bool { bridge.isConnected }
 
+    /// The CONNACK of the current (or last) connection: session present and, on MQTT 5, the
+    /// server's capabilities (receive maximum, maximum QoS, retain available, maximum packet
+    /// size, assigned client ID, server keepalive, topic alias maximum, ...). `nil` before the
+    /// first connection.
+    public var connectResult: MQTTConnectResult? { bridge.connectResult }
+
     /// The delegate for callback-style events, held weakly. See ``MQTTClientDelegate``.
     public var delegate: (any MQTTClientDelegate)? {
         get { router.delegate }
@@ -96,12 +102,21 @@ public final class MQTTClient: Sendable {
     }
 
     /// Sends DISCONNECT and waits until the connection is closed; abandons a connection attempt
-    /// in progress. Does nothing when not connected. The broker discards the will.
+    /// in progress. Does nothing when not connected. The broker discards the will, unless an
+    /// MQTT 5 client sends ``MQTTReasonCode/disconnectWithWillMessage``.
     ///
-    /// - Parameter timeout: How long to wait; `nil` uses ``MQTTConfiguration/operationTimeout``.
-    /// - Throws: ``MQTTError/Code/timeout`` or ``MQTTError/Code/cancelled``.
-    public func disconnect(timeout: Duration? = nil) async throws(MQTTError) {
-        try await bridge.disconnect(timeout: timeout ?? configuration.operationTimeout)
+    /// - Parameters:
+    ///   - reasonCode: The MQTT 5 reason code to send. Defaults to normal disconnection.
+    ///   - properties: MQTT 5 DISCONNECT properties (session expiry interval, reason string, user
+    ///     properties).
+    ///   - timeout: How long to wait; `nil` uses ``MQTTConfiguration/operationTimeout``.
+    /// - Throws: ``MQTTError/Code/timeout``, ``MQTTError/Code/cancelled``, ``MQTTError/Code/propertyNotAllowed``.
+    public func disconnect(
+        reasonCode: MQTTReasonCode = .success,
+        properties: MQTTProperties = MQTTProperties(),
+        timeout: Duration? = nil
+    ) async throws(MQTTError) {
+        try await bridge.disconnect(timeout: timeout ?? configuration.operationTimeout, reasonCode: reasonCode, properties: properties)
     }
 
     // MARK: Publishing
@@ -115,34 +130,40 @@ public final class MQTTClient: Sendable {
     ///   - qos: The QoS. Defaults to QoS 0.
     ///   - retain: Whether the broker keeps the message for future subscribers. An empty retained
     ///     payload clears the topic's retained message.
+    ///   - properties: MQTT 5 PUBLISH properties (content type, response topic, correlation data,
+    ///     message expiry, payload format, topic alias, user properties).
     ///   - timeout: How long to wait for the acknowledgement; `nil` uses
     ///     ``MQTTConfiguration/operationTimeout``. The message stays queued after a timeout.
-    /// - Returns: The receipt with the message ID and reason code.
+    /// - Returns: The receipt with the message ID, reason code and acknowledgement properties.
     /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopic``, ``MQTTError/Code/payloadTooLarge``,
     ///   ``MQTTError/Code/notConnected``, ``MQTTError/Code/queueFull``, ``MQTTError/Code/publishRefused``,
-    ///   ``MQTTError/Code/connectionLost``, ``MQTTError/Code/timeout``, ``MQTTError/Code/cancelled``.
+    ///   ``MQTTError/Code/connectionLost``, ``MQTTError/Code/timeout``, ``MQTTError/Code/cancelled``,
+    ///   ``MQTTError/Code/qosNotSupported``, ``MQTTError/Code/retainNotSupported``,
+    ///   ``MQTTError/Code/propertyNotAllowed``.
     @discardableResult
     public func publish(
         to topic: String,
         payload: [UInt8],
         qos: MQTTQoS = .atMostOnce,
         retain: Bool = false,
+        properties: MQTTProperties = MQTTProperties(),
         timeout: Duration? = nil
     ) async throws(MQTTError) -> MQTTPublishReceipt {
-        let pending = try beginPublish(to: topic, payload: payload, qos: qos, retain: retain)
+        let pending = try beginPublish(to: topic, payload: payload, qos: qos, retain: retain, properties: properties)
         return try await pending.acknowledgement(timeout: timeout)
     }
 
-    /// Publishes a UTF-8 string payload; see ``publish(to:payload:qos:retain:timeout:)``.
+    /// Publishes a UTF-8 string payload; see ``publish(to:payload:qos:retain:properties:timeout:)``.
     @discardableResult
     public func publish(
         to topic: String,
         payload: String,
         qos: MQTTQoS = .atMostOnce,
         retain: Bool = false,
+        properties: MQTTProperties = MQTTProperties(),
         timeout: Duration? = nil
     ) async throws(MQTTError) -> MQTTPublishReceipt {
-        try await publish(to: topic, payload: Array(payload.utf8), qos: qos, retain: retain, timeout: timeout)
+        try await publish(to: topic, payload: Array(payload.utf8), qos: qos, retain: retain, properties: properties, timeout: timeout)
     }
 
     /// Hands a message to libmosquitto without waiting for its acknowledgement.
@@ -156,14 +177,27 @@ public final class MQTTClient: Sendable {
     ///   - payload: The payload bytes; libmosquitto copies them before this returns.
     ///   - qos: The QoS. Defaults to QoS 0.
     ///   - retain: Whether the broker retains the message.
+    ///   - properties: MQTT 5 PUBLISH properties. With a ``MQTTProperties/topicAlias`` the topic
+    ///     may be empty, to publish through an alias set up by an earlier publish.
     /// - Returns: A handle whose ``MQTTPendingPublish/acknowledgement(timeout:)`` awaits the ack.
     /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopic``, ``MQTTError/Code/payloadTooLarge``,
-    ///   ``MQTTError/Code/notConnected``, ``MQTTError/Code/queueFull``.
-    public func beginPublish(to topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false) throws(MQTTError) -> MQTTPendingPublish {
-        try MQTTTopic.validatePublishTopic(topic, operation: .publish)
+    ///   ``MQTTError/Code/notConnected``, ``MQTTError/Code/queueFull``, ``MQTTError/Code/qosNotSupported``,
+    ///   ``MQTTError/Code/retainNotSupported``, ``MQTTError/Code/propertyNotAllowed``.
+    public func beginPublish(
+        to topic: String,
+        payload: [UInt8],
+        qos: MQTTQoS = .atMostOnce,
+        retain: Bool = false,
+        properties: MQTTProperties = MQTTProperties()
+    ) throws(MQTTError) -> MQTTPendingPublish {
+        if !(topic.isEmpty && properties.topicAlias != nil) {
+            try MQTTTopic.validatePublishTopic(topic, operation: .publish)
+        }
         try Self.validatePayloadSize(payload.count)
         let result = payload.withUnsafeBytes { bytes in
-            Result { () throws(MQTTError) in try bridge.publish(topic: topic, payload: bytes, qos: qos, retain: retain) }
+            Result { () throws(MQTTError) in
+                try bridge.publish(topic: topic, payload: bytes, qos: qos, retain: retain, properties: properties)
+            }
         }
         return try result.get()
     }
@@ -187,86 +221,129 @@ public final class MQTTClient: Sendable {
     /// - Parameters:
     ///   - filter: The topic filter (`+` and `#` wildcards, `$share/GROUP/...`).
     ///   - qos: The maximum QoS wanted. Defaults to QoS 0.
+    ///   - properties: MQTT 5 SUBSCRIBE properties (a subscription identifier, user properties).
     ///   - timeout: How long to wait for the SUBACK; `nil` uses ``MQTTConfiguration/operationTimeout``.
     /// - Returns: The subscription: granted QoS and an `AsyncSequence` of matching messages.
     /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopicFilter``, ``MQTTError/Code/notConnected``,
     ///   ``MQTTError/Code/subscriptionRefused`` (with the SUBACK code), ``MQTTError/Code/timeout``.
-    public func subscribe(to filter: String, qos: MQTTQoS = .atMostOnce, timeout: Duration? = nil) async throws(MQTTError) -> MQTTSubscription {
-        try await subscribe(to: [MQTTTopicFilter(filter, qos: qos)], timeout: timeout)
+    public func subscribe(
+        to filter: String,
+        qos: MQTTQoS = .atMostOnce,
+        properties: MQTTProperties = MQTTProperties(),
+        timeout: Duration? = nil
+    ) async throws(MQTTError) -> MQTTSubscription {
+        try await subscribe(to: [MQTTTopicFilter(filter, qos: qos)], properties: properties, timeout: timeout)
     }
 
     /// Subscribes to several filters and returns the messages matching any of them.
     ///
-    /// Filters sharing a QoS go in one SUBSCRIBE packet. If the broker refuses any filter the
+    /// Filters sharing a QoS and options go in one SUBSCRIBE packet. If the broker refuses any filter the
     /// call throws ``MQTTError/Code/subscriptionRefused`` naming the refused filters; the ones it
     /// granted stay subscribed at the broker (unsubscribe them if they are not wanted).
     ///
     /// - Parameters:
-    ///   - filters: The filters, each with its maximum QoS.
+    ///   - filters: The filters, each with its maximum QoS and MQTT 5 options.
+    ///   - properties: MQTT 5 SUBSCRIBE properties, sent with every SUBSCRIBE packet.
     ///   - timeout: How long to wait for the SUBACKs; `nil` uses ``MQTTConfiguration/operationTimeout``.
     /// - Returns: The subscription: one result per filter and the matching messages.
-    /// - Throws: ``MQTTError``, as for ``subscribe(to:qos:timeout:)``.
-    public func subscribe(to filters: [MQTTTopicFilter], timeout: Duration? = nil) async throws(MQTTError) -> MQTTSubscription {
+    /// - Throws: ``MQTTError``, as for ``subscribe(to:qos:properties:timeout:)``.
+    public func subscribe(
+        to filters: [MQTTTopicFilter],
+        properties: MQTTProperties = MQTTProperties(),
+        timeout: Duration? = nil
+    ) async throws(MQTTError) -> MQTTSubscription {
         guard !filters.isEmpty else { throw MQTTError(.invalidArgument, operation: .subscribe, detail: "no filters") }
         for filter in filters {
             try MQTTTopic.validateFilter(filter.filter, operation: .subscribe)
         }
         let (listenerID, messages) = router.makeMessageSequence(filters: filters.map(\.filter))
         do throws(MQTTError) {
-            let results = try await sendSubscribe(filters, timeout: timeout ?? configuration.operationTimeout)
+            let (results, acknowledgementProperties) = try await sendSubscribe(
+                filters, properties: properties, timeout: timeout ?? configuration.operationTimeout
+            )
             let refused = results.filter { $0.reasonCode.isFailure }
             if !refused.isEmpty {
                 throw MQTTError(
                     .subscriptionRefused, operation: .subscribe,
                     reasonCode: refused[0].reasonCode,
                     detail: refused.map { "\"\($0.filter)\": \($0.reasonCode)" }.joined(separator: ", ")
+                        + (acknowledgementProperties.reasonString.map { " (\($0))" } ?? "")
                 )
             }
-            return MQTTSubscription(results: results, messages: messages)
+            return MQTTSubscription(results: results, properties: acknowledgementProperties, messages: messages)
         } catch {
             router.finishListener(listenerID)
             throw error
         }
     }
 
-    private func sendSubscribe(_ filters: [MQTTTopicFilter], timeout: Duration) async throws(MQTTError) -> [MQTTSubscribeResult] {
-        // One SUBSCRIBE per QoS level (libmosquitto's subscribe_multiple takes one QoS).
-        let groups = Dictionary(grouping: filters.indices, by: { filters[$0].qos })
-        var sent: [(indices: [Int], promise: Promise<[MQTTReasonCode]>)] = []
-        for qos in MQTTQoS.allCases {
-            guard let indices = groups[qos] else { continue }
-            sent.append((indices, try bridge.subscribe(filters: indices.map { filters[$0].filter }, qos: qos)))
-        }
-        var results = filters.map { MQTTSubscribeResult(filter: $0.filter, reasonCode: .unspecifiedError) }
-        for (indices, promise) in sent {
-            let codes = try await promise.wait(timeout: timeout, operation: .subscribe)
-            for (position, index) in indices.enumerated() {
-                results[index].reasonCode = position < codes.count ? codes[position] : .unspecifiedError
+    private func sendSubscribe(
+        _ filters: [MQTTTopicFilter], properties: MQTTProperties, timeout: Duration
+    ) async throws(MQTTError) -> ([MQTTSubscribeResult], MQTTProperties) {
+        // One SUBSCRIBE per (QoS, options) group: libmosquitto's subscribe_multiple takes one of each.
+        var groups: [(qos: MQTTQoS, options: Int32, indices: [Int])] = []
+        for (index, filter) in filters.enumerated() {
+            if let group = groups.firstIndex(where: { $0.qos == filter.qos && $0.options == filter.optionBits }) {
+                groups[group].indices.append(index)
+            } else {
+                groups.append((filter.qos, filter.optionBits, [index]))
             }
         }
-        return results
+        var sent: [(indices: [Int], promise: Promise<SubscribeAcknowledgement>)] = []
+        for group in groups {
+            let promise = try bridge.subscribe(
+                filters: group.indices.map { filters[$0].filter }, qos: group.qos, options: group.options, properties: properties
+            )
+            sent.append((group.indices, promise))
+        }
+        var results = filters.map { MQTTSubscribeResult(filter: $0.filter, reasonCode: .unspecifiedError) }
+        var acknowledgementProperties: MQTTProperties?
+        for (indices, promise) in sent {
+            let acknowledgement = try await promise.wait(timeout: timeout, operation: .subscribe)
+            acknowledgementProperties = acknowledgementProperties ?? acknowledgement.properties
+            for (position, index) in indices.enumerated() {
+                results[index].reasonCode = position < acknowledgement.reasonCodes.count ? acknowledgement.reasonCodes[position] : .unspecifiedError
+            }
+        }
+        return (results, acknowledgementProperties ?? MQTTProperties())
     }
 
     /// Unsubscribes from filters and finishes the subscriptions made for exactly those filters.
     ///
+    /// libmosquitto 2.0.11 does not pass UNSUBACK reason codes on, so a per-filter MQTT 5 refusal
+    /// cannot be reported; the UNSUBACK's properties (reason string, user properties) are returned.
+    ///
     /// - Parameters:
     ///   - filters: The filters, spelled as they were subscribed.
+    ///   - properties: MQTT 5 UNSUBSCRIBE properties (user properties).
     ///   - timeout: How long to wait for the UNSUBACK; `nil` uses ``MQTTConfiguration/operationTimeout``.
+    /// - Returns: The UNSUBACK's MQTT 5 properties.
     /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopicFilter``, ``MQTTError/Code/notConnected``,
     ///   ``MQTTError/Code/timeout``.
-    public func unsubscribe(from filters: [String], timeout: Duration? = nil) async throws(MQTTError) {
+    @discardableResult
+    public func unsubscribe(
+        from filters: [String],
+        properties: MQTTProperties = MQTTProperties(),
+        timeout: Duration? = nil
+    ) async throws(MQTTError) -> MQTTProperties {
         guard !filters.isEmpty else { throw MQTTError(.invalidArgument, operation: .unsubscribe, detail: "no filters") }
         for filter in filters {
             try MQTTTopic.validateFilter(filter, operation: .unsubscribe)
         }
-        let promise = try bridge.unsubscribe(filters: filters)
-        try await promise.wait(timeout: timeout ?? configuration.operationTimeout, operation: .unsubscribe)
+        let promise = try bridge.unsubscribe(filters: filters, properties: properties)
+        let acknowledgement = try await promise.wait(timeout: timeout ?? configuration.operationTimeout, operation: .unsubscribe)
         router.finishListeners(subscribedTo: Set(filters))
+        return acknowledgement
     }
 
-    /// Unsubscribes from one filter; see ``unsubscribe(from:timeout:)``.
-    public func unsubscribe(from filter: String, timeout: Duration? = nil) async throws(MQTTError) {
-        try await unsubscribe(from: [filter], timeout: timeout)
+    /// Unsubscribes from one filter; see ``unsubscribe(from:properties:timeout:)``.
+    @discardableResult
+    public func unsubscribe(
+        from filter: String,
+        properties: MQTTProperties = MQTTProperties(),
+        timeout: Duration? = nil
+    ) async throws(MQTTError) -> MQTTProperties {
+        try await unsubscribe(from: [filter], properties: properties, timeout: timeout)
     }
 }
 
@@ -301,6 +378,9 @@ extension MQTTClient {
             throw invalid("MQTT 3.1 allows client IDs of 1 to 23 bytes")
         }
         if configuration.tls != nil, configuration.psk != nil { throw invalid("TLS certificates and TLS-PSK are mutually exclusive") }
+        if configuration.protocolVersion != .v5, !configuration.connectProperties.isEmpty || !(configuration.will?.properties.isEmpty ?? true) {
+            throw invalid("MQTT 5 properties need protocolVersion .v5")
+        }
         guard configuration.maxPendingPublishes >= 1 else { throw invalid("maxPendingPublishes must be at least 1") }
         guard configuration.messageBufferSize >= 1 else { throw invalid("messageBufferSize must be at least 1") }
         guard configuration.maxInflightMessages >= 0 else { throw invalid("maxInflightMessages must not be negative") }

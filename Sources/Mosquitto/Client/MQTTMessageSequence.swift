@@ -38,21 +38,40 @@ public struct MQTTMessageSequence: AsyncSequence, Sendable {
 
 // MARK: - MQTTTopicFilter
 
-/// A subscription filter with the maximum QoS wanted for it.
+/// A subscription filter with the maximum QoS wanted for it and, on MQTT 5, its options.
 public struct MQTTTopicFilter: Sendable, Hashable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The filter, e.g. `home/+/sensor` or `$share/workers/jobs/#`.
     public var filter: String
     /// The highest QoS the broker should deliver matching messages with.
     public var qos: MQTTQoS
+    /// MQTT 5 no-local: the broker does not send this client its own publications.
+    public var noLocal: Bool
+    /// MQTT 5 retain-as-published: forwarded messages keep the retain flag they were published
+    /// with (normally the flag is cleared on live delivery).
+    public var retainAsPublished: Bool
+    /// MQTT 5 retain handling: whether retained messages are sent when subscribing.
+    public var retainHandling: MQTTRetainHandling
 
     /// Creates a filter.
     ///
     /// - Parameters:
     ///   - filter: The topic filter.
     ///   - qos: The maximum QoS. Defaults to QoS 0.
-    public init(_ filter: String, qos: MQTTQoS = .atMostOnce) {
+    ///   - noLocal: MQTT 5 no-local. Defaults to `false`.
+    ///   - retainAsPublished: MQTT 5 retain-as-published. Defaults to `false`.
+    ///   - retainHandling: MQTT 5 retain handling. Defaults to sending retained messages.
+    public init(
+        _ filter: String,
+        qos: MQTTQoS = .atMostOnce,
+        noLocal: Bool = false,
+        retainAsPublished: Bool = false,
+        retainHandling: MQTTRetainHandling = .sendOnSubscribe
+    ) {
         self.filter = filter
         self.qos = qos
+        self.noLocal = noLocal
+        self.retainAsPublished = retainAsPublished
+        self.retainHandling = retainHandling
     }
 
     /// Creates a QoS 0 filter from a literal.
@@ -62,6 +81,23 @@ public struct MQTTTopicFilter: Sendable, Hashable, ExpressibleByStringLiteral, C
 
     /// `filter (QoS n)`.
     public var description: String { "\(filter) (\(qos))" }
+
+    /// The MQTT 5 subscription-options bits, without the QoS (`MQTT_SUB_OPT_*`).
+    var optionBits: Int32 {
+        (noLocal ? 0x04 : 0) | (retainAsPublished ? 0x08 : 0) | (Int32(retainHandling.rawValue) << 4)
+    }
+}
+
+// MARK: - MQTTRetainHandling
+
+/// When the broker sends retained messages for a new subscription (MQTT 5).
+public enum MQTTRetainHandling: UInt8, Sendable, Hashable {
+    /// Send retained messages at every subscribe (0, the MQTT 3.1.1 behaviour).
+    case sendOnSubscribe = 0
+    /// Send them only if the subscription did not exist before (1).
+    case sendOnNewSubscription = 1
+    /// Never send retained messages for this subscription (2).
+    case doNotSend = 2
 }
 
 // MARK: - MQTTSubscribeResult
@@ -95,6 +131,9 @@ public struct MQTTSubscription: AsyncSequence, Sendable {
 
     /// One result per filter, in the order subscribed.
     public let results: [MQTTSubscribeResult]
+    /// The SUBACK's MQTT 5 properties (reason string, user properties); when the filters needed
+    /// several SUBSCRIBE packets, those of the first.
+    public let properties: MQTTProperties
     let messages: MQTTMessageSequence
 
     /// Creates the iterator. A subscription supports a single iterator.

@@ -1,16 +1,62 @@
 // MARK: - MQTTConnectResult
 
-/// What the broker's CONNACK said about an accepted connection.
+/// What the broker's CONNACK said about an accepted connection, including (MQTT 5) the server's
+/// capabilities. Read it from ``MQTTClient/connect(timeout:)`` or later from
+/// ``MQTTClient/connectResult``. Absent capabilities take MQTT 5's defaults.
 public struct MQTTConnectResult: Sendable, Hashable {
     /// Whether the broker resumed a session it kept for this client ID (only possible with
     /// ``MQTTConfiguration/cleanSession`` off).
     public var sessionPresent: Bool
+    /// The CONNACK's MQTT 5 properties, as sent (empty on MQTT 3.1/3.1.1).
+    public var properties: MQTTProperties
 
     /// Creates a result.
     ///
-    /// - Parameter sessionPresent: The CONNACK's session-present flag.
-    public init(sessionPresent: Bool) {
+    /// - Parameters:
+    ///   - sessionPresent: The CONNACK's session-present flag.
+    ///   - properties: The CONNACK's properties.
+    public init(sessionPresent: Bool, properties: MQTTProperties = MQTTProperties()) {
         self.sessionPresent = sessionPresent
+        self.properties = properties
+    }
+
+    /// How many QoS 1/2 publishes the broker processes at once (default 65,535).
+    public var receiveMaximum: Int { properties.receiveMaximum.map(Int.init) ?? 65_535 }
+    /// The highest QoS the broker accepts (default QoS 2). Publishing above it throws
+    /// ``MQTTError/Code/qosNotSupported`` before anything is sent.
+    public var maximumQoS: MQTTQoS { properties.maximumQoS ?? .exactlyOnce }
+    /// Whether the broker accepts retained messages (default `true`). Publishing a retained
+    /// message when it does not throws ``MQTTError/Code/retainNotSupported`` before sending.
+    public var retainAvailable: Bool { properties.retainAvailable ?? true }
+    /// The largest packet the broker accepts, or `nil` for no limit beyond MQTT's. A larger
+    /// publish throws ``MQTTError/Code/payloadTooLarge`` before sending.
+    public var maximumPacketSize: Int? { properties.maximumPacketSize.map(Int.init) }
+    /// The highest topic alias the broker accepts (default 0: none).
+    public var topicAliasMaximum: Int { properties.topicAliasMaximum.map(Int.init) ?? 0 }
+    /// Whether wildcard subscriptions are supported (default `true`).
+    public var wildcardSubscriptionAvailable: Bool { properties.wildcardSubscriptionAvailable ?? true }
+    /// Whether subscription identifiers are supported (default `true`).
+    public var subscriptionIdentifiersAvailable: Bool { properties.subscriptionIdentifiersAvailable ?? true }
+    /// Whether shared subscriptions are supported (default `true`).
+    public var sharedSubscriptionAvailable: Bool { properties.sharedSubscriptionAvailable ?? true }
+    /// The client ID the broker assigned, when the client sent none.
+    public var assignedClientIdentifier: String? { properties.assignedClientIdentifier }
+    /// The keepalive the broker imposes, if it overrides the client's.
+    public var serverKeepAlive: Duration? { properties.serverKeepAlive.map { .seconds(Int($0)) } }
+    /// The session expiry interval the broker applies, if it changed the client's.
+    public var sessionExpiryInterval: UInt32? { properties.sessionExpiryInterval }
+
+    /// Refuses, before sending, a publish the broker said it will not accept.
+    func check(qos: MQTTQoS, retain: Bool, estimatedPacketSize: Int) throws(MQTTError) {
+        if qos > maximumQoS {
+            throw MQTTError(.qosNotSupported, operation: .publish, detail: "the broker's maximum QoS is \(maximumQoS.rawValue)")
+        }
+        if retain, !retainAvailable {
+            throw MQTTError(.retainNotSupported, operation: .publish, detail: "the broker does not accept retained messages")
+        }
+        if let maximumPacketSize, estimatedPacketSize > maximumPacketSize {
+            throw MQTTError(.payloadTooLarge, operation: .publish, detail: "the broker accepts packets up to \(maximumPacketSize) bytes")
+        }
     }
 }
 
@@ -25,6 +71,8 @@ public struct MQTTPublishReceipt: Sendable, Hashable {
     /// The broker's MQTT 5 reason code (``MQTTReasonCode/success`` for QoS 0, MQTT 3.1.1, and
     /// plain acknowledgements; e.g. ``MQTTReasonCode/noMatchingSubscribers`` is a success too).
     public var reasonCode: MQTTReasonCode
+    /// The MQTT 5 properties of the PUBACK/PUBCOMP (reason string, user properties).
+    public var properties: MQTTProperties
 
     /// Creates a receipt.
     ///
@@ -32,10 +80,12 @@ public struct MQTTPublishReceipt: Sendable, Hashable {
     ///   - messageID: The packet identifier.
     ///   - qos: The publish QoS.
     ///   - reasonCode: The broker's reason code.
-    public init(messageID: UInt16, qos: MQTTQoS, reasonCode: MQTTReasonCode = .success) {
+    ///   - properties: The acknowledgement's properties.
+    public init(messageID: UInt16, qos: MQTTQoS, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = MQTTProperties()) {
         self.messageID = messageID
         self.qos = qos
         self.reasonCode = reasonCode
+        self.properties = properties
     }
 }
 

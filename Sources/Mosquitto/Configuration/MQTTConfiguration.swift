@@ -34,6 +34,10 @@ public struct MQTTConfiguration: Sendable {
     public var credentials: MQTTCredentials?
     /// The message the broker publishes when this client vanishes without a DISCONNECT.
     public var will: MQTTWill?
+    /// MQTT 5 CONNECT properties, e.g. ``MQTTProperties/sessionExpiryInterval`` (needed for a
+    /// session to outlive the connection on MQTT 5), receive maximum, maximum packet size, topic
+    /// alias maximum, request response information, user properties. Sent again on reconnects.
+    public var connectProperties: MQTTProperties
 
     // MARK: Security
 
@@ -100,6 +104,7 @@ public struct MQTTConfiguration: Sendable {
         self.cleanSession = cleanSession
         self.credentials = credentials
         self.will = will
+        self.connectProperties = MQTTProperties()
         self.tls = tls
         self.psk = nil
         self.tcpNoDelay = true

@@ -14,6 +14,9 @@ public struct MQTTWill: Sendable, Hashable {
     public var qos: MQTTQoS
     /// Whether the will is retained.
     public var retain: Bool
+    /// MQTT 5 will properties: ``MQTTProperties/willDelayInterval``, message expiry, content
+    /// type, response topic, correlation data, payload format, user properties.
+    public var properties: MQTTProperties
 
     /// Creates a will.
     ///
@@ -22,10 +25,12 @@ public struct MQTTWill: Sendable, Hashable {
     ///   - payload: The payload bytes.
     ///   - qos: The QoS. Defaults to QoS 0.
     ///   - retain: Whether it is retained. Defaults to `false`.
-    public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false) {
+    ///   - properties: MQTT 5 will properties. Defaults to none.
+    public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, properties: MQTTProperties = MQTTProperties()) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
+        self.properties = properties
     }
 }

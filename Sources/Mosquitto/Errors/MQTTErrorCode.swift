@@ -17,6 +17,7 @@ extension MQTTError {
             case unsubscriptionRefused, publishRefused, payloadTooLarge, queueFull
             case messageBufferOverflow, protocolError, outOfMemory, notSupported
             case malformedUTF8, malformedPacket, unknown
+            case propertyNotAllowed, qosNotSupported, retainNotSupported
         }
 
         private let value: Value
@@ -81,9 +82,8 @@ extension MQTTError {
         /// A message sequence's buffer overflowed because its consumer fell behind; the sequence
         /// ends with this error and ``MQTTError/detail`` says how many messages were dropped.
         public static let messageBufferOverflow = Code(.messageBufferOverflow)
-        /// The broker broke the protocol, or a feature is not supported by the protocol version.
-        /// Corresponds to `MOSQ_ERR_PROTOCOL`, `MOSQ_ERR_DUPLICATE_PROPERTY`, `MOSQ_ERR_QOS_NOT_SUPPORTED`,
-        /// `MOSQ_ERR_RETAIN_NOT_SUPPORTED`, `MOSQ_ERR_TOPIC_ALIAS_INVALID`.
+        /// The broker broke the protocol, or a property is duplicated or a topic alias invalid.
+        /// Corresponds to `MOSQ_ERR_PROTOCOL`, `MOSQ_ERR_DUPLICATE_PROPERTY`, `MOSQ_ERR_TOPIC_ALIAS_INVALID`.
         public static let protocolError = Code(.protocolError)
         /// libmosquitto ran out of memory. Corresponds to `MOSQ_ERR_NOMEM`.
         public static let outOfMemory = Code(.outOfMemory)
@@ -94,6 +94,16 @@ extension MQTTError {
         public static let malformedUTF8 = Code(.malformedUTF8)
         /// A packet from the broker was malformed. Corresponds to `MOSQ_ERR_MALFORMED_PACKET`.
         public static let malformedPacket = Code(.malformedPacket)
+        /// An MQTT 5 property is not allowed on the packet it was given for (e.g. a topic alias on
+        /// SUBSCRIBE), or properties were given on an MQTT 3.1/3.1.1 connection. Checked before
+        /// sending with libmosquitto's `mosquitto_property_check_command`.
+        public static let propertyNotAllowed = Code(.propertyNotAllowed)
+        /// The broker's CONNACK said it accepts a lower maximum QoS than the one asked for.
+        /// Corresponds to `MOSQ_ERR_QOS_NOT_SUPPORTED`.
+        public static let qosNotSupported = Code(.qosNotSupported)
+        /// The broker's CONNACK said it does not accept retained messages.
+        /// Corresponds to `MOSQ_ERR_RETAIN_NOT_SUPPORTED`.
+        public static let retainNotSupported = Code(.retainNotSupported)
         /// Any other failure. Corresponds to `MOSQ_ERR_UNKNOWN` and unlisted codes.
         public static let unknown = Code(.unknown)
 
@@ -128,6 +138,9 @@ extension MQTTError {
             case .malformedUTF8: "malformed UTF-8"
             case .malformedPacket: "malformed packet"
             case .unknown: "unknown error"
+            case .propertyNotAllowed: "MQTT 5 property not allowed here"
+            case .qosNotSupported: "QoS not supported by the broker"
+            case .retainNotSupported: "retain not supported by the broker"
             }
         }
 
@@ -160,9 +173,10 @@ extension MQTTError {
     static func code(forMosquittoError value: Int32, operation: Operation) -> Code {
         switch mosq_err_t(rawValue: value) {
         case MOSQ_ERR_NOMEM: .outOfMemory
-        case MOSQ_ERR_PROTOCOL, MOSQ_ERR_DUPLICATE_PROPERTY, MOSQ_ERR_QOS_NOT_SUPPORTED,
-            MOSQ_ERR_RETAIN_NOT_SUPPORTED, MOSQ_ERR_TOPIC_ALIAS_INVALID:
+        case MOSQ_ERR_PROTOCOL, MOSQ_ERR_DUPLICATE_PROPERTY, MOSQ_ERR_TOPIC_ALIAS_INVALID:
             .protocolError
+        case MOSQ_ERR_QOS_NOT_SUPPORTED: .qosNotSupported
+        case MOSQ_ERR_RETAIN_NOT_SUPPORTED: .retainNotSupported
         case MOSQ_ERR_INVAL: operation == .configure ? .invalidConfiguration : .invalidArgument
         case MOSQ_ERR_NO_CONN: .notConnected
         case MOSQ_ERR_CONN_REFUSED: .connectionRefused

@@ -16,6 +16,10 @@ public struct MQTTMessage: Sendable, Hashable {
     public var retain: Bool
     /// The packet identifier of the delivery (0 for QoS 0).
     public var messageID: UInt16
+    /// The MQTT 5 properties the message arrived with: content type, response topic, correlation
+    /// data, message expiry (the time left), subscription identifiers, user properties, ...
+    /// Empty on MQTT 3.1/3.1.1.
+    public var properties: MQTTProperties
 
     /// Creates a message value.
     ///
@@ -25,12 +29,17 @@ public struct MQTTMessage: Sendable, Hashable {
     ///   - qos: The delivery QoS.
     ///   - retain: The retain flag.
     ///   - messageID: The packet identifier.
-    public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, messageID: UInt16 = 0) {
+    ///   - properties: The MQTT 5 properties.
+    public init(
+        topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, messageID: UInt16 = 0,
+        properties: MQTTProperties = MQTTProperties()
+    ) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
         self.messageID = messageID
+        self.properties = properties
     }
 
     /// The payload decoded as UTF-8, or `nil` when it is not valid UTF-8.

@@ -1,0 +1,260 @@
+import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - PropertyList
+
+/// A libmosquitto property list built from ``MQTTProperties``, freed when it goes out of scope.
+///
+/// This file is the one place where ``MQTTProperties`` meets `mosquitto_property`: building
+/// lists to send and reading lists received (which are only valid during the callback).
+struct PropertyList: ~Copyable {
+    /// The list, or `nil` when there are no properties.
+    private(set) var pointer: OpaquePointer?
+
+    /// An empty list.
+    init() {
+        pointer = nil
+    }
+
+    deinit {
+        var list = pointer
+        if list != nil {
+            mosquitto_property_free_all(&list)
+        }
+    }
+
+    /// Hands the list to libmosquitto (for `mosquitto_will_set_v5`, which frees it on success).
+    consuming func release() -> OpaquePointer? {
+        let list = pointer
+        pointer = nil
+        return list
+    }
+
+    /// Builds the list for `command` (a `CMD_*` value, or `CMD_WILL`), checking that every
+    /// property is allowed there.
+    ///
+    /// - Throws: ``MQTTError/Code/propertyNotAllowed`` naming the property, or
+    ///   ``MQTTError/Code/invalidArgument`` for a value libmosquitto rejects.
+    init(_ properties: MQTTProperties, command: Int32, operation: MQTTError.Operation) throws(MQTTError) {
+        pointer = nil
+        var adder = Adder()
+        adder.add(properties)
+        // Free what was built even if a later step fails.
+        pointer = adder.list
+        if let failure = adder.failure {
+            throw MQTTError(mosquittoCode: failure.rc, operation: operation, detail: "property \(Self.name(failure.identifier))")
+        }
+        var item = pointer
+        while let current = item {
+            let identifier = mosquitto_property_identifier(current)
+            if mosquitto_property_check_command(command, identifier) != MOSQ_ERR_SUCCESS.rawValue {
+                throw MQTTError(
+                    .propertyNotAllowed, operation: operation,
+                    detail: "\(Self.name(identifier)) is not allowed on \(Self.packetName(command))"
+                )
+            }
+            item = mosquitto_property_next(current)
+        }
+        let rc = mosquitto_property_check_all(command, pointer)
+        if rc != MOSQ_ERR_SUCCESS.rawValue {
+            throw MQTTError(mosquittoCode: rc, operation: operation, detail: "properties for \(Self.packetName(command))")
+        }
+    }
+
+    // MARK: Names
+
+    static func name(_ identifier: Int32) -> String {
+        guard let name = mosquitto_property_identifier_to_string(identifier) else { return "property \(identifier)" }
+        return String(cString: name)
+    }
+
+    static func packetName(_ command: Int32) -> String {
+        switch UInt32(command) {
+        case CMD_CONNECT: "CONNECT"
+        case CMD_PUBLISH: "PUBLISH"
+        case CMD_SUBSCRIBE: "SUBSCRIBE"
+        case CMD_UNSUBSCRIBE: "UNSUBSCRIBE"
+        case CMD_DISCONNECT: "DISCONNECT"
+        case UInt32(CMD_WILL): "the will"
+        default: "packet 0x\(String(command, radix: 16))"
+        }
+    }
+}
+
+// MARK: - Building
+
+/// Appends properties to a list, remembering the first failure.
+private struct Adder {
+    var list: OpaquePointer?
+    var failure: (rc: Int32, identifier: Int32)?
+
+    mutating func add(_ p: MQTTProperties) {
+        byte(MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, p.payloadFormat?.rawValue)
+        int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, p.messageExpiryInterval)
+        string(MQTT_PROP_CONTENT_TYPE, p.contentType)
+        string(MQTT_PROP_RESPONSE_TOPIC, p.responseTopic)
+        binary(MQTT_PROP_CORRELATION_DATA, p.correlationData)
+        for identifier in p.subscriptionIdentifiers {
+            check(MQTT_PROP_SUBSCRIPTION_IDENTIFIER) { mosquitto_property_add_varint(&$0, $1, identifier) }
+        }
+        int16(MQTT_PROP_TOPIC_ALIAS, p.topicAlias)
+        int32(MQTT_PROP_WILL_DELAY_INTERVAL, p.willDelayInterval)
+        int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL, p.sessionExpiryInterval)
+        string(MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER, p.assignedClientIdentifier)
+        int16(MQTT_PROP_SERVER_KEEP_ALIVE, p.serverKeepAlive)
+        string(MQTT_PROP_AUTHENTICATION_METHOD, p.authenticationMethod)
+        binary(MQTT_PROP_AUTHENTICATION_DATA, p.authenticationData)
+        byte(MQTT_PROP_REQUEST_PROBLEM_INFORMATION, p.requestProblemInformation.map { $0 ? 1 : 0 })
+        byte(MQTT_PROP_REQUEST_RESPONSE_INFORMATION, p.requestResponseInformation.map { $0 ? 1 : 0 })
+        string(MQTT_PROP_RESPONSE_INFORMATION, p.responseInformation)
+        string(MQTT_PROP_SERVER_REFERENCE, p.serverReference)
+        string(MQTT_PROP_REASON_STRING, p.reasonString)
+        int16(MQTT_PROP_RECEIVE_MAXIMUM, p.receiveMaximum)
+        int16(MQTT_PROP_TOPIC_ALIAS_MAXIMUM, p.topicAliasMaximum)
+        byte(MQTT_PROP_MAXIMUM_QOS, p.maximumQoS.map { UInt8($0.rawValue) })
+        byte(MQTT_PROP_RETAIN_AVAILABLE, p.retainAvailable.map { $0 ? 1 : 0 })
+        int32(MQTT_PROP_MAXIMUM_PACKET_SIZE, p.maximumPacketSize)
+        byte(MQTT_PROP_WILDCARD_SUB_AVAILABLE, p.wildcardSubscriptionAvailable.map { $0 ? 1 : 0 })
+        byte(MQTT_PROP_SUBSCRIPTION_ID_AVAILABLE, p.subscriptionIdentifiersAvailable.map { $0 ? 1 : 0 })
+        byte(MQTT_PROP_SHARED_SUB_AVAILABLE, p.sharedSubscriptionAvailable.map { $0 ? 1 : 0 })
+        for pair in p.userProperties {
+            check(MQTT_PROP_USER_PROPERTY) { mosquitto_property_add_string_pair(&$0, $1, pair.name, pair.value) }
+        }
+    }
+
+    private mutating func check(_ property: mqtt5_property, _ add: (inout OpaquePointer?, Int32) -> Int32) {
+        guard failure == nil else { return }
+        let identifier = Int32(property.rawValue)
+        let rc = add(&list, identifier)
+        if rc != MOSQ_ERR_SUCCESS.rawValue { failure = (rc, identifier) }
+    }
+
+    private mutating func byte(_ property: mqtt5_property, _ value: UInt8?) {
+        guard let value else { return }
+        check(property) { mosquitto_property_add_byte(&$0, $1, value) }
+    }
+
+    private mutating func int16(_ property: mqtt5_property, _ value: UInt16?) {
+        guard let value else { return }
+        check(property) { mosquitto_property_add_int16(&$0, $1, value) }
+    }
+
+    private mutating func int32(_ property: mqtt5_property, _ value: UInt32?) {
+        guard let value else { return }
+        check(property) { mosquitto_property_add_int32(&$0, $1, value) }
+    }
+
+    private mutating func string(_ property: mqtt5_property, _ value: String?) {
+        guard let value else { return }
+        check(property) { mosquitto_property_add_string(&$0, $1, value) }
+    }
+
+    private mutating func binary(_ property: mqtt5_property, _ value: [UInt8]?) {
+        guard let value else { return }
+        guard value.count <= Int(UInt16.max) else {
+            if failure == nil { failure = (Int32(MOSQ_ERR_INVAL.rawValue), Int32(property.rawValue)) }
+            return
+        }
+        check(property) { list, identifier in
+            value.withUnsafeBytes { mosquitto_property_add_binary(&list, identifier, $0.baseAddress, UInt16($0.count)) }
+        }
+    }
+}
+
+// MARK: - Reading
+
+extension MQTTProperties {
+    /// Copies a received property list (valid only during the callback) into Swift values.
+    init(copying list: OpaquePointer?) {
+        self.init()
+        var item = list
+        while let current = item {
+            read(current)
+            item = mosquitto_property_next(current)
+        }
+    }
+
+    private mutating func read(_ property: OpaquePointer) {
+        let identifier = mosquitto_property_identifier(property)
+        switch mqtt5_property(rawValue: UInt32(identifier)) {
+        case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR: payloadFormat = Self.byte(property).flatMap(MQTTPayloadFormat.init(rawValue:))
+        case MQTT_PROP_MESSAGE_EXPIRY_INTERVAL: messageExpiryInterval = Self.int32(property)
+        case MQTT_PROP_CONTENT_TYPE: contentType = Self.string(property)
+        case MQTT_PROP_RESPONSE_TOPIC: responseTopic = Self.string(property)
+        case MQTT_PROP_CORRELATION_DATA: correlationData = Self.binary(property)
+        case MQTT_PROP_SUBSCRIPTION_IDENTIFIER: Self.varint(property).map { subscriptionIdentifiers.append($0) }
+        case MQTT_PROP_TOPIC_ALIAS: topicAlias = Self.int16(property)
+        case MQTT_PROP_WILL_DELAY_INTERVAL: willDelayInterval = Self.int32(property)
+        case MQTT_PROP_SESSION_EXPIRY_INTERVAL: sessionExpiryInterval = Self.int32(property)
+        case MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER: assignedClientIdentifier = Self.string(property)
+        case MQTT_PROP_SERVER_KEEP_ALIVE: serverKeepAlive = Self.int16(property)
+        case MQTT_PROP_AUTHENTICATION_METHOD: authenticationMethod = Self.string(property)
+        case MQTT_PROP_AUTHENTICATION_DATA: authenticationData = Self.binary(property)
+        case MQTT_PROP_REQUEST_PROBLEM_INFORMATION: requestProblemInformation = Self.byte(property).map { $0 != 0 }
+        case MQTT_PROP_REQUEST_RESPONSE_INFORMATION: requestResponseInformation = Self.byte(property).map { $0 != 0 }
+        case MQTT_PROP_RESPONSE_INFORMATION: responseInformation = Self.string(property)
+        case MQTT_PROP_SERVER_REFERENCE: serverReference = Self.string(property)
+        case MQTT_PROP_REASON_STRING: reasonString = Self.string(property)
+        case MQTT_PROP_RECEIVE_MAXIMUM: receiveMaximum = Self.int16(property)
+        case MQTT_PROP_TOPIC_ALIAS_MAXIMUM: topicAliasMaximum = Self.int16(property)
+        case MQTT_PROP_MAXIMUM_QOS: maximumQoS = Self.byte(property).flatMap { MQTTQoS(rawValue: Int($0)) }
+        case MQTT_PROP_RETAIN_AVAILABLE: retainAvailable = Self.byte(property).map { $0 != 0 }
+        case MQTT_PROP_MAXIMUM_PACKET_SIZE: maximumPacketSize = Self.int32(property)
+        case MQTT_PROP_WILDCARD_SUB_AVAILABLE: wildcardSubscriptionAvailable = Self.byte(property).map { $0 != 0 }
+        case MQTT_PROP_SUBSCRIPTION_ID_AVAILABLE: subscriptionIdentifiersAvailable = Self.byte(property).map { $0 != 0 }
+        case MQTT_PROP_SHARED_SUB_AVAILABLE: sharedSubscriptionAvailable = Self.byte(property).map { $0 != 0 }
+        case MQTT_PROP_USER_PROPERTY:
+            var name: UnsafeMutablePointer<CChar>?
+            var value: UnsafeMutablePointer<CChar>?
+            if mosquitto_property_read_string_pair(property, identifier, &name, &value, false) != nil, let name, let value {
+                userProperties.append(MQTTUserProperty(String(cString: name), String(cString: value)))
+            }
+            free(name)
+            free(value)
+        default:
+            break
+        }
+    }
+
+    // Each reader reads `property` itself (not a search through the list): `skip_first` false on
+    // a single item returns that item when its identifier matches.
+    private static func byte(_ property: OpaquePointer) -> UInt8? {
+        var value: UInt8 = 0
+        return mosquitto_property_read_byte(property, mosquitto_property_identifier(property), &value, false) == nil ? nil : value
+    }
+
+    private static func int16(_ property: OpaquePointer) -> UInt16? {
+        var value: UInt16 = 0
+        return mosquitto_property_read_int16(property, mosquitto_property_identifier(property), &value, false) == nil ? nil : value
+    }
+
+    private static func int32(_ property: OpaquePointer) -> UInt32? {
+        var value: UInt32 = 0
+        return mosquitto_property_read_int32(property, mosquitto_property_identifier(property), &value, false) == nil ? nil : value
+    }
+
+    private static func varint(_ property: OpaquePointer) -> UInt32? {
+        var value: UInt32 = 0
+        return mosquitto_property_read_varint(property, mosquitto_property_identifier(property), &value, false) == nil ? nil : value
+    }
+
+    private static func string(_ property: OpaquePointer) -> String? {
+        var value: UnsafeMutablePointer<CChar>?
+        guard mosquitto_property_read_string(property, mosquitto_property_identifier(property), &value, false) != nil, let value else { return nil }
+        defer { free(value) }
+        return String(cString: value)
+    }
+
+    private static func binary(_ property: OpaquePointer) -> [UInt8]? {
+        var value: UnsafeMutableRawPointer?
+        var length: UInt16 = 0
+        guard mosquitto_property_read_binary(property, mosquitto_property_identifier(property), &value, &length, false) != nil else { return nil }
+        defer { free(value) }
+        guard let value, length > 0 else { return [] }
+        return Array(UnsafeRawBufferPointer(start: value, count: Int(length)))
+    }
+}
