@@ -1,5 +1,6 @@
 import Mosquitto
 import MosquittoTesting
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -98,4 +99,67 @@ func mqttExecutablePath() -> String {
         if access(directory + "/mqtt", X_OK) == 0 { return directory + "/mqtt" }
     }
     return "mqtt"
+}
+
+// MARK: - Errors
+
+/// Runs `body` and returns the ``MQTTError`` it threw, or `nil` if it succeeded (a success
+/// makes an `#expect(error?.code == ...)` fail, as it should).
+func thrownError(_ body: () async throws -> Void) async -> MQTTError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as MQTTError {
+        return error
+    } catch {
+        Issue.record("unexpected error type: \(error)")
+        return nil
+    }
+}
+
+// MARK: - A long-lived reader
+
+/// Reads a message sequence in one task for as long as it lives, so that a test can wait for
+/// messages repeatedly (a timed-out `collect` cancels its reader, which ends the sequence).
+final class MessageCollector: Sendable {
+    private final class Log: Sendable {
+        let messages = Mutex<[MQTTMessage]>([])
+    }
+
+    private let log = Log()
+    private let reader: Task<Void, Never>
+
+    init<S: AsyncSequence & Sendable>(_ sequence: S) where S.Element == MQTTMessage {
+        let log = log
+        reader = Task {
+            do {
+                for try await message in sequence {
+                    log.messages.withLock { $0.append(message) }
+                }
+            } catch {}
+        }
+    }
+
+    deinit {
+        reader.cancel()
+    }
+
+    /// Everything received so far.
+    var messages: [MQTTMessage] { log.messages.withLock { $0 } }
+
+    /// Waits until at least `count` messages arrived (at most `timeout`), then returns them all.
+    func waitFor(_ count: Int, timeout: Duration = .seconds(10)) async throws -> [MQTTMessage] {
+        let deadline = ContinuousClock.now + timeout
+        while messages.count < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return messages
+    }
+
+    /// Waits `window` and returns what arrived meanwhile.
+    func arrivals(within window: Duration) async throws -> [MQTTMessage] {
+        let before = messages.count
+        try await Task.sleep(for: window)
+        return Array(messages.dropFirst(before))
+    }
 }

@@ -11,7 +11,20 @@ final class EventRouter: BridgeEventSink {
     private struct MessageListener {
         /// `nil` receives every message; otherwise filters as subscribed (`$share/` prefixes kept).
         let filters: [String]?
+        /// The MQTT 5 subscription identifier the subscription was made with, if any.
+        let subscriptionIdentifier: UInt32?
         let continuation: AsyncThrowingStream<MQTTMessage, any Error>.Continuation
+
+        /// Whether `message` belongs to this listener. A message carrying subscription identifiers
+        /// goes to the subscriptions with those identifiers (the broker sends one copy per
+        /// overlapping subscription); otherwise the topic is matched against the filters.
+        func accepts(_ message: MQTTMessage) -> Bool {
+            guard let filters else { return true }
+            if let subscriptionIdentifier, !message.properties.subscriptionIdentifiers.isEmpty {
+                return message.properties.subscriptionIdentifiers.contains(subscriptionIdentifier)
+            }
+            return filters.contains(where: { MQTTTopic.matches(message.topic, filter: $0) })
+        }
     }
 
     private struct State {
@@ -51,12 +64,15 @@ final class EventRouter: BridgeEventSink {
         state.withLock { $0.client = client }
     }
 
-    /// A new message sequence receiving messages that match `filters` (all when `nil`).
-    func makeMessageSequence(filters: [String]?) -> (id: UInt64, sequence: MQTTMessageSequence) {
+    /// A new message sequence receiving messages that match `filters` (all when `nil`), or that
+    /// carry `subscriptionIdentifier`.
+    func makeMessageSequence(filters: [String]?, subscriptionIdentifier: UInt32? = nil) -> (id: UInt64, sequence: MQTTMessageSequence) {
         let (stream, continuation) = AsyncThrowingStream<MQTTMessage, any Error>.makeStream(bufferingPolicy: .bufferingOldest(bufferSize))
         let id = state.withLock { state in
             state.nextID += 1
-            state.listeners[state.nextID] = MessageListener(filters: filters, continuation: continuation)
+            state.listeners[state.nextID] = MessageListener(
+                filters: filters, subscriptionIdentifier: subscriptionIdentifier, continuation: continuation
+            )
             return state.nextID
         }
         continuation.onTermination = { [weak self] _ in
@@ -180,8 +196,7 @@ final class EventRouter: BridgeEventSink {
         // The hot path: one lock for the matching sequences and the delegate queue together.
         let (targets, delegateEvents) = state.withLock { state in
             let targets = state.listeners.compactMap { id, listener -> (UInt64, AsyncThrowingStream<MQTTMessage, any Error>.Continuation)? in
-                guard let filters = listener.filters else { return (id, listener.continuation) }
-                return filters.contains(where: { MQTTTopic.matches(message.topic, filter: $0) }) ? (id, listener.continuation) : nil
+                listener.accepts(message) ? (id, listener.continuation) : nil
             }
             return (targets, state.delegate == nil ? nil : state.delegateEvents)
         }

@@ -26,6 +26,8 @@ public final class MQTTClient: Sendable {
     public let configuration: MQTTConfiguration
     private let bridge: MosquittoBridge
     private let router: EventRouter
+    /// Request/response state (the response subscription and pending requests).
+    let requests = RequestBroker()
 
     /// Creates a client. Nothing is sent until ``connect(timeout:)``.
     ///
@@ -36,11 +38,14 @@ public final class MQTTClient: Sendable {
         var configuration = configuration
         try Self.validate(&configuration)
         self.configuration = configuration
-        // MQTT 5 sessions end at disconnect unless a session expiry interval is sent (not yet
-        // supported), so only 3.1/3.1.1 persistent sessions survive a disconnect.
+        // An MQTT 5 session outlives the connection only with a session expiry interval.
+        let sessionOutlivesConnection =
+            configuration.protocolVersion == .v5
+            ? (configuration.connectProperties.sessionExpiryInterval ?? 0) > 0
+            : !configuration.cleanSession
         router = EventRouter(
             bufferSize: configuration.messageBufferSize,
-            keepsSequencesAcrossDisconnect: !configuration.cleanSession && configuration.protocolVersion != .v5
+            keepsSequencesAcrossDisconnect: sessionOutlivesConnection
         )
         bridge = try MosquittoBridge(configuration: configuration, clientID: configuration.clientID, sink: router)
         router.attach(client: self)
@@ -256,7 +261,9 @@ public final class MQTTClient: Sendable {
         for filter in filters {
             try MQTTTopic.validateFilter(filter.filter, operation: .subscribe)
         }
-        let (listenerID, messages) = router.makeMessageSequence(filters: filters.map(\.filter))
+        let (listenerID, messages) = router.makeMessageSequence(
+            filters: filters.map(\.filter), subscriptionIdentifier: properties.subscriptionIdentifiers.first
+        )
         do throws(MQTTError) {
             let (results, acknowledgementProperties) = try await sendSubscribe(
                 filters, properties: properties, timeout: timeout ?? configuration.operationTimeout

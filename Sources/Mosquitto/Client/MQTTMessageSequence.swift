@@ -2,16 +2,18 @@
 
 /// An `AsyncSequence` of received messages, with a bounded buffer.
 ///
-/// Each sequence has one consumer. It buffers up to ``MQTTConfiguration/messageBufferSize``
+/// Each sequence has one consumer; cancelling the task that iterates it ends the sequence (the
+/// subscription at the broker stays). It buffers up to ``MQTTConfiguration/messageBufferSize``
 /// messages for a consumer that falls behind; when that overflows it ends by throwing
 /// ``MQTTError/Code/messageBufferOverflow`` instead of dropping messages silently. (libmosquitto
 /// acknowledges QoS 1/2 messages to the broker before handing them over, so a message dropped
 /// here would be lost.) The sequence finishes when the client's session ends: normally after
 /// ``MQTTClient/disconnect(timeout:)`` or when the client is released, by throwing when the
-/// connection was lost and is not retried. In a persistent session (``MQTTConfiguration/cleanSession``
-/// off, MQTT 3.1/3.1.1) the broker keeps the subscriptions across a disconnect, and so do the
-/// sequences: the messages queued meanwhile arrive on them after the next
-/// ``MQTTClient/connect(timeout:)``.
+/// connection was lost and is not retried. In a session that outlives the connection
+/// (``MQTTConfiguration/cleanSession`` off on MQTT 3.1/3.1.1; a non-zero
+/// ``MQTTProperties/sessionExpiryInterval`` in ``MQTTConfiguration/connectProperties`` on MQTT 5)
+/// the broker keeps the subscriptions across a disconnect, and so do the sequences: the messages
+/// queued meanwhile arrive on them after the next ``MQTTClient/connect(timeout:)``.
 public struct MQTTMessageSequence: AsyncSequence, Sendable {
     /// The element type: a received message.
     public typealias Element = MQTTMessage
