@@ -39,7 +39,9 @@ struct PropertyList: ~Copyable {
     ///
     /// - Throws: ``MQTTError/Code/propertyNotAllowed`` naming the property, or
     ///   ``MQTTError/Code/invalidArgument`` for a value libmosquitto rejects.
-    init(_ properties: MQTTProperties, command: Int32, operation: MQTTError.Operation) throws(MQTTError) {
+    ///
+    /// `checkingAllowed: false` skips the per-packet check (for tests of the conversion itself).
+    init(_ properties: MQTTProperties, command: Int32, operation: MQTTError.Operation, checkingAllowed: Bool = true) throws(MQTTError) {
         pointer = nil
         var adder = Adder()
         adder.add(properties)
@@ -48,6 +50,7 @@ struct PropertyList: ~Copyable {
         if let failure = adder.failure {
             throw MQTTError(mosquittoCode: failure.rc, operation: operation, detail: "property \(Self.name(failure.identifier))")
         }
+        guard checkingAllowed else { return }
         var item = pointer
         while let current = item {
             let identifier = mosquitto_property_identifier(current)
