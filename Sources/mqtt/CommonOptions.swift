@@ -10,9 +10,9 @@ import Darwin
 
 // MARK: - CommonOptions
 
-/// The options `mqtt pub` and `mqtt sub` share: broker address, identity, session, credentials,
-/// TLS / TLS-PSK, will, QoS and the diagnostics switches. Declared once here and turned into an
-/// `MQTTConfiguration` by ``configuration()``.
+/// The options `mqtt pub`, `mqtt sub` and `mqtt rr` share: broker address, identity, session,
+/// credentials, TLS / TLS-PSK, will, MQTT 5 properties, QoS and the diagnostics switches. Declared
+/// once here and turned into an `MQTTConfiguration` by ``configuration()``.
 struct CommonOptions {
     // MARK: Endpoint and session
     var host = "localhost"
@@ -25,6 +25,13 @@ struct CommonOptions {
     var protocolVersion = MQTTProtocolVersion.v3_1_1
     var noDelay = false
     var maxInflight: Int?
+    /// `-x`: the MQTT 5 session expiry interval; `UInt32.max` never expires. `nil`: never with
+    /// `-c`, else 0 (mosquitto's default).
+    var sessionExpiry: UInt32?
+
+    // MARK: MQTT 5 properties
+    /// `-D`, for every packet.
+    var properties = PropertyOptions()
 
     // MARK: Credentials
     var username: String?
@@ -62,7 +69,10 @@ struct CommonOptions {
 
 extension CommonOptions {
     /// The shared options, in `--help` order. Each command lifts them into its own table.
-    static var table: [OptionSpec<CommonOptions>] {
+    static var table: [OptionSpec<CommonOptions>] { table(defaultVersion: "mqttv311") }
+
+    /// The shared options, with `-V`'s default as `--help` names it (`rr` defaults to `mqttv5`).
+    static func table(defaultVersion: String) -> [OptionSpec<CommonOptions>] {
         [
             .value(["-h", "--host"], "HOST", noun: "host", "MQTT host to connect to. Defaults to localhost.") { $0.host = $1 },
             .value(["-p", "--port"], "PORT", noun: "port", "Network port. Defaults to 1883, or 8883 for MQTT over TLS.") { (options: inout CommonOptions, value: String) throws(CLIError) in
@@ -82,8 +92,16 @@ extension CommonOptions {
             },
             .value(["-u", "--username"], "USER", noun: "username", "Username for authentication.") { $0.username = $1 },
             .value(["-P", "--pw"], "PASSWORD", noun: "password", "Password for authentication (requires -u).") { $0.password = $1 },
-            .value(["-V", "--protocol-version"], "VERSION", noun: "version", "MQTT version: mqttv5, mqttv311 or mqttv31 (5, 311, 31). Defaults to mqttv311.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+            .value(["-V", "--protocol-version"], "VERSION", noun: "version", "MQTT version: mqttv5, mqttv311 or mqttv31 (5, 311, 31). Defaults to \(defaultVersion).") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 options.protocolVersion = try ValueParser.protocolVersion(value)
+            },
+            .values(["-D", "--property"], "COMMAND ID VALUE", "MQTT 5 property for COMMAND (connect, publish, subscribe, unsubscribe, disconnect, will): ID as mosquitto names it (content-type, ...); user-property takes NAME VALUE. Sets -V 5.") { (options: inout CommonOptions, values: inout OptionValues) throws(CLIError) in
+                try options.properties.parse(&values)
+                // As in mosquitto: `-D` makes the client an MQTT 5 client (a later -V still counts).
+                options.protocolVersion = .v5
+            },
+            .value(["-x"], "SECONDS", noun: "session expiry interval", "MQTT 5 session expiry interval (ignored before v5): 0-4294967294, or -1/∞ never. Defaults to ∞ with -c, else 0.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.sessionExpiry = try ValueParser.sessionExpiry(value)
             },
             .flag(["--nodelay"], "Disable Nagle's algorithm.") { $0.noDelay = true },
             .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) to stdout.") { $0.debug = true },
@@ -145,7 +163,15 @@ extension CommonOptions {
         if let maxInflight { configuration.maxInflightMessages = maxInflight }
         if let username { configuration.credentials = MQTTCredentials(username: username, password: password) }
         if let willTopic {
-            configuration.will = MQTTWill(topic: willTopic, payload: willPayload ?? [], qos: willQoS ?? .atMostOnce, retain: willRetain)
+            configuration.will = MQTTWill(
+                topic: willTopic, payload: willPayload ?? [], qos: willQoS ?? .atMostOnce, retain: willRetain, properties: properties.will
+            )
+        }
+        if protocolVersion == .v5 {
+            configuration.connectProperties = properties.connect
+            if let expiry = effectiveSessionExpiry, expiry > 0 {
+                configuration.connectProperties.sessionExpiryInterval = expiry
+            }
         }
         if let psk, let pskIdentity {
             configuration.psk = MQTTPreSharedKey(identity: pskIdentity, hexKey: psk, ciphers: ciphers)
@@ -159,6 +185,16 @@ extension CommonOptions {
         // Received messages wait here while stdout is slow; a bounded buffer would end `sub`.
         configuration.messageBufferSize = 1 << 20
         return configuration
+    }
+
+    /// The session expiry interval `-x` or `-c` asks for on an MQTT 5 connection (mosquitto: `-c`
+    /// without `-x` never expires); `nil` when neither applies. Not used with MQTT 3.1/3.1.1,
+    /// where mosquitto ignores `-x`.
+    private var effectiveSessionExpiry: UInt32? {
+        guard protocolVersion == .v5 else { return nil }
+        if let sessionExpiry { return sessionExpiry }
+        // `-D connect session-expiry-interval` then sets it instead of `-c`.
+        return cleanSession || properties.hasConnectSessionExpiry ? nil : UInt32.max
     }
 
     /// The certificate-based TLS settings.
@@ -176,8 +212,17 @@ extension CommonOptions {
 
     /// mosquitto's checks of option combinations, with its error texts where it has one.
     private func validate() throws(CLIError) {
+        if properties.isGiven && protocolVersion != .v5 {
+            throw CLIError.usage("MQTT 5 properties (-D) cannot be sent with MQTT \(protocolVersion): remove -V or use -V 5.")
+        }
+        if effectiveSessionExpiry == UInt32.max && (clientID ?? "").isEmpty {
+            throw CLIError.usage("You must provide a client id if you are using an infinite session expiry interval.")
+        }
         if !cleanSession && (clientID ?? "").isEmpty {
             throw CLIError.usage("You must provide a client id if you are using the -c option.")
+        }
+        if let sessionExpiry, sessionExpiry > 0, protocolVersion == .v5, properties.hasConnectSessionExpiry {
+            throw CLIError.usage(verbatim: "Error in CONNECT properties: Duplicate property in property list")
         }
         if password != nil && username == nil {
             throw CLIError.usage("A password (-P) was given without a username (-u).")

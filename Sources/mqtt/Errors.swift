@@ -39,16 +39,22 @@ struct CLIError: Error, Sendable {
         CLIError(message: "Error: " + text, status: 1, kind: .usage)
     }
 
+    /// A usage error printed as given, for mosquitto's texts without `Error: `
+    /// (`Error in PUBLISH properties: Duplicate property in property list`), exit status 1.
+    static func usage(verbatim message: String) -> CLIError {
+        CLIError(message: message, status: 1, kind: .usage)
+    }
+
     /// A run-time error with a message printed as given.
     static func runtime(_ message: String, status: Int32 = 1) -> CLIError {
         CLIError(message: message, status: status, kind: .runtime)
     }
 
     /// The same error, silenced when `--quiet` was given and it is a run-time error (like
-    /// mosquitto's `--quiet`, usage errors are always printed).
+    /// mosquitto's `--quiet`, usage errors are always printed). A silenced error stays silenced.
     func silenced(quiet: Bool) -> CLIError {
         var error = self
-        error.isSilenced = quiet && kind == .runtime
+        error.isSilenced = isSilenced || (quiet && kind == .runtime)
         return error
     }
 

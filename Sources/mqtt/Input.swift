@@ -8,10 +8,69 @@ import Musl
 import Darwin
 #endif
 
+// MARK: - PayloadOptions
+
+/// Where the payload of `pub` and of the request of `rr` comes from: exactly one of `-m`, `-f`,
+/// `-n`, `-s`, and for `pub` also `-l`. Declared once, lifted into both commands' tables.
+struct PayloadOptions {
+    /// The payload source.
+    enum Source {
+        case message(String)
+        case file(String)
+        case null
+        case standardInput
+        case standardInputLines
+    }
+
+    var source: Source?
+    /// Set when a second source was given; reported after parsing, as mosquitto does.
+    var conflicting = false
+
+    /// Records a source, noting a conflict if one was already given.
+    mutating func set(_ newSource: Source) {
+        if source != nil { conflicting = true }
+        source = newSource
+    }
+
+    /// The options; `-l` only when `lines` (mosquitto_rr has no `-l`).
+    static func table(lines: Bool) -> [OptionSpec<PayloadOptions>] {
+        var table: [OptionSpec<PayloadOptions>] = [
+            .value(["-m", "--message"], "MESSAGE", noun: "message", "Message payload to send.") { $0.set(.message($1)) },
+            .value(["-f", "--file"], "FILE", noun: "file", "Send the contents of a file as the message.") { $0.set(.file($1)) },
+            .flag(["-n", "--null-message"], "Send a null (zero length) message.") { $0.set(.null) },
+            .flag(["-s", "--stdin-file"], "Read stdin, sending the entire input as one message.") { $0.set(.standardInput) },
+        ]
+        if lines {
+            table.append(.flag(["-l", "--stdin-line"], "Read stdin, sending a separate message for each line.") { $0.set(.standardInputLines) })
+        }
+        return table
+    }
+
+    /// The source, after mosquitto's check that only one was given; `nil` when none was.
+    func validated() throws(CLIError) -> Source? {
+        if conflicting {
+            throw CLIError.usage("Only one type of message can be sent at once.")
+        }
+        return source
+    }
+
+    /// Reads the payload of `source` (before connecting, like mosquitto_pub); `nil` for `-l`,
+    /// whose lines are read while publishing.
+    static func load(_ source: Source) throws(CLIError) -> [UInt8]? {
+        switch source {
+        case .message(let text): Array(text.utf8)
+        case .file(let path): try Input.readFile(path)
+        case .null: []
+        case .standardInput: try Input.readStandardInput()
+        case .standardInputLines: nil
+        }
+    }
+}
+
 // MARK: - Input
 
-/// Reading payloads for `pub`: a whole file (`-f`), all of stdin (`-s`), or stdin line by line
-/// (`-l`).
+/// Reading payloads for `pub` and `rr`: a whole file (`-f`), all of stdin (`-s`), or stdin line
+/// by line (`-l`).
 enum Input {
     /// The whole content of the file at `path`.
     ///

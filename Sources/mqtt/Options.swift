@@ -3,11 +3,12 @@ import Mosquitto
 // MARK: - Why a parser of our own
 
 // The flags are those of mosquitto_pub / mosquitto_sub, so that a script written for them works
-// with `mqtt pub` / `mqtt sub` by changing the program name. swift-argument-parser cannot express
-// them faithfully: `-h` is the host (not help), values are taken verbatim even when they start
-// with `-` (`-m -5`), later issues add options taking three arguments (`-D command identifier
-// value`), and the error texts and exit status must match mosquitto's. So options are declared in
-// small tables (`OptionSpec`) and read by the table-driven `OptionParser` below.
+// with `mqtt pub` / `mqtt sub` / `mqtt rr` by changing the program name. swift-argument-parser
+// cannot express them faithfully: `-h` is the host (not help), values are taken verbatim even
+// when they start with `-` (`-m -5`), `-D` takes three or four arguments depending on the second
+// (`-D command identifier value`, `-D command user-property name value`), and the error texts and
+// exit status must match mosquitto's. So options are declared in small tables (`OptionSpec`) and
+// read by the table-driven `OptionParser` below.
 
 // MARK: - OptionSpec
 
@@ -25,6 +26,10 @@ struct OptionSpec<Target> {
         /// An option followed by one value, such as `-h HOST`. `placeholder` names the value in
         /// `--help`, `noun` in the missing-value error (`-p argument given but no port specified.`).
         case value(placeholder: String, noun: String, (inout Target, String) throws(CLIError) -> Void)
+        /// An option followed by several values, such as `-D COMMAND IDENTIFIER VALUE`. The action
+        /// takes them from ``OptionValues`` itself, so their number may depend on their content
+        /// (`-D publish user-property NAME VALUE` takes one more).
+        case values(placeholder: String, (inout Target, inout OptionValues) throws(CLIError) -> Void)
     }
 
     /// The spellings, short first: `["-h", "--host"]`.
@@ -47,6 +52,14 @@ struct OptionSpec<Target> {
         OptionSpec(names: names, action: .value(placeholder: placeholder, noun: noun ?? placeholder, apply), help: help)
     }
 
+    /// An option with several values, taken by `apply` from ``OptionValues``.
+    static func values(
+        _ names: [String], _ placeholder: String, _ help: String,
+        _ apply: @escaping (inout Target, inout OptionValues) throws(CLIError) -> Void
+    ) -> OptionSpec {
+        OptionSpec(names: names, action: .values(placeholder: placeholder, apply), help: help)
+    }
+
     /// The same option acting on the `Target` inside a larger options value.
     func lifted<Outer>(_ path: WritableKeyPath<Outer, Target>) -> OptionSpec<Outer> {
         switch action {
@@ -60,14 +73,53 @@ struct OptionSpec<Target> {
                 },
                 help: help
             )
+        case .values(let placeholder, let apply):
+            return OptionSpec<Outer>(
+                names: names,
+                action: .values(placeholder: placeholder) { (outer: inout Outer, values: inout OptionValues) throws(CLIError) in
+                    try apply(&outer[keyPath: path], &values)
+                },
+                help: help
+            )
         }
     }
 
     /// `-h, --host HOST`: the left column of `--help`.
     var synopsis: String {
         let spelled = names.joined(separator: ", ")
-        if case .value(let placeholder, _, _) = action { return spelled + " " + placeholder }
-        return spelled
+        switch action {
+        case .flag: return spelled
+        case .value(let placeholder, _, _), .values(let placeholder, _): return spelled + " " + placeholder
+        }
+    }
+}
+
+// MARK: - OptionValues
+
+/// The arguments after a multi-value option (``OptionSpec/Action/values(placeholder:_:)``), from
+/// which its action takes as many as it needs.
+struct OptionValues {
+    private let arguments: ArraySlice<String>
+    /// How many were taken.
+    private(set) var consumed = 0
+    /// The error for too few arguments, in mosquitto's words
+    /// (`--property argument given but not enough arguments specified.`).
+    private let shortage: CLIError
+
+    /// The values available after the option named `option` (mosquitto names the long spelling).
+    init(_ arguments: ArraySlice<String>, option: String) {
+        self.arguments = arguments
+        shortage = CLIError.usage("\(option) argument given but not enough arguments specified.")
+    }
+
+    /// The next `count` values, verbatim.
+    ///
+    /// - Throws: ``CLIError`` (usage) when fewer are left.
+    mutating func take(_ count: Int) throws(CLIError) -> [String] {
+        let start = arguments.startIndex + consumed
+        guard arguments.endIndex - start >= count else { throw shortage }
+        consumed += count
+        return Array(arguments[start..<(start + count)])
     }
 }
 
@@ -114,6 +166,10 @@ enum OptionParser {
                 }
                 try apply(&target, arguments[position])
                 position += 1
+            case .values(_, let apply):
+                var values = OptionValues(arguments[position...], option: spec.names.last ?? argument)
+                try apply(&target, &values)
+                position += values.consumed
             }
         }
         return .run(target)
@@ -165,6 +221,26 @@ enum ValueParser {
     static func positive(_ text: String, _ message: String) throws(CLIError) -> Int {
         guard let number = integer(text), number >= 1 else { throw CLIError.usage(message) }
         return number
+    }
+
+    /// A session expiry interval (`-x`): 0...4294967295 seconds, with `-1` and `∞` for
+    /// 4294967295 (never expires). mosquitto also takes hexadecimal and octal (`strtol`); `mqtt`
+    /// takes decimal only.
+    static func sessionExpiry(_ text: String) throws(CLIError) -> UInt32 {
+        if text == "∞" { return UInt32.max }
+        guard let number = integer(text) else {
+            // Too many digits for an Int: out of range, as with mosquitto's `strtol`.
+            let digits = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)
+            if !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) {
+                throw CLIError.usage("session-expiry-interval out of range.")
+            }
+            throw CLIError.usage("session-expiry-interval not a number.")
+        }
+        if number == -1 { return UInt32.max }
+        guard let interval = UInt32(exactly: number) else {
+            throw CLIError.usage("session-expiry-interval out of range.")
+        }
+        return interval
     }
 
     /// An MQTT protocol version: `mqttv31`/`31`, `mqttv311`/`311`, `mqttv5`/`5` (`-V`).

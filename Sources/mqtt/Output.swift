@@ -56,21 +56,30 @@ enum Output {
 
 // MARK: - MessageFormat
 
-/// How `mqtt sub` prints a received message: mosquitto_sub's default output, with `-v` and `-N`.
+/// How `mqtt sub` and `mqtt rr` print a received message: mosquitto_sub's output, with `-v`, `-N`
+/// and `-F`.
 ///
 /// Verified against mosquitto_sub 2.0.11:
 /// - `payload\n`; `-N` drops the newline.
 /// - `-v`: `topic payload\n`; a zero-length payload prints `topic (null)\n`.
 /// - A zero-length payload without `-v`, or with `-v -N`, prints nothing at all.
+/// - `-F`: the format (see ``FormatString``) replaces `-v`; a newline still follows unless `-N`.
 /// The payload is written as raw bytes, not decoded.
 struct MessageFormat: Sendable {
     /// `-v`: prefix the topic.
     var verbose = false
     /// `-N`: no end-of-line after each message.
     var noEndOfLine = false
+    /// `-F`: mosquitto's format string.
+    var custom: FormatString?
 
     /// The bytes to write for `message`, or an empty array when nothing is printed.
     func render(_ message: MQTTMessage) -> [UInt8] {
+        if let custom {
+            var bytes = custom.render(message)
+            if !noEndOfLine { bytes.append(UInt8(ascii: "\n")) }
+            return bytes
+        }
         var bytes: [UInt8] = []
         if message.payload.isEmpty {
             guard verbose, !noEndOfLine else { return [] }

@@ -4,44 +4,28 @@ import Mosquitto
 
 /// The options of `mqtt pub` (mosquitto_pub's).
 struct PublishOptions {
-    /// Where the payload comes from: exactly one of `-m`, `-f`, `-n`, `-s`, `-l`.
-    enum Source {
-        case message(String)
-        case file(String)
-        case null
-        case standardInput
-        case standardInputLines
-    }
-
     var common = CommonOptions()
+    /// `-m`, `-f`, `-n`, `-s`, `-l`.
+    var payload = PayloadOptions()
     /// `-t` (given twice, the last wins, as in mosquitto_pub).
     var topic: String?
-    var source: Source?
-    /// Set when a second message source was given; reported after parsing, as mosquitto does.
-    var conflictingSources = false
     var retain = false
-
-    /// Records a message source, noting a conflict if one was already given.
-    mutating func setSource(_ newSource: Source) {
-        if source != nil { conflictingSources = true }
-        source = newSource
-    }
 
     /// `mqtt pub`'s option table: its own options, then the shared ones.
     static var table: [OptionSpec<PublishOptions>] {
         let own: [OptionSpec<PublishOptions>] = [
             .value(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic to publish to.") { $0.topic = $1 },
-            .value(["-m", "--message"], "MESSAGE", noun: "message", "Message payload to send.") { $0.setSource(.message($1)) },
-            .value(["-f", "--file"], "FILE", noun: "file", "Send the contents of a file as the message.") { $0.setSource(.file($1)) },
-            .flag(["-n", "--null-message"], "Send a null (zero length) message.") { $0.setSource(.null) },
-            .flag(["-s", "--stdin-file"], "Read stdin, sending the entire input as one message.") { $0.setSource(.standardInput) },
-            .flag(["-l", "--stdin-line"], "Read stdin, sending a separate message for each line.") { $0.setSource(.standardInputLines) },
+        ]
+        let more: [OptionSpec<PublishOptions>] = [
             .flag(["-r", "--retain"], "Retain the message.") { $0.retain = true },
             .value(["-M"], "COUNT", noun: "max inflight", "Maximum QoS 1/2 messages in flight. Defaults to 20.") { (options: inout PublishOptions, value: String) throws(CLIError) in
                 options.common.maxInflight = try ValueParser.positive(value, "Maximum inflight messages must be greater than 0.")
             },
         ]
-        return own + CommonOptions.table.map { $0.lifted(\PublishOptions.common) }
+        return own
+            + PayloadOptions.table(lines: true).map { $0.lifted(\PublishOptions.payload) }
+            + more
+            + CommonOptions.table.map { $0.lifted(\PublishOptions.common) }
     }
 
     static let usage = OptionParser.usage(
@@ -51,10 +35,8 @@ struct PublishOptions {
     )
 
     /// mosquitto_pub's checks once all flags are read.
-    func validated() throws(CLIError) -> (topic: String, source: Source) {
-        if conflictingSources {
-            throw CLIError.usage("Only one type of message can be sent at once.")
-        }
+    func validated() throws(CLIError) -> (topic: String, source: PayloadOptions.Source) {
+        let source = try payload.validated()
         guard let topic, let source else {
             throw CLIError.usage("Both topic and message must be supplied.")
         }
@@ -96,22 +78,15 @@ enum PublishCommand {
     /// Validates, loads the payload (before connecting, like mosquitto_pub), then publishes.
     private static func publish(_ options: PublishOptions) async throws(CLIError) {
         let (topic, source) = try options.validated()
-        let qos = options.common.qos
-        let payload: [UInt8]?
-        switch source {
-        case .message(let text): payload = Array(text.utf8)
-        case .file(let path): payload = try Input.readFile(path)
-        case .null: payload = []
-        case .standardInput: payload = try Input.readStandardInput()
-        case .standardInputLines: payload = nil
-        }
+        let payload = try PayloadOptions.load(source)
         let session = try Session(options: options.common)
+        let message = Message(topic: topic, qos: options.common.qos, retain: options.retain, properties: options.common.properties.publish)
         try await session.connect()
         do {
             if let payload {
-                try await publishOne(payload, to: topic, qos: qos, retain: options.retain, client: session.client)
+                try await publishOne(payload, as: message, client: session.client)
             } else {
-                try await publishLines(to: topic, qos: qos, retain: options.retain, client: session.client)
+                try await publishLines(as: message, client: session.client)
             }
         } catch {
             await session.disconnect()
@@ -120,20 +95,32 @@ enum PublishCommand {
         await session.disconnect()
     }
 
-    /// Publishes one message and, for QoS 1/2, waits for PUBACK / PUBCOMP.
-    private static func publishOne(_ payload: [UInt8], to topic: String, qos: MQTTQoS, retain: Bool, client: MQTTClient) async throws(CLIError) {
-        let pending: MQTTPendingPublish
-        do {
-            pending = try client.beginPublish(to: topic, payload: payload, qos: qos, retain: retain)
-        } catch {
-            throw CLIError(error)
+    /// Everything of a message but its payload.
+    struct Message: Sendable {
+        var topic: String
+        var qos: MQTTQoS
+        var retain: Bool
+        /// `-D publish ...` (and, for `rr`, the response topic).
+        var properties: MQTTProperties
+
+        /// Hands `payload` to the library (see `MQTTClient.beginPublish`).
+        func begin(_ payload: [UInt8], client: MQTTClient) throws(CLIError) -> MQTTPendingPublish {
+            do {
+                return try client.beginPublish(to: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+            } catch {
+                throw CLIError(error)
+            }
         }
-        try await acknowledge(pending)
+    }
+
+    /// Publishes one message and, for QoS 1/2, waits for PUBACK / PUBCOMP. Used by `rr` too.
+    static func publishOne(_ payload: [UInt8], as message: Message, client: MQTTClient) async throws(CLIError) {
+        try await acknowledge(try message.begin(payload, client: client))
     }
 
     /// `-l`: publishes each line of stdin as it arrives, keeping up to ``lineWindow`` QoS 1/2
     /// messages in flight, and returns once every message was acknowledged.
-    private static func publishLines(to topic: String, qos: MQTTQoS, retain: Bool, client: MQTTClient) async throws(CLIError) {
+    private static func publishLines(as message: Message, client: MQTTClient) async throws(CLIError) {
         var inFlight = PendingQueue()
         var splitter = LineSplitter()
         /// Publishes one line, first waiting for the oldest acknowledgement if the window is full.
@@ -141,12 +128,8 @@ enum PublishCommand {
             if inFlight.count >= lineWindow, let oldest = inFlight.popFirst() {
                 try await acknowledge(oldest)
             }
-            do {
-                let pending = try client.beginPublish(to: topic, payload: line, qos: qos, retain: retain)
-                if qos != .atMostOnce { inFlight.append(pending) }
-            } catch {
-                throw CLIError(error)
-            }
+            let pending = try message.begin(line, client: client)
+            if message.qos != .atMostOnce { inFlight.append(pending) }
         }
         do {
             for try await chunk in StandardInputChunks() {

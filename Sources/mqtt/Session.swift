@@ -12,11 +12,13 @@ import Darwin
 
 // MARK: - Session
 
-/// A connected client as `pub` and `sub` use it: creation from ``CommonOptions``, the `-d` debug
-/// log, connecting, and a clean disconnect. Shared by both commands.
+/// A connected client as `pub`, `sub` and `rr` use it: creation from ``CommonOptions``, the `-d`
+/// debug log, connecting, and a clean disconnect. Shared by the commands.
 struct Session: Sendable {
     /// The client.
     let client: MQTTClient
+    /// `-D disconnect ...`: the DISCONNECT properties.
+    private let disconnectProperties: MQTTProperties
     /// The debug logger when `-d` is on (the client holds its delegate weakly; this keeps it).
     private let logger: DebugLogger?
 
@@ -32,6 +34,7 @@ struct Session: Sendable {
         } catch {
             throw CLIError(error)
         }
+        disconnectProperties = options.properties.disconnect
         if options.debug {
             let logger = DebugLogger()
             client.delegate = logger
@@ -56,7 +59,7 @@ struct Session: Sendable {
     /// Sends DISCONNECT, waits for the socket to close (at most 5 s), and lets the debug log
     /// print its last lines (`sending DISCONNECT`). Errors are ignored: the work is done.
     func disconnect() async {
-        try? await client.disconnect(timeout: .seconds(5))
+        try? await client.disconnect(properties: disconnectProperties, timeout: .seconds(5))
         await flushLog()
     }
 
