@@ -149,6 +149,91 @@ struct CLITests {
         #expect(Self.lines(run.stderr).first?.hasPrefix("Error") == true, "\(run.stderr)")
     }
 
+    // MARK: MQTT 5
+
+    @Test("mqtt pub -D sends MQTT 5 properties that a library subscriber receives")
+    func pubSendsProperties() async throws {
+        try await withMosquittoBroker { broker in
+            let subscriber = try await connectedV5Client(broker)
+            let topic = uniqueTopic()
+            let subscription = try await subscriber.subscribe(to: topic, qos: .atLeastOnce)
+            let run = try await Self.mqtt([
+                "pub", "-h", broker.host, "-p", "\(broker.port)", "-V", "5", "-t", topic, "-q", "1", "-m", "x",
+                "-D", "publish", "user-property", "a", "b", "-D", "publish", "content-type", "text/plain",
+            ])
+            #expect(run.status == 0, "\(run.stderr)")
+            let properties = try #require(try await collect(1, from: subscription).first).properties
+            #expect(properties.userProperties == [MQTTUserProperty("a", "b")])
+            #expect(properties.contentType == "text/plain")
+        }
+    }
+
+    @Test("mqtt sub -F prints topic, payload, QoS, retain and MQTT 5 properties as asked")
+    func subFormatsMessages() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let publisher = try await connectedV5Client(broker)
+            var properties = MQTTProperties()
+            properties.userProperties = [MQTTUserProperty("k", "v")]
+            properties.contentType = "text/plain"
+            properties.responseTopic = "reply/here"
+            properties.correlationData = Array("abc".utf8)
+            try await publisher.publish(to: topic, payload: "hello", qos: .atLeastOnce, retain: true, properties: properties)
+            let run = try await Self.mqtt([
+                "sub", "-h", broker.host, "-p", "\(broker.port)", "-V", "5", "-t", topic, "-q", "1", "-C", "1", "-W", "10",
+                "-F", "%t|%p|%q|%r|%P|%C|%R|%D",
+            ])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout == "\(topic)|hello|1|1|k:v|text/plain|reply/here|abc\n")
+        }
+    }
+
+    @Test("mqtt rr publishes a request with a response topic and prints the response of a library responder")
+    func requestResponseCommand() async throws {
+        try await withMosquittoBroker { broker in
+            let responder = try await connectedV5Client(broker)
+            let service = uniqueTopic()
+            let serving = Task {
+                try await responder.respond(to: service) { request in Array("echo:\(request.payloadString ?? "")".utf8) }
+            }
+            defer { serving.cancel() }
+            try await Task.sleep(for: .milliseconds(200))
+            let run = try await Self.mqtt([
+                "rr", "-h", broker.host, "-p", "\(broker.port)", "-t", service, "-e", uniqueTopic(), "-m", "ping", "-W", "10",
+            ])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout == "echo:ping\n")
+            let lonely = try await Self.mqtt([
+                "rr", "-h", broker.host, "-p", "\(broker.port)", "-t", uniqueTopic(), "-e", uniqueTopic(), "-m", "ping", "-W", "1",
+            ])
+            #expect(lonely.status == 27)
+            #expect(Self.lines(lonely.stderr) == ["Timed out"])
+        }
+    }
+
+    @Test("mqtt sub -x keeps an MQTT 5 session: a QoS 1 message sent while away arrives on the next run")
+    func sessionExpiryFlag() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let clientID = uniqueClientID("x")
+            let base = ["sub", "-h", broker.host, "-p", "\(broker.port)", "-V", "5", "-x", "60", "-c", "-i", clientID, "-t", topic, "-q", "1"]
+            let first = try await Self.mqtt(base + ["-W", "1"])
+            #expect(first.status == 27)
+            let publisher = try await connectedV5Client(broker)
+            try await publisher.publish(to: topic, payload: "queued", qos: .atLeastOnce)
+            let second = try await Self.mqtt(base + ["-C", "1", "-W", "10"])
+            #expect(second.status == 0, "\(second.stderr)")
+            #expect(second.stdout == "queued\n")
+        }
+    }
+
+    @Test("a property not allowed on its packet is one error line, as in mosquitto")
+    func disallowedPropertyFlag() async throws {
+        let run = try await Self.mqtt(["sub", "-t", "x", "-D", "subscribe", "topic-alias", "1"])
+        #expect(run.status == 1)
+        #expect(Self.lines(run.stderr) == ["Error: topic-alias property not allowed for subscribe in --property argument."])
+    }
+
     @Test("mqtt pub over TLS succeeds with --cafile and fails with the wrong CA (status 8)")
     func pubOverTLS() async throws {
         try await withMosquittoBroker(.tls) { broker in
