@@ -262,3 +262,41 @@ enum ValueParser {
         return version
     }
 }
+
+// MARK: - Running a command
+
+/// The options of one command (`pub`, `sub`, `rr`): its table, usage text and shared options.
+protocol CommandOptions {
+    /// The defaults, before the command line is read.
+    init()
+    /// The command's option table.
+    static var table: [OptionSpec<Self>] { get }
+    /// The command's `--help` text.
+    static var usage: String { get }
+    /// The options shared by every command (connection, TLS, `--quiet`, ...).
+    var common: CommonOptions { get }
+}
+
+/// The part every command shares: parse, answer `--help`, run, and apply `--quiet`.
+enum CommandRunner {
+    /// Parses `arguments` for `Options`, prints the usage for `--help`, otherwise runs `body`.
+    ///
+    /// - Returns: The exit status: 0.
+    /// - Throws: ``CLIError``; run-time errors are marked silenced under `--quiet`.
+    static func run<Options: CommandOptions>(
+        _ arguments: [String],
+        as _: Options.Type,
+        _ body: (Options) async throws(CLIError) -> Void
+    ) async throws(CLIError) -> Int32 {
+        guard case .run(let options) = try OptionParser.parse(arguments, table: Options.table, initial: Options()) else {
+            Output.printLine(Options.usage)
+            return 0
+        }
+        do {
+            try await body(options)
+            return 0
+        } catch {
+            throw error.silenced(quiet: options.common.quiet)
+        }
+    }
+}

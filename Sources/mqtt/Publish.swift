@@ -3,7 +3,7 @@ import Mosquitto
 // MARK: - PublishOptions
 
 /// The options of `mqtt pub` (mosquitto_pub's).
-struct PublishOptions {
+struct PublishOptions: CommandOptions {
     var common = CommonOptions()
     /// `-m`, `-f`, `-n`, `-s`, `-l`.
     var payload = PayloadOptions()
@@ -63,16 +63,7 @@ enum PublishCommand {
     /// - Returns: The exit status (0).
     /// - Throws: ``CLIError`` for every failure.
     static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
-        guard case .run(let options) = try OptionParser.parse(arguments, table: PublishOptions.table, initial: PublishOptions()) else {
-            Output.printLine(PublishOptions.usage)
-            return 0
-        }
-        do {
-            try await publish(options)
-            return 0
-        } catch {
-            throw error.silenced(quiet: options.common.quiet)
-        }
+        try await CommandRunner.run(arguments, as: PublishOptions.self) { (options) throws(CLIError) in try await publish(options) }
     }
 
     /// Validates, loads the payload (before connecting, like mosquitto_pub), then publishes.

@@ -3,7 +3,7 @@ import Mosquitto
 // MARK: - RequestOptions
 
 /// The options of `mqtt rr` (mosquitto_rr's).
-struct RequestOptions {
+struct RequestOptions: CommandOptions {
     /// The shared options; MQTT 5 by default, as mosquitto_rr.
     var common = CommonOptions()
     /// `-m`, `-f`, `-n`, `-s` (mosquitto_rr has no `-l`).
@@ -79,16 +79,7 @@ enum RequestCommand {
     ///   after SIGINT/SIGTERM, nothing printed and status 128 + the signal (mosquitto_rr is
     ///   killed by them: no response is no success).
     static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
-        guard case .run(let options) = try OptionParser.parse(arguments, table: RequestOptions.table, initial: RequestOptions()) else {
-            Output.printLine(RequestOptions.usage)
-            return 0
-        }
-        do {
-            try await request(options)
-            return 0
-        } catch {
-            throw error.silenced(quiet: options.common.quiet)
-        }
+        try await CommandRunner.run(arguments, as: RequestOptions.self) { (options) throws(CLIError) in try await request(options) }
     }
 
     /// Validates, loads the payload (before connecting), then runs the exchange.

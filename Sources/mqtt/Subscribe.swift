@@ -3,7 +3,7 @@ import Mosquitto
 // MARK: - SubscribeOptions
 
 /// The options of `mqtt sub` (mosquitto_sub's).
-struct SubscribeOptions {
+struct SubscribeOptions: CommandOptions {
     var common = CommonOptions()
     /// `-W`, `-R`, `-v`, `-N`, `-F` (shared with `rr`).
     var receive = ReceiveOptions()
@@ -58,20 +58,13 @@ enum SubscribeCommand {
     /// - Throws: ``CLIError`` for every failure; `Timed out` (status 27) when `-W` expires, as
     ///   mosquitto_sub, even if some messages arrived.
     static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
-        guard case .run(let options) = try OptionParser.parse(arguments, table: SubscribeOptions.table, initial: SubscribeOptions()) else {
-            Output.printLine(SubscribeOptions.usage)
-            return 0
-        }
-        do {
+        try await CommandRunner.run(arguments, as: SubscribeOptions.self) { (options) throws(CLIError) in
             let filters = try options.validated()
             let session = try Session(options: options.common)
             let plan = Receiver.Plan(
                 filters: filters, properties: options.common.properties.subscribe, options: options.receive, limit: options.count
             )
             try await Receiver.run(plan, session: session)
-            return 0
-        } catch {
-            throw error.silenced(quiet: options.common.quiet)
         }
     }
 }

@@ -193,19 +193,9 @@ private final class ScriptedMQTT5Peer: Sendable {
     private let listener: Int32
 
     init(replies: [[UInt8]]) throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (descriptor, port) = try makeLoopbackListener(backlog: 1)
         listener = descriptor
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        try #require(bound && listen(descriptor, 1) == 0)
-        port = Int(UInt16(bigEndian: address.sin_port))
+        self.port = port
         DispatchQueue.global().async {
             let connection = accept(descriptor, nil, nil)
             guard connection >= 0 else { return }
