@@ -67,6 +67,10 @@ final class MosquittoBridge: Sendable {
         var publishes = PendingTable<MQTTPublishReceipt>()
         var reservedPublishes = 0
         var subscribes = PendingTable<SubscribeAcknowledgement>()
+        /// What the broker accepted, to subscribe again after a session loss (by filter).
+        var subscriptions: [String: (filter: MQTTTopicFilter, properties: MQTTProperties)] = [:]
+        /// Set by a CONNACK without session; the driver re-subscribes between loop iterations.
+        var resubscribeNeeded = false
         var unsubscribes = PendingTable<MQTTProperties>()
     }
 
@@ -246,11 +250,18 @@ final class MosquittoBridge: Sendable {
                 state.reservedPublishes += 1
             }
         }
-        let (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
+        var (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
         let messageID = UInt16(truncatingIfNeeded: mid)
         let promise = Promise<MQTTPublishReceipt>()
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
             if qos != .atMostOnce { state.reservedPublishes -= 1 }
+            // Between connections libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
+            // keeps the message and sends it after the (re)connect: it is queued, not failed.
+            if rc == MOSQ_ERR_NO_CONN.rawValue, qos != .atMostOnce, mid != 0,
+               state.phase == .reconnecting || state.phase == .connecting
+            {
+                rc = MOSQ_ERR_SUCCESS.rawValue
+            }
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
             if qos == .atMostOnce {
                 state.publishes.ignore(mid)
@@ -297,6 +308,43 @@ final class MosquittoBridge: Sendable {
         return promise
     }
 
+    // MARK: Subscription registry
+
+    /// Records accepted subscriptions, to restore them after a session loss.
+    func remember(_ filters: [MQTTTopicFilter], properties: MQTTProperties) {
+        state.withLock { state in
+            for filter in filters { state.subscriptions[filter.filter] = (filter, properties) }
+        }
+    }
+
+    /// Forgets unsubscribed filters.
+    func forget(_ filters: [String]) {
+        state.withLock { state in
+            for filter in filters { state.subscriptions.removeValue(forKey: filter) }
+        }
+    }
+
+    /// Subscribes again to everything recorded (on the driver thread, outside any callback).
+    /// Results are not awaited; a failure is logged.
+    private func resubscribeIfNeeded() {
+        let records = state.withLock { state -> [(filter: MQTTTopicFilter, properties: MQTTProperties)] in
+            guard state.resubscribeNeeded else { return [] }
+            state.resubscribeNeeded = false
+            return Array(state.subscriptions.values)
+        }
+        for record in records {
+            do {
+                _ = try subscribe(
+                    filters: [record.filter.filter], qos: record.filter.qos, options: record.filter.optionBits, properties: record.properties
+                )
+            } catch {
+                if sink.wantsLog {
+                    sink.bridgeDidLog(level: .error, message: "re-subscribing to \(record.filter.filter) failed: \(error)")
+                }
+            }
+        }
+    }
+
     private func requireConnected(for operation: MQTTError.Operation) throws(MQTTError) {
         try state.withLock { (state) throws(MQTTError) in
             guard !state.closed else { throw MQTTError(.clientClosed, operation: operation) }
@@ -332,7 +380,10 @@ final class MosquittoBridge: Sendable {
                 stoppingIterations += 1
             }
             let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : 1000)
-            if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
+            if rc == MOSQ_ERR_SUCCESS.rawValue {
+                resubscribeIfNeeded()
+                continue
+            }
             guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { break }
             let delay = configuration.reconnect.delay(forAttempt: attempt)
             sink.bridgeConnectionDidChange(.reconnecting(attempt: attempt, delay: delay))
@@ -380,6 +431,12 @@ final class MosquittoBridge: Sendable {
         let leftovers = state.withLock { state in
             state.phase = .idle
             state.driverRunning = false
+            // The broker keeps subscriptions only if the session outlives the connection; so do we.
+            let requestedEnd = state.stopRequested && state.stopError == nil && error == nil
+            if !(requestedEnd && configuration.sessionOutlivesConnection) {
+                state.subscriptions.removeAll()
+            }
+            state.resubscribeNeeded = false
             let report = !state.disconnectReported
             state.disconnectReported = true
             defer { state.connectPromise = nil }
@@ -445,6 +502,9 @@ final class MosquittoBridge: Sendable {
         let result = MQTTConnectResult(sessionPresent: sessionPresent, properties: properties)
         let promise = state.withLock { state in
             state.phase = .connected
+            if !sessionPresent, configuration.resubscribeOnSessionLoss, !state.subscriptions.isEmpty {
+                state.resubscribeNeeded = true
+            }
             state.connectResult = result
             state.everConnected = true
             state.reconnectAttempt = 0

@@ -38,14 +38,9 @@ public final class MQTTClient: Sendable {
         var configuration = configuration
         try Self.validate(&configuration)
         self.configuration = configuration
-        // An MQTT 5 session outlives the connection only with a session expiry interval.
-        let sessionOutlivesConnection =
-            configuration.protocolVersion == .v5
-            ? (configuration.connectProperties.sessionExpiryInterval ?? 0) > 0
-            : !configuration.cleanSession
         router = EventRouter(
             bufferSize: configuration.messageBufferSize,
-            keepsSequencesAcrossDisconnect: sessionOutlivesConnection
+            keepsSequencesAcrossDisconnect: configuration.sessionOutlivesConnection
         )
         bridge = try MosquittoBridge(configuration: configuration, clientID: configuration.clientID, sink: router)
         router.attach(client: self)
@@ -174,8 +169,10 @@ public final class MQTTClient: Sendable {
     /// Hands a message to libmosquitto without waiting for its acknowledgement.
     ///
     /// Use it to publish many messages without a round trip each, then await the returned
-    /// values. QoS 1/2 messages are accepted while a reconnect is in progress (libmosquitto sends
-    /// them once connected), up to ``MQTTConfiguration/maxPendingPublishes``.
+    /// values. QoS 1/2 messages are accepted while a connection or reconnection is in progress
+    /// (libmosquitto sends them once connected), up to ``MQTTConfiguration/maxPendingPublishes``;
+    /// QoS 0 messages are not queued: without a connection they fail with
+    /// ``MQTTError/Code/notConnected`` (at most once means never late).
     ///
     /// - Parameters:
     ///   - topic: The topic; validated before anything is sent.
@@ -277,6 +274,7 @@ public final class MQTTClient: Sendable {
                         + (acknowledgementProperties.reasonString.map { " (\($0))" } ?? "")
                 )
             }
+            bridge.remember(filters, properties: properties)
             return MQTTSubscription(results: results, properties: acknowledgementProperties, messages: messages)
         } catch {
             router.finishListener(listenerID)
@@ -339,6 +337,7 @@ public final class MQTTClient: Sendable {
         }
         let promise = try bridge.unsubscribe(filters: filters, properties: properties)
         let acknowledgement = try await promise.wait(timeout: timeout ?? configuration.operationTimeout, operation: .unsubscribe)
+        bridge.forget(filters)
         router.finishListeners(subscribedTo: Set(filters))
         return acknowledgement
     }

@@ -64,6 +64,11 @@ public struct MQTTConfiguration: Sendable {
     public var messageBufferSize: Int
     /// What to do when an established connection is lost.
     public var reconnect: MQTTReconnectPolicy
+    /// Whether the client subscribes again to what it had subscribed when a connection comes up
+    /// without the broker's session (CONNACK session-present false: a broker restart without
+    /// persistence, an expired session). Defaults to `true`. The re-subscription uses each
+    /// filter's QoS, options and properties; its SUBACKs are not reported to the caller.
+    public var resubscribeOnSessionLoss: Bool
 
     // MARK: Timeouts
 
@@ -112,6 +117,7 @@ public struct MQTTConfiguration: Sendable {
         self.maxPendingPublishes = 10_000
         self.messageBufferSize = 10_000
         self.reconnect = .exponentialBackoff()
+        self.resubscribeOnSessionLoss = true
         self.connectTimeout = .seconds(10)
         self.operationTimeout = .seconds(30)
     }
@@ -202,5 +208,15 @@ public struct MQTTReconnectPolicy: Sendable, Hashable {
             delay += delay * Double.random(in: 0..<0.25)
         }
         return delay
+    }
+}
+
+// MARK: - Derived
+
+extension MQTTConfiguration {
+    /// Whether the broker keeps this client's session (and subscriptions) after the connection
+    /// closes: a persistent session on MQTT 3.1/3.1.1, a non-zero session expiry on MQTT 5.
+    var sessionOutlivesConnection: Bool {
+        protocolVersion == .v5 ? (connectProperties.sessionExpiryInterval ?? 0) > 0 : !cleanSession
     }
 }

@@ -1,0 +1,113 @@
+import Mosquitto
+import MosquittoTesting
+import Testing
+
+@Suite("Reconnection")
+struct ReconnectTests {
+    /// A client that reconnects quickly.
+    private func reconnectingClient(_ broker: MosquittoBroker) throws -> MQTTClient {
+        try makeClient(broker) {
+            $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
+        }
+    }
+
+    /// Waits until `events` has delivered `count` `.connected` events.
+    private func waitForConnections(_ count: Int, on events: MQTTConnectionEvents) async {
+        var seen = 0
+        for await event in events {
+            if case .connected = event { seen += 1 }
+            if seen == count { return }
+        }
+    }
+
+    @Test("after a restart that lost the session, the client subscribes again and the subscription keeps receiving")
+    func resubscribesAfterSessionLoss() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try reconnectingClient(broker)
+            let events = client.connectionEvents
+            try await client.connect()
+            let topic = uniqueTopic()
+            let received = MessageCollector(try await client.subscribe(to: topic, qos: .atLeastOnce))
+            broker.kill()
+            try await broker.restart()
+            await waitForConnections(2, on: events)
+            #expect(client.connectResult?.sessionPresent == false)
+            // The re-subscription follows the CONNACK; publish until it is in place.
+            let publisher = try await connectedClient(broker)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while received.messages.isEmpty, ContinuousClock.now < deadline {
+                try await publisher.publish(to: topic, payload: "after restart", qos: .atLeastOnce)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(received.messages.first?.payloadString == "after restart")
+        }
+    }
+
+    @Test("without re-subscription a lost session stays lost")
+    func noResubscriptionWhenTurnedOff() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try makeClient(broker) {
+                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
+                $0.resubscribeOnSessionLoss = false
+            }
+            let events = client.connectionEvents
+            try await client.connect()
+            let topic = uniqueTopic()
+            let received = MessageCollector(try await client.subscribe(to: topic, qos: .atLeastOnce))
+            broker.kill()
+            try await broker.restart()
+            await waitForConnections(2, on: events)
+            let publisher = try await connectedClient(broker)
+            try await Task.sleep(for: .milliseconds(300))
+            try await publisher.publish(to: topic, payload: "nobody listens", qos: .atLeastOnce)
+            #expect(try await received.arrivals(within: .milliseconds(500)).isEmpty)
+        }
+    }
+
+    @Test("while reconnecting, QoS 1 is queued and delivered after the reconnect; QoS 0 fails with notConnected")
+    func publishingWhileReconnecting() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try reconnectingClient(broker)
+            let events = client.connectionEvents
+            try await client.connect()
+            broker.kill()
+            for await event in events {
+                if case .disconnected = event { break }
+            }
+            let lost = await thrownError { try await client.publish(to: uniqueTopic(), payload: "lost", qos: .atMostOnce) }
+            #expect(lost?.code == .notConnected)
+
+            let topic = uniqueTopic()
+            let queued = try client.beginPublish(to: topic, payload: Array("queued".utf8), qos: .atLeastOnce, retain: true)
+            try await broker.restart()
+            let receipt = try await queued.acknowledgement(timeout: .seconds(10))
+            #expect(receipt.messageID == queued.messageID)
+            // The broker really has it: a new subscriber gets it as the retained message.
+            let late = try await connectedClient(broker)
+            #expect(try await collect(1, from: late.subscribe(to: topic, qos: .atLeastOnce)).map(\.payloadString) == ["queued"])
+        }
+    }
+
+    @Test("the pending-publish bound gives queueFull while the broker is away")
+    func queueBoundWhileDisconnected() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try makeClient(broker) {
+                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
+                $0.maxPendingPublishes = 5
+            }
+            let events = client.connectionEvents
+            try await client.connect()
+            broker.kill()
+            for await event in events {
+                if case .disconnected = event { break }
+            }
+            let topic = uniqueTopic()
+            let accepted = try (0..<5).map { try client.beginPublish(to: topic, payload: [UInt8($0)], qos: .atLeastOnce) }
+            let full = await thrownError { _ = try client.beginPublish(to: topic, payload: [9], qos: .atLeastOnce) }
+            #expect(full?.code == .queueFull)
+            try await broker.restart()
+            for publish in accepted { try await publish.acknowledgement(timeout: .seconds(10)) }
+            try await client.publish(to: topic, payload: "room again", qos: .atLeastOnce)
+        }
+    }
+}
