@@ -153,7 +153,8 @@ struct MQTT5FeatureTests {
             shortLived.messageExpiryInterval = 1
             try await publisher.publish(to: topic, payload: "expires", qos: .atLeastOnce, properties: shortLived)
             try await publisher.publish(to: topic, payload: "stays", qos: .atLeastOnce)
-            try await Task.sleep(for: .milliseconds(2_200))
+            // Mosquitto keeps expiry times in whole seconds: a 1 s expiry is over within 2 s.
+            try await Task.sleep(for: .milliseconds(3_000))
             #expect(try await subscriber.connect().sessionPresent)
             #expect(try await collect(1, from: subscription).map(\.payloadString) == ["stays"])
             #expect(try await receivesNothing(on: subscription))
@@ -169,7 +170,8 @@ struct MQTT5FeatureTests {
             let topic = uniqueTopic()
             let wills = MessageCollector(try await watcher.subscribe(to: topic, qos: .atLeastOnce))
             var properties = MQTTProperties()
-            properties.willDelayInterval = 2
+            // Mosquitto checks will delays in whole seconds: 3 s fires after 2 to 3 s.
+            properties.willDelayInterval = 3
             properties.contentType = "text/plain"
             properties.userProperties = [MQTTUserProperty("device", "7")]
             let client = try await connectedV5Client(broker) {
@@ -179,9 +181,9 @@ struct MQTT5FeatureTests {
             // Reason 0x04 asks the broker to publish the will, as if the client had vanished.
             let start = ContinuousClock.now
             try await client.disconnect(reasonCode: .disconnectWithWillMessage)
-            #expect(try await wills.arrivals(within: .milliseconds(1_200)).isEmpty)
-            let messages = try await wills.waitFor(1, timeout: .seconds(5))
-            #expect(ContinuousClock.now - start >= .milliseconds(1_500))
+            #expect(try await wills.arrivals(within: .milliseconds(1_500)).isEmpty)
+            let messages = try await wills.waitFor(1, timeout: .seconds(6))
+            #expect(ContinuousClock.now - start >= .milliseconds(1_900))
             #expect(messages.map(\.payloadString) == ["gone"])
             #expect(messages.first?.properties.contentType == "text/plain")
             #expect(messages.first?.properties.userProperties == [MQTTUserProperty("device", "7")])
