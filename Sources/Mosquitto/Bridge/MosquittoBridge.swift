@@ -1,5 +1,4 @@
 import CMosquitto
-import Synchronization
 
 // MARK: - BridgeEventSink
 
@@ -77,7 +76,7 @@ final class MosquittoBridge: Sendable {
     let configuration: MQTTConfiguration
     let clientID: String
     private let handle: MosquittoHandle
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let sleeper = Sleeper()
     private let sink: any BridgeEventSink
 

@@ -1,5 +1,4 @@
 import Dispatch
-import Synchronization
 
 // MARK: - Promise
 
@@ -16,16 +15,16 @@ final class Promise<Value: Sendable>: Sendable {
         case done(Result<Value, MQTTError>)
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// Creates a pending promise.
     init() {
-        state = Mutex(.pending(waiters: [:], nextID: 0))
+        state = Locked(.pending(waiters: [:], nextID: 0))
     }
 
     /// Creates a promise that is already complete.
     init(completed result: Result<Value, MQTTError>) {
-        state = Mutex(.done(result))
+        state = Locked(.done(result))
     }
 
     /// The result, once there is one.

@@ -43,7 +43,7 @@ final class EventRouter: BridgeEventSink {
         case log(MQTTLogLevel, String)
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let bufferSize: Int
     private let keepsSequencesAcrossDisconnect: Bool
     private let logFlag = Atomic<Bool>(false)

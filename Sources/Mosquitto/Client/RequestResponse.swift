@@ -1,4 +1,3 @@
-import Synchronization
 
 // MARK: - Requests
 
@@ -82,7 +81,7 @@ extension MQTTClient {
 // MARK: - RequestBroker
 
 /// The requester's side of request/response for one client: its response subscription and the
-/// requests awaiting a response, keyed by correlation data. One per client, state in a `Mutex`.
+/// requests awaiting a response, keyed by correlation data. One per client, state behind a lock.
 final class RequestBroker: Sendable {
     private struct State {
         /// Set once the response subscription is being (or has been) made.
@@ -90,7 +89,7 @@ final class RequestBroker: Sendable {
         var waiting: [[UInt8]: Promise<MQTTMessage>] = [:]
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// The response topic, subscribing to it on first use (concurrent first callers share it).
     func responseTopic(for client: MQTTClient, qos: MQTTQoS, timeout: Duration) async throws(MQTTError) -> String {
