@@ -95,4 +95,42 @@ struct BadInputTests {
             #expect(Set(messages.compactMap(\.payloadString)).count == 1_600)
         }
     }
+
+    @Test("50 clients connected at once from concurrent tasks each receive the message sent to their own topic")
+    func fiftyClientsAtOnce() async throws {
+        try await withMosquittoBroker { broker in
+            let root = uniqueTopic()
+            let publisher = try await connectedClient(broker)
+            let ready = try await publisher.subscribe(to: "\(root)/ready", qos: .atLeastOnce)
+            let received = try await withThrowingTaskGroup(of: String?.self) { group in
+                for index in 0..<50 {
+                    group.addTask {
+                        let client = try await connectedClient(broker, clientID: uniqueClientID("c\(index)"))
+                        let subscription = try await client.subscribe(to: "\(root)/\(index)", qos: .atLeastOnce)
+                        let collector = MessageCollector(subscription)
+                        // Ask the publisher for our message by publishing our own readiness.
+                        try await client.publish(to: "\(root)/ready", payload: "\(index)", qos: .atLeastOnce)
+                        let message = try await collector.waitFor(1, timeout: .seconds(20)).first
+                        try await client.disconnect()
+                        return message?.payloadString
+                    }
+                }
+                // The publisher answers each readiness note on that client's own topic.
+                group.addTask {
+                    var answered = 0
+                    for try await note in ready {
+                        let index = note.payloadString ?? ""
+                        try await publisher.publish(to: "\(root)/\(index)", payload: "for \(index)", qos: .atLeastOnce)
+                        answered += 1
+                        if answered == 50 { break }
+                    }
+                    return nil
+                }
+                var payloads: [String] = []
+                for try await payload in group { if let payload { payloads.append(payload) } }
+                return payloads
+            }
+            #expect(Set(received) == Set((0..<50).map { "for \($0)" }))
+        }
+    }
 }
