@@ -152,13 +152,9 @@ struct MQTT5PropertiesTests {
         }())
         let events = client.connectionEvents
         try await client.connect(timeout: .seconds(5))
-        for await event in events {
-            if case .disconnected(let error) = event {
-                #expect(error?.code == .connectionLost)
-                #expect(error?.reasonCode == .serverShuttingDown, "\(String(describing: error))")
-                break
-            }
-        }
+        let error = await nextDisconnection(on: events)
+        #expect(error?.code == .connectionLost)
+        #expect(error?.reasonCode == .serverShuttingDown, "\(String(describing: error))")
         #expect(!client.isConnected)
     }
 

@@ -5,10 +5,28 @@ import Testing
 @Suite("Reconnection")
 struct ReconnectTests {
     /// A client that reconnects quickly.
-    private func reconnectingClient(_ broker: MosquittoBroker) throws -> MQTTClient {
+    private func reconnectingClient(
+        _ broker: MosquittoBroker, _ configure: (inout MQTTConfiguration) -> Void = { _ in }
+    ) throws -> MQTTClient {
         try makeClient(broker) {
             $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
+            configure(&$0)
         }
+    }
+
+    /// Connects `client`, subscribes to a new topic, kills and restarts the broker (losing the
+    /// session), and waits for the reconnect.
+    private func subscribeAndLoseSession(
+        _ client: MQTTClient, broker: MosquittoBroker
+    ) async throws -> (topic: String, received: MessageCollector) {
+        let events = client.connectionEvents
+        try await client.connect()
+        let topic = uniqueTopic()
+        let received = MessageCollector(try await client.subscribe(to: topic, qos: .atLeastOnce))
+        broker.kill()
+        try await broker.restart()
+        await waitForConnections(2, on: events)
+        return (topic, received)
     }
 
     /// Waits until `events` has delivered `count` `.connected` events.
@@ -24,13 +42,7 @@ struct ReconnectTests {
     func resubscribesAfterSessionLoss() async throws {
         try await withMosquittoBroker { broker in
             let client = try reconnectingClient(broker)
-            let events = client.connectionEvents
-            try await client.connect()
-            let topic = uniqueTopic()
-            let received = MessageCollector(try await client.subscribe(to: topic, qos: .atLeastOnce))
-            broker.kill()
-            try await broker.restart()
-            await waitForConnections(2, on: events)
+            let (topic, received) = try await subscribeAndLoseSession(client, broker: broker)
             #expect(client.connectResult?.sessionPresent == false)
             // The re-subscription follows the CONNACK; publish until it is in place.
             let publisher = try await connectedClient(broker)
@@ -46,17 +58,8 @@ struct ReconnectTests {
     @Test("without re-subscription a lost session stays lost")
     func noResubscriptionWhenTurnedOff() async throws {
         try await withMosquittoBroker { broker in
-            let client = try makeClient(broker) {
-                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
-                $0.resubscribeOnSessionLoss = false
-            }
-            let events = client.connectionEvents
-            try await client.connect()
-            let topic = uniqueTopic()
-            let received = MessageCollector(try await client.subscribe(to: topic, qos: .atLeastOnce))
-            broker.kill()
-            try await broker.restart()
-            await waitForConnections(2, on: events)
+            let client = try reconnectingClient(broker) { $0.resubscribeOnSessionLoss = false }
+            let (topic, received) = try await subscribeAndLoseSession(client, broker: broker)
             let publisher = try await connectedClient(broker)
             try await Task.sleep(for: .milliseconds(300))
             try await publisher.publish(to: topic, payload: "nobody listens", qos: .atLeastOnce)
@@ -71,9 +74,7 @@ struct ReconnectTests {
             let events = client.connectionEvents
             try await client.connect()
             broker.kill()
-            for await event in events {
-                if case .disconnected = event { break }
-            }
+            _ = await nextDisconnection(on: events)
             let lost = await thrownError { try await client.publish(to: uniqueTopic(), payload: "lost", qos: .atMostOnce) }
             #expect(lost?.code == .notConnected)
 
@@ -91,16 +92,11 @@ struct ReconnectTests {
     @Test("the pending-publish bound gives queueFull while the broker is away")
     func queueBoundWhileDisconnected() async throws {
         try await withMosquittoBroker { broker in
-            let client = try makeClient(broker) {
-                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
-                $0.maxPendingPublishes = 5
-            }
+            let client = try reconnectingClient(broker) { $0.maxPendingPublishes = 5 }
             let events = client.connectionEvents
             try await client.connect()
             broker.kill()
-            for await event in events {
-                if case .disconnected = event { break }
-            }
+            _ = await nextDisconnection(on: events)
             let topic = uniqueTopic()
             let accepted = try (0..<5).map { try client.beginPublish(to: topic, payload: [UInt8($0)], qos: .atLeastOnce) }
             let full = await thrownError { _ = try client.beginPublish(to: topic, payload: [9], qos: .atLeastOnce) }

@@ -116,12 +116,8 @@ struct SessionTests {
             let events = client.connectionEvents
             try await client.connect()
             broker.kill()
-            for await event in events {
-                if case .disconnected(let error) = event {
-                    #expect(error?.code == .connectionLost)
-                    break
-                }
-            }
+            let error = await nextDisconnection(on: events)
+            #expect(error?.code == .connectionLost)
             do {
                 try await client.connect()
                 Issue.record("connected to a dead broker")

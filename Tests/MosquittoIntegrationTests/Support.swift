@@ -184,3 +184,13 @@ func makeLoopbackListener(backlog: Int32 = 8) throws -> (descriptor: Int32, port
     }
     return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
 }
+
+// MARK: - Connection events
+
+/// Waits for the next `.disconnected` event and returns its error.
+func nextDisconnection(on events: MQTTConnectionEvents) async -> MQTTError? {
+    for await event in events {
+        if case .disconnected(let error) = event { return error }
+    }
+    return nil
+}
