@@ -106,4 +106,39 @@ struct ReconnectTests {
             try await client.publish(to: topic, payload: "room again", qos: .atLeastOnce)
         }
     }
+
+    @Test("with the broker down for 10 s, the client keeps retrying with growing delays and connects when it is back")
+    func brokerDownForTenSeconds() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try makeClient(broker) {
+                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(200), maximumDelay: .seconds(2), jitter: false)
+            }
+            let events = client.connectionEvents
+            try await client.connect()
+            broker.kill()
+            let downSince = ContinuousClock.now
+            let restarter = Task {
+                try await Task.sleep(for: .seconds(10))
+                try await broker.restart()
+            }
+            var delays: [Duration] = []
+            var reconnectedAfter: Duration?
+            for await event in events {
+                switch event {
+                case .reconnecting(_, let delay): delays.append(delay)
+                case .connected where delays.count > 0: reconnectedAfter = ContinuousClock.now - downSince
+                default: break
+                }
+                if reconnectedAfter != nil { break }
+            }
+            try await restarter.value
+            // 0.2, 0.4, 0.8, 1.6, then 2 s each: about 9 attempts in 10 s.
+            #expect(delays.count >= 6, "\(delays)")
+            #expect(Array(delays.prefix(5)) == [.milliseconds(200), .milliseconds(400), .milliseconds(800), .milliseconds(1_600), .seconds(2)])
+            #expect(delays.allSatisfy { $0 <= .seconds(2) })
+            let after = try #require(reconnectedAfter)
+            #expect(after >= .seconds(10) && after < .seconds(14), "reconnected after \(after)")
+            try await client.publish(to: uniqueTopic(), payload: "back", qos: .atLeastOnce)
+        }
+    }
 }
