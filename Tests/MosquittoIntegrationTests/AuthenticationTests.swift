@@ -2,7 +2,7 @@ import Mosquitto
 import MosquittoTesting
 import Testing
 
-@Suite("Authentication and authorization")
+@Suite("Authentication and authorization", .timeLimit(.minutes(1)))
 struct AuthenticationTests {
     @Test("the right username and password are accepted", arguments: [MQTTProtocolVersion.v3_1_1, .v5])
     func rightPasswordIsAccepted(version: MQTTProtocolVersion) async throws {

@@ -3,7 +3,7 @@ import MosquittoTesting
 import Testing
 
 /// Every bad input gets a typed error before anything is sent, and the connection survives it.
-@Suite("Bad input")
+@Suite("Bad input", .timeLimit(.minutes(1)))
 struct BadInputTests {
     static let badTopics: [String] = [
         "", "a/+", "a/#", "#", "+", "a/b#", "a\u{0}b", "a\u{1}b", "a\u{7F}b", "a\u{FFFF}",
@@ -115,14 +115,19 @@ struct BadInputTests {
                         return message?.payloadString
                     }
                 }
-                // The publisher answers each readiness note on that client's own topic.
+                // The publisher answers each readiness note on that client's own topic (bounded:
+                // it gives up after 20 s, and the missing answers then fail the expectation).
+                let notes = MessageCollector(ready)
                 group.addTask {
-                    var answered = 0
-                    for try await note in ready {
-                        let index = note.payloadString ?? ""
-                        try await publisher.publish(to: "\(root)/\(index)", payload: "for \(index)", qos: .atLeastOnce)
-                        answered += 1
-                        if answered == 50 { break }
+                    var answered: Set<String> = []
+                    let deadline = ContinuousClock.now + .seconds(20)
+                    while answered.count < 50, ContinuousClock.now < deadline {
+                        for note in notes.messages {
+                            let index = note.payloadString ?? ""
+                            guard answered.insert(index).inserted else { continue }
+                            try await publisher.publish(to: "\(root)/\(index)", payload: "for \(index)", qos: .atLeastOnce)
+                        }
+                        try await Task.sleep(for: .milliseconds(10))
                     }
                     return nil
                 }

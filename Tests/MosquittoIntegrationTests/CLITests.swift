@@ -4,7 +4,7 @@ import MosquittoTesting
 import Testing
 
 /// The `mqtt` executable, run as a separate process against a real broker.
-@Suite("mqtt command-line client")
+@Suite("mqtt command-line client", .timeLimit(.minutes(1)))
 struct CLITests {
     struct Run {
         var status: Int32

@@ -2,7 +2,7 @@ import Mosquitto
 import MosquittoTesting
 import Testing
 
-@Suite("Delivery")
+@Suite("Delivery", .timeLimit(.minutes(1)))
 struct DeliveryTests {
     @Test("a message is delivered at each QoS", arguments: MQTTQoS.allCases)
     func messageIsDeliveredAtEachQoS(qos: MQTTQoS) async throws {

@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Client lifecycle")
+@Suite("Client lifecycle", .timeLimit(.minutes(1)))
 struct LifecycleTests {
     @Test("connecting twice fails with alreadyConnected; disconnect and connect again works")
     func connectTwiceFailsAndReconnectWorks() async throws {

@@ -2,7 +2,7 @@ import Mosquitto
 import MosquittoTesting
 import Testing
 
-@Suite("MQTT 5 features")
+@Suite("MQTT 5 features", .timeLimit(.minutes(1)))
 struct MQTT5FeatureTests {
     // MARK: Subscription options
 

@@ -18,7 +18,7 @@ func connectedV5Client(
     }
 }
 
-@Suite("MQTT 5 properties and reason codes")
+@Suite("MQTT 5 properties and reason codes", .timeLimit(.minutes(1)))
 struct MQTT5PropertiesTests {
     @Test("PUBLISH properties arrive intact, user properties in order with repeats")
     func publishPropertiesArrive() async throws {

@@ -2,7 +2,7 @@ import Mosquitto
 import MosquittoTesting
 import Testing
 
-@Suite("Reconnection")
+@Suite("Reconnection", .timeLimit(.minutes(1)))
 struct ReconnectTests {
     /// A client that reconnects quickly.
     private func reconnectingClient(

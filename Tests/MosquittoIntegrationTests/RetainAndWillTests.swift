@@ -3,7 +3,7 @@ import Mosquitto
 import MosquittoTesting
 import Testing
 
-@Suite("Retain and will")
+@Suite("Retain and will", .timeLimit(.minutes(1)))
 struct RetainAndWillTests {
     @Test("a retained message reaches a late subscriber with the retain flag")
     func retainedMessageReachesLateSubscriber() async throws {

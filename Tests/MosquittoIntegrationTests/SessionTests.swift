@@ -2,7 +2,7 @@ import Mosquitto
 import MosquittoTesting
 import Testing
 
-@Suite("Sessions and reconnection")
+@Suite("Sessions and reconnection", .timeLimit(.minutes(1)))
 struct SessionTests {
     @Test("a persistent-session client receives the QoS 1 messages queued while it was offline")
     func persistentSessionReceivesQueuedMessages() async throws {

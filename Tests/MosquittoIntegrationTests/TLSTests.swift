@@ -2,7 +2,7 @@ import Mosquitto
 import MosquittoTesting
 import Testing
 
-@Suite("TLS")
+@Suite("TLS", .timeLimit(.minutes(1)))
 struct TLSTests {
     private func tlsClient(
         _ broker: MosquittoBroker,
