@@ -19,13 +19,6 @@ enum LibMosquitto {
         _ = initialization
     }
 
-    /// The linked libmosquitto version, e.g. `(2, 0, 11)`.
-    static var version: (major: Int, minor: Int, revision: Int) {
-        var major: Int32 = 0, minor: Int32 = 0, revision: Int32 = 0
-        _ = mosquitto_lib_version(&major, &minor, &revision)
-        return (Int(major), Int(minor), Int(revision))
-    }
-
     // MARK: Strings
 
     /// `mosquitto_strerror` for a `MOSQ_ERR_*` value.

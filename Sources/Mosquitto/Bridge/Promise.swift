@@ -143,13 +143,6 @@ extension Duration {
         return .nanoseconds(Int(nanos.partialValue + attoseconds / 1_000_000_000))
     }
 
-    /// The duration in whole milliseconds, clamped to `Int32`.
-    var milliseconds: Int32 {
-        let (seconds, attoseconds) = components
-        let total = Double(seconds) * 1000 + Double(attoseconds) / 1e15
-        return Int32(clamping: Int64(max(0, min(total, Double(Int32.max)))))
-    }
-
     /// The duration in whole seconds, rounded down.
     var wholeSeconds: Int64 { components.seconds }
 }
