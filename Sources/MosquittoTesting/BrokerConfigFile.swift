@@ -13,6 +13,8 @@ struct BrokerLayout: Sendable {
     var aclFile: String { "\(directory)/acl" }
     var dynamicSecurityFile: String { "\(directory)/dynamic-security.json" }
     var pskFile: String { "\(directory)/psk" }
+    /// The OpenSSL config named by `OPENSSL_CONF` when the configuration limits the TLS version.
+    var openSSLConfigFile: String { "\(directory)/openssl-broker.cnf" }
     /// mosquitto requires `persistence_location` to end with a slash.
     var persistenceLocation: String { "\(directory)/" }
     var persistenceFile: String { "mosquitto.db" }
@@ -59,6 +61,18 @@ enum BrokerConfigFile {
         if let aclRules = configuration.aclRules {
             try FileSystem.writeText(aclRules.hasSuffix("\n") ? aclRules : aclRules + "\n", to: layout.aclFile)
         }
+        if let maximum = configuration.maximumTLSVersion {
+            try FileSystem.writeText(maximum.openSSLConfigLimitingMaximum, to: layout.openSSLConfigFile)
+        }
+    }
+
+    /// The environment variables the broker process needs on top of ours (the same for every launch, restarts included).
+    /// - Parameters:
+    ///   - configuration: The broker configuration.
+    ///   - layout: Where the files go.
+    /// - Returns: `OPENSSL_CONF` when the configuration limits the TLS version, else nothing.
+    static func environment(for configuration: MosquittoBrokerConfiguration, layout: BrokerLayout) -> [String: String] {
+        configuration.maximumTLSVersion == nil ? [:] : ["OPENSSL_CONF": layout.openSSLConfigFile]
     }
 
     /// Writes the config file for a listener on 127.0.0.1:`port`.
@@ -135,11 +149,20 @@ enum BrokerConfigFile {
         if case .preSharedKey = configuration.tls {
             lines += ["psk_hint swift-mosquitto-tests", "psk_file \(layout.pskFile)", "use_identity_as_username false"]
         } else if let tls = configuration.tls, let certificates {
+            let server: (certificate: String, key: String) =
+                switch tls {
+                case .serverAuthenticationWithMismatchedHostname:
+                    (certificates.mismatchedServerCertificate, certificates.mismatchedServerKey)
+                case .serverAuthenticationWithExpiredCertificate:
+                    (certificates.expiredServerCertificate, certificates.expiredServerKey)
+                default:
+                    (certificates.serverCertificate, certificates.serverKey)
+                }
             lines += [
                 "cafile \(certificates.caFile)",
-                "certfile \(tls == .serverAuthenticationWithMismatchedHostname ? certificates.mismatchedServerCertificate : certificates.serverCertificate)",
-                "keyfile \(tls == .serverAuthenticationWithMismatchedHostname ? certificates.mismatchedServerKey : certificates.serverKey)",
-                "tls_version tlsv1.2",
+                "certfile \(server.certificate)",
+                "keyfile \(server.key)",
+                "tls_version \(configuration.minimumTLSVersion.mosquittoName)",
             ]
             if tls == .mutual {
                 lines += ["require_certificate true", "use_identity_as_username false"]

@@ -63,15 +63,23 @@ enum BrokerLauncher {
     ///   - layout: The broker's files; the config must already be written.
     ///   - port: The port in the config's `listener` line.
     ///   - deadline: `MonotonicClock` time after which the launch counts as hung.
+    ///   - environment: Extra environment variables for the broker process (e.g. `OPENSSL_CONF`).
     /// - Throws: `MosquittoTestingError` if spawning fails; `CancellationError` if the task is cancelled (the process is killed).
     /// - Returns: The process id and readiness.
-    static func launch(executable: String, layout: BrokerLayout, port: Int, deadline: Double) async throws -> Launch {
+    static func launch(
+        executable: String,
+        layout: BrokerLayout,
+        port: Int,
+        deadline: Double,
+        environment: [String: String] = [:]
+    ) async throws -> Launch {
         let logOffset = FileSystem.size(of: layout.logFile)
         let outputOffset = FileSystem.size(of: layout.outputFile)
         let pid = try ProcessSpawner.spawn(
             executable: executable,
             arguments: ["-c", layout.configFile],
-            stdoutPath: layout.outputFile
+            stdoutPath: layout.outputFile,
+            environment: environment
         )
         func result(_ readiness: Readiness) -> Launch {
             Launch(pid: pid, readiness: readiness, logOffset: logOffset, outputOffset: outputOffset)

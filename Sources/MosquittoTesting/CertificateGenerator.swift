@@ -8,8 +8,16 @@ enum CertificateGenerator {
     /// How many days the generated certificates are valid.
     fileprivate static let validityDays = "3"
 
-    /// Extension sections referenced by the `openssl` invocations below.
-    private static let opensslConfig = """
+    /// The validity period of `TestCertificates.expiredServerCertificate`, in `openssl ca` syntax: a day in 2020.
+    fileprivate static let expiredValidity = (start: "20200101000000Z", end: "20200102000000Z")
+
+    /// Extension sections referenced by the `openssl` invocations below, and a minimal `openssl ca`
+    /// section (`expired_ca`) whose database lives in `caDatabase`.
+    ///
+    /// `openssl x509 -req` (OpenSSL 3.0) cannot date a certificate in the past; `openssl ca` can, with
+    /// `-startdate`/`-enddate`, but it wants a database (index and serial files) and a policy.
+    private static func opensslConfig(caDatabase: String) -> String {
+        """
         [req]
         distinguished_name = dn
         prompt = no
@@ -44,7 +52,19 @@ enum CertificateGenerator {
         subjectKeyIdentifier = hash
         authorityKeyIdentifier = keyid
 
+        [expired_ca]
+        database = \(caDatabase)/index.txt
+        serial = \(caDatabase)/serial
+        new_certs_dir = \(caDatabase)
+        default_md = sha256
+        policy = any_policy
+        unique_subject = no
+
+        [any_policy]
+        commonName = supplied
+
         """
+    }
 
     /// Writes all certificates and keys into `<directory>/certs`.
     /// - Parameters:
@@ -59,8 +79,12 @@ enum CertificateGenerator {
         try FileSystem.makeDirectory(certs)
         let caDirectory = "\(certs)/ca-dir"
         try FileSystem.makeDirectory(caDirectory)
+        let caDatabase = "\(certs)/ca-database"
+        try FileSystem.makeDirectory(caDatabase)
+        try FileSystem.writeText("", to: "\(caDatabase)/index.txt")
+        try FileSystem.writeText("01\n", to: "\(caDatabase)/serial")  // a fresh CA: any serial is unique
         let config = "\(certs)/openssl.cnf"
-        try FileSystem.writeText(opensslConfig, to: config)
+        try FileSystem.writeText(opensslConfig(caDatabase: caDatabase), to: config)
         let tool = OpenSSL(executable: openssl, config: config, scratchDirectory: certs)
 
         let certificates = TestCertificates(
@@ -74,7 +98,9 @@ enum CertificateGenerator {
             clientKeyPassword: clientKeyPassword,
             otherCAFile: "\(certs)/other-ca.crt",
             mismatchedServerCertificate: "\(certs)/mismatched-server.crt",
-            mismatchedServerKey: "\(certs)/mismatched-server.key"
+            mismatchedServerKey: "\(certs)/mismatched-server.key",
+            expiredServerCertificate: "\(certs)/expired-server.crt",
+            expiredServerKey: "\(certs)/expired-server.key"
         )
         let caKey = "\(certs)/ca.key"
 
@@ -103,6 +129,12 @@ enum CertificateGenerator {
                     commonName: "wrong.example.invalid", extensions: "mismatched_server_ext",
                     caCertificate: certificates.caFile, caKey: caKey,
                     key: certificates.mismatchedServerKey, certificate: certificates.mismatchedServerCertificate
+                )
+            }
+            group.addTask {
+                try await tool.signedExpired(
+                    commonName: "localhost", extensions: "server_ext", caCertificate: certificates.caFile, caKey: caKey,
+                    key: certificates.expiredServerKey, certificate: certificates.expiredServerCertificate
                 )
             }
             group.addTask {
@@ -148,20 +180,40 @@ private struct OpenSSL: Sendable {
         )
     }
 
-    /// Creates a new key and a certificate for it signed by the given CA.
-    func signed(
-        commonName: String, extensions: String, caCertificate: String, caKey: String, key: String, certificate: String
-    ) async throws {
+    /// Creates a new key and a certificate signing request for it next to `certificate`; returns the request's path.
+    private func newRequest(commonName: String, key: String, certificate: String) async throws -> String {
         let request = certificate + ".csr"
         try await run(
             ["req", "-new", "-config", config] + Self.keyArguments + [
                 "-keyout", key, "-out", request, "-subj", "/CN=\(commonName)",
             ]
         )
+        return request
+    }
+
+    /// Creates a new key and a certificate for it signed by the given CA.
+    func signed(
+        commonName: String, extensions: String, caCertificate: String, caKey: String, key: String, certificate: String
+    ) async throws {
+        let request = try await newRequest(commonName: commonName, key: key, certificate: certificate)
         try await run([
             "x509", "-req", "-in", request, "-CA", caCertificate, "-CAkey", caKey,
             "-set_serial", "0x" + String(UInt64.random(in: 1 ... .max), radix: 16),
             "-days", CertificateGenerator.validityDays, "-sha256",
+            "-extfile", config, "-extensions", extensions, "-out", certificate,
+        ])
+    }
+
+    /// Creates a new key and a certificate for it signed by the given CA whose validity ended in the past
+    /// (`CertificateGenerator.expiredValidity`), with `openssl ca` and the config's `expired_ca` section.
+    func signedExpired(
+        commonName: String, extensions: String, caCertificate: String, caKey: String, key: String, certificate: String
+    ) async throws {
+        let request = try await newRequest(commonName: commonName, key: key, certificate: certificate)
+        try await run([
+            "ca", "-config", config, "-name", "expired_ca", "-batch", "-notext",
+            "-in", request, "-cert", caCertificate, "-keyfile", caKey,
+            "-startdate", CertificateGenerator.expiredValidity.start, "-enddate", CertificateGenerator.expiredValidity.end,
             "-extfile", config, "-extensions", extensions, "-out", certificate,
         ])
     }

@@ -137,7 +137,8 @@ public final class MosquittoBroker: Sendable {
                     executable: executable,
                     layout: layout,
                     port: port,
-                    deadline: MonotonicClock.now + BrokerLauncher.readinessTimeout
+                    deadline: MonotonicClock.now + BrokerLauncher.readinessTimeout,
+                    environment: BrokerConfigFile.environment(for: configuration, layout: layout)
                 )
                 switch launch.readiness {
                 case .ready:
@@ -218,7 +219,13 @@ public final class MosquittoBroker: Sendable {
         stop()
         let deadline = MonotonicClock.now + BrokerLauncher.readinessTimeout
         while true {
-            let launch = try await BrokerLauncher.launch(executable: executable, layout: layout, port: port, deadline: deadline)
+            let launch = try await BrokerLauncher.launch(
+                executable: executable,
+                layout: layout,
+                port: port,
+                deadline: deadline,
+                environment: BrokerConfigFile.environment(for: configuration, layout: layout)
+            )
             switch launch.readiness {
             case .ready:
                 state.withLock { $0.pid = launch.pid }

@@ -23,6 +23,19 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
     /// The TLS mode of the listener, or `nil` for plain TCP.
     public var tls: TLSMode?
 
+    /// The oldest TLS version the listener accepts (mosquitto's `tls_version`); TLS 1.2 by default.
+    ///
+    /// Applies to the certificate modes of ``tls``, not to ``TLSMode/preSharedKey(identity:hexKey:)``.
+    public var minimumTLSVersion: TLSVersion
+
+    /// The newest TLS version the broker accepts, or `nil` for OpenSSL's newest (TLS 1.3).
+    ///
+    /// mosquitto 2.0 has no setting for this, so the broker process is started with `OPENSSL_CONF`
+    /// naming a generated OpenSSL config whose `system_default` section sets `MaxProtocol` (mosquitto
+    /// loads the OpenSSL config at start-up). A client that requires a newer version then fails the
+    /// handshake with OpenSSL's "protocol version" alert.
+    public var maximumTLSVersion: TLSVersion?
+
     /// Whether the broker persists its state to disk so that `restart()` keeps retained and queued messages.
     public var persistence: Bool
 
@@ -35,6 +48,8 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
     ///   - users: Usernames mapped to passwords for the generated password file.
     ///   - aclRules: Raw ACL file text, or `nil` for no ACL file.
     ///   - tls: The TLS mode, or `nil` for plain TCP.
+    ///   - minimumTLSVersion: The oldest TLS version the listener accepts.
+    ///   - maximumTLSVersion: The newest TLS version the broker accepts, or `nil` for no limit.
     ///   - persistence: Whether the broker persists its state across `restart()`.
     ///   - extraConfigLines: Lines appended verbatim to the generated config.
     public init(
@@ -42,6 +57,8 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
         users: [String: String] = [:],
         aclRules: String? = nil,
         tls: TLSMode? = nil,
+        minimumTLSVersion: TLSVersion = .v1_2,
+        maximumTLSVersion: TLSVersion? = nil,
         persistence: Bool = false,
         extraConfigLines: [String] = []
     ) {
@@ -50,6 +67,8 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
         self.allowedSubscriptions = nil
         self.aclRules = aclRules
         self.tls = tls
+        self.minimumTLSVersion = minimumTLSVersion
+        self.maximumTLSVersion = maximumTLSVersion
         self.persistence = persistence
         self.extraConfigLines = extraConfigLines
     }
@@ -66,9 +85,59 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
         /// only `wrong.example.invalid`, so clients connecting to `localhost` or `127.0.0.1` see a
         /// hostname mismatch.
         case serverAuthenticationWithMismatchedHostname
+        /// Like ``serverAuthentication``, but the server certificate (signed by the same CA, naming
+        /// `localhost` and `127.0.0.1`) expired in 2020, so clients that verify it see an expired certificate.
+        case serverAuthenticationWithExpiredCertificate
         /// TLS with a pre-shared key instead of certificates (`psk_hint`, `psk_file`): clients
         /// connect with `identity` and the key given as hexadecimal digits.
         case preSharedKey(identity: String, hexKey: String)
+    }
+
+    // MARK: TLS versions
+
+    /// A TLS protocol version, for ``minimumTLSVersion`` and ``maximumTLSVersion``.
+    public enum TLSVersion: Sendable, Hashable {
+        /// TLS 1.2.
+        case v1_2
+        /// TLS 1.3.
+        case v1_3
+
+        /// mosquitto's spelling, for `tls_version`.
+        var mosquittoName: String {
+            switch self {
+            case .v1_2: "tlsv1.2"
+            case .v1_3: "tlsv1.3"
+            }
+        }
+
+        /// OpenSSL's spelling, for `MaxProtocol`.
+        var openSSLName: String {
+            switch self {
+            case .v1_2: "TLSv1.2"
+            case .v1_3: "TLSv1.3"
+            }
+        }
+
+        /// The text of an OpenSSL config file whose `system_default` section sets `MaxProtocol` to this version.
+        ///
+        /// A process started with `OPENSSL_CONF` naming such a file negotiates no newer TLS version, provided
+        /// it loads the OpenSSL config: mosquitto 2.0 does, and so does a client using libmosquitto. The file
+        /// replaces the system's `openssl.cnf` for that process.
+        public var openSSLConfigLimitingMaximum: String {
+            """
+            openssl_conf = openssl_init
+
+            [openssl_init]
+            ssl_conf = ssl_configuration
+
+            [ssl_configuration]
+            system_default = tls_system_default
+
+            [tls_system_default]
+            MaxProtocol = \(openSSLName)
+
+            """
+        }
     }
 
     // MARK: Presets

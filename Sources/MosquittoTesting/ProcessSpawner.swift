@@ -46,13 +46,15 @@ enum ProcessSpawner {
     ///   - arguments: Arguments after `argv[0]`.
     ///   - stdoutPath: File receiving standard output (created if missing, appended to).
     ///   - stderrPath: File receiving standard error; `nil` sends it to `stdoutPath`.
+    ///   - environment: Variables set in the child on top of this process's environment (replacing same-named ones).
     /// - Throws: `MosquittoTestingError` if `posix_spawn` fails.
     /// - Returns: The child's process id.
     static func spawn(
         executable: String,
         arguments: [String],
         stdoutPath: String,
-        stderrPath: String? = nil
+        stderrPath: String? = nil,
+        environment: [String: String] = [:]
     ) throws -> pid_t {
         #if canImport(Darwin)
         var fileActions: posix_spawn_file_actions_t? = nil
@@ -93,9 +95,15 @@ enum ProcessSpawner {
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
 
+        // envp: this process's environment plus `environment`, NULL-terminated, owned by us.
+        let envp: [UnsafeMutablePointer<CChar>?] = Environment.inherited(overriding: environment).map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+
         var pid: pid_t = 0
         let result = argv.withUnsafeBufferPointer { argvBuffer in
-            posix_spawn(&pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, environ)
+            envp.withUnsafeBufferPointer { envpBuffer in
+                posix_spawn(&pid, executable, &fileActions, &attributes, argvBuffer.baseAddress!, envpBuffer.baseAddress!)
+            }
         }
         guard result == 0 else {
             throw MosquittoTestingError("could not spawn \(executable): \(String(cString: strerror(result)))")
@@ -276,5 +284,18 @@ enum Environment {
         guard let raw = getenv(name) else { return nil }
         let value = String(cString: raw)
         return value.isEmpty ? nil : value
+    }
+
+    /// This process's environment as `NAME=value` entries, with `overrides` replacing or adding variables.
+    static func inherited(overriding overrides: [String: String]) -> [String] {
+        var entries: [String] = []
+        var cursor: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ
+        while let current = cursor, let entry = current.pointee {
+            let text = String(cString: entry)
+            let name = String(text.prefix { $0 != "=" })
+            if overrides[name] == nil { entries.append(text) }
+            cursor = current + 1
+        }
+        return entries + overrides.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     }
 }

@@ -34,4 +34,11 @@ public struct TestCertificates: Sendable, Equatable {
 
     /// The private key of `mismatchedServerCertificate`, not encrypted.
     public let mismatchedServerKey: String
+
+    /// A server certificate signed by the CA for `localhost` and `127.0.0.1` (like `serverCertificate`) whose
+    /// validity ended long ago (2020-01-01 to 2020-01-02), for expired-certificate tests.
+    public let expiredServerCertificate: String
+
+    /// The private key of `expiredServerCertificate`, not encrypted.
+    public let expiredServerKey: String
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Mosquitto
 import MosquittoTesting
 import Testing
@@ -16,6 +17,44 @@ struct TLSTests {
             configure(&tls, certificates)
             configuration.tls = tls
         }
+    }
+
+    /// Runs the `mqtt` executable with `environment` added to ours (like `CLITests.mqtt`, which takes no environment).
+    private static func mqtt(_ arguments: [String], environment: [String: String] = [:]) async throws -> CLITests.Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mqttExecutablePath())
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let output = Task { await CLITests.readToEnd(stdout.fileHandleForReading) }
+        let errors = Task { await CLITests.readToEnd(stderr.fileHandleForReading) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while process.isRunning, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if process.isRunning {
+            process.terminate()
+            Issue.record("mqtt \(arguments.joined(separator: " ")) did not finish within 20 s")
+        }
+        process.waitUntilExit()
+        return CLITests.Run(
+            status: process.terminationStatus,
+            stdout: String(decoding: await output.value, as: UTF8.self),
+            stderr: String(decoding: await errors.value, as: UTF8.self)
+        )
+    }
+
+    /// Whether the broker's log contains `text` within 5 s (it logs a client's TLS alert asynchronously).
+    private func brokerLog(of broker: MosquittoBroker, contains text: String) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !broker.logContents().contains(text), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return broker.logContents().contains(text)
     }
 
     @Test("TLS succeeds with the right CA, by file and by directory")
@@ -63,6 +102,64 @@ struct TLSTests {
             }
             try await insecure.connect()
             #expect(insecure.isConnected)
+        }
+    }
+
+    @Test("TLS fails with an expired server certificate")
+    func tlsFailsWithExpiredCertificate() async throws {
+        try await withMosquittoBroker(.init(tls: .serverAuthenticationWithExpiredCertificate)) { broker in
+            let client = try tlsClient(broker) { tls, certificates in tls.caFile = certificates.caFile }
+            let error = await thrownError { try await client.connect() }
+            #expect(error?.code == .tlsFailure)
+            // libmosquitto 2.0.11 logs only OpenSSL's error queue, which says "certificate verify failed"
+            // for every verification failure; the reason ("certificate has expired") is in the
+            // verify result, which it does not log. The alert our client sends names the reason, and
+            // the broker logs it: that shows the handshake failed because of the expiry.
+            #expect(error?.detail?.contains("certificate verify failed") == true, "\(String(describing: error))")
+            #expect(await brokerLog(of: broker, contains: "alert certificate expired"), "\(broker.logContents())")
+        }
+    }
+
+    @Test("TLS fails with OpenSSL's protocol-version alert when the broker refuses the client's TLS version")
+    func tlsFailsWithRefusedVersion() async throws {
+        // The broker speaks TLS 1.2 at most; a client requiring TLS 1.3 must be refused, also after a restart.
+        try await withMosquittoBroker(.init(tls: .serverAuthentication, maximumTLSVersion: .v1_2)) { broker in
+            for round in 1...2 {
+                if round == 2 { try await broker.restart() }
+                let modern = try tlsClient(broker) { tls, certificates in
+                    tls.caFile = certificates.caFile
+                    tls.minimumVersion = .v1_3
+                }
+                let error = await thrownError { try await modern.connect() }
+                #expect(error?.code == .tlsFailure)
+                #expect(error?.detail?.contains("protocol version") == true, "\(String(describing: error))")
+                #expect(!modern.isConnected)
+
+                let compatible = try tlsClient(broker) { tls, certificates in tls.caFile = certificates.caFile }
+                try await compatible.connect()
+                #expect(compatible.isConnected)
+                try await compatible.disconnect()
+            }
+        }
+    }
+
+    @Test("mqtt pub exits with status 8 and one error line when the broker refuses its TLS version")
+    func cliFailsWithRefusedVersion() async throws {
+        // The broker requires TLS 1.3; `OPENSSL_CONF` limits the command-line client to TLS 1.2.
+        try await withMosquittoBroker(.init(tls: .serverAuthentication, minimumTLSVersion: .v1_3)) { broker in
+            let certificates = try #require(broker.certificates)
+            let limit = FileManager.default.temporaryDirectory.appendingPathComponent("openssl-tls12-\(UUID().uuidString).cnf")
+            try MosquittoBrokerConfiguration.TLSVersion.v1_2.openSSLConfigLimitingMaximum.write(to: limit, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: limit) }
+            let arguments = ["pub", "-h", "localhost", "-p", "\(broker.port)", "-t", uniqueTopic(), "-m", "x", "--cafile", certificates.caFile]
+
+            let good = try await Self.mqtt(arguments)
+            #expect(good.status == 0, "\(good.stderr)")
+            let refused = try await Self.mqtt(arguments, environment: ["OPENSSL_CONF": limit.path])
+            #expect(refused.status == 8)
+            let lines = CLITests.lines(refused.stderr)
+            #expect(lines.count == 1, "\(lines)")
+            #expect(lines.first?.contains("protocol version") == true, "\(lines)")
         }
     }
 
