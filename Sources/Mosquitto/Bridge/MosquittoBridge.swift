@@ -71,6 +71,8 @@ final class MosquittoBridge: Sendable {
         /// Set by a CONNACK without session; the driver re-subscribes between loop iterations.
         var resubscribeNeeded = false
         var unsubscribes = PendingTable<MQTTProperties>()
+        /// Set by the dead-link watchdog when it aborts the connection: why it did.
+        var deadLinkDetail: String?
     }
 
     let configuration: MQTTConfiguration
@@ -371,6 +373,7 @@ final class MosquittoBridge: Sendable {
             return
         }
         var stoppingIterations = 0
+        var loopTimeout = Self.idleLoopTimeout
         while true {
             let stopping = state.withLock { $0.stopRequested }
             if stopping {
@@ -378,9 +381,10 @@ final class MosquittoBridge: Sendable {
                 if !handle.hasSocket || stoppingIterations >= 50 { break }
                 stoppingIterations += 1
             }
-            let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : 1000)
+            let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 resubscribeIfNeeded()
+                loopTimeout = watchForDeadLink()
                 continue
             }
             guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { break }
@@ -391,6 +395,42 @@ final class MosquittoBridge: Sendable {
             _ = handle.reconnect()  // on failure the next loop() returns MOSQ_ERR_NO_CONN at once
         }
         finishDriver(error: nil)
+    }
+
+    /// How long `mosquitto_loop` waits for activity when nothing else is due (ms).
+    private static let idleLoopTimeout: Int32 = 1000
+
+    /// The dead-link watchdog, run between loop iterations.
+    ///
+    /// On a healthy connection data arrives from the broker at least once per keepalive interval:
+    /// libmosquitto sends PINGREQ when it has heard nothing for that long, and the broker answers.
+    /// On a black-holed link (a pulled cable, a vanished NAT entry, a frozen peer) nothing arrives
+    /// and no error either; libmosquitto alone notices only when its PINGREQ has gone unanswered
+    /// for another whole interval, 1–2 keepalives (plus a second) after the link died. Once the
+    /// kernel reports nothing received for 1.5 × keepalive (the limit MQTT gives the broker for
+    /// the client), this aborts the connection, so that the disconnection is reported and the
+    /// reconnect policy applies within 1.5 × keepalive of the last sign of life.
+    ///
+    /// - Returns: How long the next `mosquitto_loop` may wait (ms): until the limit at the latest.
+    private func watchForDeadLink() -> Int32 {
+        let keepAlive: Duration? = state.withLock { state in
+            guard state.phase == .connected else { return nil }
+            return state.connectResult?.serverKeepAlive ?? configuration.keepAlive
+        }
+        guard let keepAlive, keepAlive > .zero, let silent = handle.millisecondsSinceReceive else {
+            return Self.idleLoopTimeout
+        }
+        let limit = Int(keepAlive.wholeSeconds) * 1_500
+        guard silent >= limit else {
+            return Int32(min(Int(Self.idleLoopTimeout), limit - silent))
+        }
+        let detail = "nothing received from the broker for \(silent) ms, 1.5 × the keepalive of \(keepAlive.wholeSeconds) s"
+        state.withLock { $0.deadLinkDetail = detail }
+        if sink.wantsLog {
+            sink.bridgeDidLog(level: .warning, message: "\(clientID): dead link: \(detail); closing the connection")
+        }
+        handle.abortConnection()
+        return 1
     }
 
     /// Decides whether to reconnect after `mosquitto_loop` failed; returns the attempt number.
@@ -509,6 +549,7 @@ final class MosquittoBridge: Sendable {
             state.reconnectAttempt = 0
             state.disconnectReported = false
             state.connectLog = []
+            state.deadLinkDetail = nil
             defer { state.connectPromise = nil }
             return state.connectPromise
         }
@@ -517,8 +558,14 @@ final class MosquittoBridge: Sendable {
     }
 
     func didDisconnect(returnCode: Int32, properties: MQTTProperties) {
+        let deadLink: String? = state.withLock { state in
+            defer { state.deadLinkDetail = nil }
+            return state.deadLinkDetail
+        }
         let error: MQTTError? =
             returnCode == 0 ? nil
+            : deadLink != nil
+                ? MQTTError(.connectionLost, operation: .connection, mosquittoErrorCode: Int32(MOSQ_ERR_KEEPALIVE.rawValue), detail: deadLink)
             : returnCode >= 0x80
                 ? MQTTError(
                     .connectionLost, operation: .connection, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: returnCode)),

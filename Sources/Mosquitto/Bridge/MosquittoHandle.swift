@@ -132,6 +132,23 @@ struct MosquittoHandle: @unchecked Sendable {
         mosquitto_socket(pointer) >= 0
     }
 
+    /// Milliseconds since data last arrived on the connection's TCP socket (the kernel's
+    /// `TCP_INFO`), or `nil` without one (no socket, or a Unix socket).
+    var millisecondsSinceReceive: Int? {
+        let milliseconds = swift_mosquitto_milliseconds_since_receive(mosquitto_socket(pointer))
+        return milliseconds < 0 ? nil : Int(milliseconds)
+    }
+
+    /// Shuts the socket down in both directions without closing it, for a link found dead: the
+    /// next ``loop(timeoutMilliseconds:)`` fails with `MOSQ_ERR_CONN_LOST`, and libmosquitto
+    /// closes the descriptor as it does after any lost connection (so it cannot be reused early).
+    func abortConnection() {
+        let descriptor = mosquitto_socket(pointer)
+        if descriptor >= 0 {
+            _ = shutdown(descriptor, Int32(SHUT_RDWR))
+        }
+    }
+
     // MARK: Commands (any thread)
 
     /// `mosquitto_disconnect_v5`: queues DISCONNECT with `reasonCode` and wakes the loop.
