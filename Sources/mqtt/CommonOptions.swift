@@ -63,6 +63,8 @@ struct CommonOptions {
     var debug = false
     /// `--quiet`: do not print run-time errors.
     var quiet = false
+    /// `--no-reconnect`: end on a lost connection instead of reconnecting.
+    var reconnect = true
 }
 
 // MARK: - Option table
@@ -106,6 +108,7 @@ extension CommonOptions {
             .flag(["--nodelay"], "Disable Nagle's algorithm.") { $0.noDelay = true },
             .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) to stdout.") { $0.debug = true },
             .flag(["--quiet"], "Do not print run-time error messages.") { $0.quiet = true },
+            .flag(["--no-reconnect"], "Exit on a lost connection instead of reconnecting (0.1 s to 5 s apart).") { $0.reconnect = false },
             .value(["--will-topic"], "TOPIC", noun: "will topic", "Topic of the client's will.") { $0.willTopic = $1 },
             .value(["--will-payload"], "PAYLOAD", noun: "will payload", "Payload of the will. Defaults to zero length.") { $0.willPayload = Array($1.utf8) },
             .value(["--will-qos"], "QOS", noun: "will QoS", "QoS of the will. Defaults to 0.") { (options: inout CommonOptions, value: String) throws(CLIError) in
@@ -144,8 +147,10 @@ extension CommonOptions {
     ///
     /// TLS is on with `--cafile`, `--capath` or `--tls-use-os-certs`, and (as in mosquitto 2.0)
     /// when the port is 8883 with no other certificate options (then the OS's CA certificates are
-    /// trusted). `--cert`/`--key`/`--insecure`/`--ciphers` alone do not turn TLS on. Automatic
-    /// reconnection is off: a command-line client reports a lost connection instead.
+    /// trusted). `--cert`/`--key`/`--insecure`/`--ciphers` alone do not turn TLS on. A connection
+    /// lost after the first CONNACK is reestablished (as `mosquitto_sub` does), with QoS 1/2
+    /// messages kept and resent, unless `--no-reconnect`; a first connect that fails still ends
+    /// the command.
     ///
     /// - Throws: ``CLIError`` (usage) for inconsistent options.
     func configuration() throws(CLIError) -> MQTTConfiguration {
@@ -178,9 +183,10 @@ extension CommonOptions {
         } else if caFile != nil || caPath != nil || useOSCertificates || effectivePort == 8883 {
             configuration.tls = tlsConfiguration()
         }
-        configuration.reconnect = .disabled
-        // A CLI waits as long as the connection lives (mosquitto has no such timeouts); a lost
-        // connection still fails pending operations at once, and keepalive detects dead peers.
+        configuration.reconnect = reconnect ? .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .seconds(5)) : .disabled
+        // A CLI waits as long as the connection lives (mosquitto has no such timeouts); with
+        // --no-reconnect a lost connection fails pending operations at once, and keepalive
+        // detects dead peers.
         configuration.operationTimeout = .seconds(24 * 3600)
         // Received messages wait here while stdout is slow; a bounded buffer would end `sub`.
         configuration.messageBufferSize = 1 << 20

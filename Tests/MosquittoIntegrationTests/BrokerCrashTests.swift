@@ -1,0 +1,392 @@
+import Mosquitto
+import MosquittoTesting
+import Synchronization
+import Testing
+
+/// `kill -9` of the broker in the middle of a stream of QoS 1/2 messages, then a restart on the
+/// same port: with persistent sessions on both ends, nothing may be lost.
+@Suite("Broker crashes", .timeLimit(.minutes(1)))
+struct BrokerCrashTests {
+    /// A persistent broker that saves its database after every change. By default mosquitto
+    /// acknowledges a PUBLISH before its periodic save, so a `kill -9` can lose a message it has
+    /// already acknowledged; no client can recover that. Saving on every change closes the gap
+    /// far enough for the broker not to be the weak link these tests measure.
+    static let crashSafeBroker = MosquittoBrokerConfiguration(persistence: true, extraConfigLines: ["autosave_on_changes true"])
+
+    /// What a crash run delivered, and who lost what.
+    struct Outcome: CustomStringConvertible {
+        var sent: Int
+        var received: Int
+        var unique: Int
+        var kills: Int
+        var reconnections: Int
+        /// Lost messages the broker had acknowledged to the publisher shortly (at most
+        /// ``brokerWindow``) before a kill: mosquitto acknowledges before it saves, so these die
+        /// with the broker, and no client can bring them back.
+        var lostByBroker: [Int] = []
+        /// Every other lost message: the client's fault. Must be empty.
+        var lostByClient: [Int] = []
+        /// Numbers delivered twice with a kill between the copies: the broker restarted from a
+        /// snapshot older than the delivery (a QoS 2 duplicate no client can prevent).
+        var duplicatedAcrossKill: [Int] = []
+        /// Numbers delivered twice with no kill between the copies: the client's fault for QoS 2.
+        var duplicatedWithoutKill: [Int] = []
+        var duplicates: Int { received - unique }
+        var lost: Int { sent - unique }
+        var description: String {
+            "\(sent) sent, \(unique) delivered (\(received) copies, \(duplicates) duplicates), \(lost) lost; \(kills) kills, \(reconnections) reconnections"
+                + "; lost in the broker's save window: \(lostByBroker.count) \(lostByBroker.prefix(10)), otherwise: \(lostByClient.count) \(lostByClient.prefix(10))"
+                + "; duplicated across a kill: \(duplicatedAcrossKill.count), otherwise: \(duplicatedWithoutKill.count) \(duplicatedWithoutKill.prefix(10))"
+        }
+    }
+
+    /// How long before a kill an acknowledged message may still be missing from the broker's
+    /// last save (the save after a change runs after the acknowledgement is written, and takes
+    /// milliseconds; this is generous).
+    static let brokerWindow: Duration = .milliseconds(500)
+
+    /// When the broker took ownership of each message (PUBACK for QoS 1, PUBREC for QoS 2, read
+    /// from libmosquitto's debug log), and in which of the publisher's connections. The delegate
+    /// sees log lines and disconnections in order, so the connection is exact even when the
+    /// delegate runs late.
+    final class OwnershipClock: MQTTClientDelegate {
+        struct Entry {
+            var time: ContinuousClock.Instant
+            var connection: Int
+        }
+
+        private final class Table: Sendable {
+            let state = Mutex<(entries: [UInt16: (ContinuousClock.Instant, Int)], connection: Int)>(([:], 0))
+        }
+
+        private let table = Table()
+
+        func mqttClient(_ client: MQTTClient, didLog message: String, level: MQTTLogLevel) async {
+            guard message.contains("received PUBACK") || message.contains("received PUBREC"),
+                  let range = message.range(of: "(Mid: ")
+            else { return }
+            let digits = message[range.upperBound...].prefix { $0.isNumber }
+            guard let messageID = UInt16(digits) else { return }
+            let now = ContinuousClock.now
+            table.state.withLock { state in
+                if state.entries[messageID] == nil { state.entries[messageID] = (now, state.connection) }
+            }
+        }
+
+        func mqttClient(_ client: MQTTClient, didDisconnect error: MQTTError?) async {
+            table.state.withLock { $0.connection += 1 }
+        }
+
+        subscript(messageID: UInt16) -> Entry? {
+            table.state.withLock { state in state.entries[messageID].map { Entry(time: $0.0, connection: $0.1) } }
+        }
+    }
+
+    /// Every message received, with its arrival time.
+    final class ArrivalLog: Sendable {
+        private final class Entries: Sendable {
+            let list = Mutex<[(number: Int, time: ContinuousClock.Instant)]>([])
+        }
+
+        private let entries = Entries()
+        private let reader: Task<Void, Never>
+
+        init(_ sequence: MQTTSubscription) {
+            let entries = entries
+            reader = Task {
+                do {
+                    for try await message in sequence {
+                        let number = message.payloadString.flatMap { Int($0) } ?? -1
+                        entries.list.withLock { $0.append((number, ContinuousClock.now)) }
+                    }
+                } catch {}
+            }
+        }
+
+        deinit { reader.cancel() }
+
+        var count: Int { entries.list.withLock { $0.count } }
+        var uniqueCount: Int { Set(entries.list.withLock { $0.map(\.number) }).count }
+        var all: [(number: Int, time: ContinuousClock.Instant)] { entries.list.withLock { $0 } }
+    }
+
+    /// A client with a persistent session that reconnects quickly.
+    private func persistentClient(_ broker: MosquittoBroker, clientID: String) throws -> MQTTClient {
+        try makeClient(broker, clientID: clientID) {
+            $0.cleanSession = false
+            $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(50), maximumDelay: .milliseconds(200))
+        }
+    }
+
+    /// Publishes `count` numbered messages at `qos` and kills the broker `kills` times (or stops
+    /// it gracefully), evenly spread over what the subscriber receives, restarting it at once each
+    /// time. Waits for every acknowledgement and for every message to arrive (bounded), then
+    /// reports what was lost and duplicated, and whether the broker's save window explains it.
+    private func crashRun(
+        qos: MQTTQoS, count: Int, kills: Int, graceful: Bool = false, waitForAll: Duration = .seconds(20)
+    ) async throws -> Outcome {
+        try await withMosquittoBroker(Self.crashSafeBroker) { broker in
+            let topic = uniqueTopic("crash")
+            let subscriber = try persistentClient(broker, clientID: uniqueClientID("sub"))
+            let subscriberEvents = subscriber.connectionEvents
+            let connections = Task {
+                var connected = 0
+                for await event in subscriberEvents {
+                    if case .connected = event { connected += 1 }
+                }
+                return connected
+            }
+            try await subscriber.connect()
+            let arrivals = ArrivalLog(try await subscriber.subscribe(to: topic, qos: qos))
+            let publisher = try persistentClient(broker, clientID: uniqueClientID("pub"))
+            let ownership = OwnershipClock()
+            publisher.delegate = ownership
+            try await publisher.connect()
+
+            // Queue everything at once: libmosquitto keeps 20 in flight and the rest in order.
+            // Message IDs start at 1, so message n has ID n + 1.
+            let pending = try (0..<count).map { number in
+                try publisher.beginPublish(to: topic, payload: Array(String(number).utf8), qos: qos)
+            }
+            // When each kill began and when the broker was back.
+            var outages: [(start: ContinuousClock.Instant, end: ContinuousClock.Instant)] = []
+            for kill in 1...kills {
+                let mark = count * kill / (kills + 1)
+                let deadline = ContinuousClock.now + .seconds(20)
+                while arrivals.count < mark || !subscriber.isConnected || !publisher.isConnected, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                let start = ContinuousClock.now
+                if graceful { broker.stop() } else { broker.kill() }
+                try await broker.restart()
+                outages.append((start, ContinuousClock.now))
+            }
+            for publish in pending {
+                _ = try await publish.acknowledgement(timeout: .seconds(30))
+            }
+            let deadline = ContinuousClock.now + waitForAll
+            while arrivals.uniqueCount < count, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            // Redeliveries may still be on their way: give them a moment to be counted.
+            try await Task.sleep(for: .milliseconds(300))
+            try await publisher.disconnect()
+            try await subscriber.disconnect()
+            connections.cancel()
+
+            var firstArrival: [Int: ContinuousClock.Instant] = [:]
+            var outcome = Outcome(sent: count, received: 0, unique: 0, kills: kills, reconnections: await connections.value - 1)
+            for (number, time) in arrivals.all {
+                outcome.received += 1
+                guard let first = firstArrival[number] else {
+                    firstArrival[number] = time
+                    continue
+                }
+                if outages.contains(where: { first < $0.end && $0.start < time }) {
+                    outcome.duplicatedAcrossKill.append(number)
+                } else {
+                    outcome.duplicatedWithoutKill.append(number)
+                }
+            }
+            outcome.unique = firstArrival.count
+            for number in 0..<count where firstArrival[number] == nil {
+                // The broker took it in the connection that kill k ended, shortly before the kill.
+                let inWindow = ownership[UInt16(number + 1)].map { taken in
+                    taken.connection < outages.count && outages[taken.connection].start - Self.brokerWindow <= taken.time
+                } ?? false
+                if inWindow, !graceful {
+                    outcome.lostByBroker.append(number)
+                } else {
+                    outcome.lostByClient.append(number)
+                }
+            }
+            return outcome
+        }
+    }
+
+    @Test("kill -9 in the middle of 10,000 QoS 1 messages: all arrive but what the broker lost in its save window, duplicates counted")
+    func oneKillQoS1() async throws {
+        let outcome = try await crashRun(qos: .atLeastOnce, count: 10_000, kills: 1)
+        print("[broker crash] QoS 1, 1 kill: \(outcome)")
+        #expect(outcome.lostByClient.isEmpty, "\(outcome)")
+        #expect(outcome.reconnections >= 1, "\(outcome)")
+    }
+
+    @Test("five kills in one run of 10,000 QoS 1 messages: all arrive but what the broker lost in its save window, duplicates counted")
+    func fiveKillsQoS1() async throws {
+        let outcome = try await crashRun(qos: .atLeastOnce, count: 10_000, kills: 5)
+        print("[broker crash] QoS 1, 5 kills: \(outcome)")
+        #expect(outcome.lostByClient.isEmpty, "\(outcome)")
+        #expect(outcome.reconnections >= 5, "\(outcome)")
+    }
+
+    /// Graceful restarts (SIGTERM: mosquitto saves its state) lose nothing at QoS 2. Most runs
+    /// deliver each message exactly once; a few duplicates can appear after a restart, because
+    /// libmosquitto 2.0.11's QoS 2 receiver queues a PUBLISH the broker re-sends (it never saw
+    /// the PUBREC) next to the copy already awaiting PUBREL, and a later re-sent PUBREL for that
+    /// ID releases the stale copy (`handle__publish` / `message__remove` in lib/). Measured: 0
+    /// duplicates in most runs, 14 in one. The test holds that none appears without a restart.
+    @Test("five graceful restarts in one run of 10,000 QoS 2 messages: none lost, no duplicate without a restart between")
+    func fiveRestartsQoS2() async throws {
+        let outcome = try await crashRun(qos: .exactlyOnce, count: 10_000, kills: 5, graceful: true)
+        print("[broker crash] QoS 2, 5 graceful restarts: \(outcome)")
+        #expect(outcome.lost == 0, "\(outcome)")
+        #expect(outcome.duplicatedWithoutKill.isEmpty, "\(outcome)")
+    }
+
+    @Test("five graceful restarts in one run of 10,000 QoS 1 messages: all arrive")
+    func fiveRestartsQoS1() async throws {
+        let outcome = try await crashRun(qos: .atLeastOnce, count: 10_000, kills: 5, graceful: true)
+        print("[broker crash] QoS 1, 5 graceful restarts: \(outcome)")
+        #expect(outcome.lost == 0, "\(outcome)")
+    }
+
+    /// Exactly once does NOT survive `kill -9` of mosquitto 2.0.11, whatever the client: the
+    /// broker restarts from a snapshot older than the PUBRECs and PUBCOMPs it had sent, and
+    /// libmosquitto's QoS 2 receiver queues a re-sent PUBLISH next to the one awaiting PUBREL
+    /// instead of recognising it. The same run with `mosquitto_sub` (plain libmosquitto) as the
+    /// subscriber lost 15 to 1,131 of the 10,000 and delivered 1,535 to 4,676 duplicates. This
+    /// test holds what the client controls: every publish is acknowledged, nothing hangs, and
+    /// no message is delivered twice without a kill between the copies; it reports the rest.
+    @Test("five kills in one run of 10,000 QoS 2 messages: all acknowledged, no duplicate without a kill between")
+    func fiveKillsQoS2() async throws {
+        let outcome = try await crashRun(qos: .exactlyOnce, count: 10_000, kills: 5, waitForAll: .seconds(3))
+        print("[broker crash] QoS 2, 5 kills: \(outcome)")
+        #expect(outcome.duplicatedWithoutKill.isEmpty, "\(outcome)")
+        #expect(outcome.reconnections >= 5, "\(outcome)")
+    }
+}
+
+// MARK: - The command-line client
+
+import Foundation
+
+/// A running `mqtt` process whose standard output is read line by line as it arrives.
+final class StreamingCommand: Sendable {
+    /// Bytes read from one pipe.
+    private final class Capture: Sendable {
+        let bytes = Mutex<[UInt8]>([])
+        var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
+    }
+
+    private let process: Process
+    private let output = Capture()
+    private let errors = Capture()
+    private let finished = DispatchGroup()
+
+    /// Starts `mqtt arguments` (or another `executable`), feeding it `input` (then end of file)
+    /// on a Dispatch thread.
+    init(_ arguments: [String], input: String? = nil, executable: String = mqttExecutablePath()) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let stdout = Pipe(), stderr = Pipe(), stdin = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        process.standardInput = stdin
+        try process.run()
+        for (pipe, sink) in [(stdout, output), (stderr, errors)] {
+            finished.enter()
+            // Blocking reads belong on threads of their own, not on the cooperative pool.
+            DispatchQueue.global().async { [finished] in
+                while true {
+                    let data = pipe.fileHandleForReading.availableData
+                    if data.isEmpty { break }
+                    sink.bytes.withLock { $0 += data }
+                }
+                finished.leave()
+            }
+        }
+        let writer = stdin.fileHandleForWriting
+        DispatchQueue.global().async {
+            if let input { writer.write(Data(input.utf8)) }
+            try? writer.close()
+        }
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+
+    /// The lines printed so far.
+    var lines: [String] {
+        output.text.split(separator: "\n").map(String.init)
+    }
+
+    /// Everything printed on standard error.
+    var standardError: String { errors.text }
+
+    /// Whether the process still runs.
+    var isRunning: Bool { process.isRunning }
+
+    /// Sends SIGTERM.
+    func terminate() { process.terminate() }
+
+    /// Waits (bounded) for the process to exit and its output to be read; returns its status,
+    /// or `nil` (after killing it) if it did not exit in time.
+    func exitStatus(within timeout: Duration) async throws -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        guard !process.isRunning else {
+            kill(process.processIdentifier, SIGKILL)
+            return nil
+        }
+        process.waitUntilExit()
+        _ = finished.wait(timeout: .now() + 5)
+        return process.terminationStatus
+    }
+}
+
+extension BrokerCrashTests {
+    @Test("seq 1 10000 | mqtt pub -l -q 1 -c with two broker kills: a persistent mqtt sub -c gets all 10,000 and both exit 0")
+    func commandLineSurvivesKills() async throws {
+        try await withMosquittoBroker(Self.crashSafeBroker) { broker in
+            let topic = uniqueTopic("cli")
+            let endpoint = ["-h", broker.host, "-p", "\(broker.port)"]
+            let subscriber = try StreamingCommand(["sub"] + endpoint + ["-c", "-i", uniqueClientID("clisub"), "-q", "1", "-t", topic])
+            // Until the subscription is in place a message goes nowhere: probe until one arrives.
+            let prober = try await connectedClient(broker)
+            let ready = ContinuousClock.now + .seconds(10)
+            while !subscriber.lines.contains("ready"), ContinuousClock.now < ready {
+                try await prober.publish(to: topic, payload: "ready", qos: .atLeastOnce)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await prober.disconnect()
+            #expect(subscriber.lines.contains("ready"))
+
+            func received() -> [Int] { subscriber.lines.compactMap { Int($0) } }
+            let count = 10_000
+            let input = (1...count).map { "\($0)\n" }.joined()
+            let publisher = try StreamingCommand(
+                ["pub"] + endpoint + ["-l", "-q", "1", "-c", "-i", uniqueClientID("clipub"), "-t", topic], input: input
+            )
+            var publisherRunningAtKill: [Bool] = []
+            for mark in [count / 3, 2 * count / 3] {
+                let deadline = ContinuousClock.now + .seconds(20)
+                while received().count < mark, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                publisherRunningAtKill.append(publisher.isRunning)
+                broker.kill()
+                try await broker.restart()
+            }
+            let publisherStatus = try await publisher.exitStatus(within: .seconds(40))
+            let deadline = ContinuousClock.now + .seconds(20)
+            while Set(received()).count < count, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            subscriber.terminate()
+            let subscriberStatus = try await subscriber.exitStatus(within: .seconds(10))
+            let numbers = received()
+            let missing = Set(1...count).subtracting(numbers)
+            print("[broker crash] mqtt pub -l / mqtt sub -c, 2 kills: \(Set(numbers).count) of \(count) delivered, \(numbers.count - Set(numbers).count) duplicates")
+            #expect(publisherRunningAtKill == [true, true], "the kills must fall in the middle of the run")
+            #expect(publisherStatus == 0, "\(publisher.standardError)")
+            #expect(publisher.standardError.isEmpty)
+            #expect(missing.isEmpty, "\(missing.count) lines lost, e.g. \(missing.sorted().prefix(10))")
+            #expect(subscriberStatus == 0, "\(subscriber.standardError)")
+        }
+    }
+}
