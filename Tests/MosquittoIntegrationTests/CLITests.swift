@@ -141,12 +141,20 @@ struct CLITests {
     @Test("bad flags exit non-zero with exactly one error line",
           arguments: [["pub", "-t", "x"], ["pub", "-m", "x"], ["pub", "-t", "x", "-m", "x", "-q", "3"], ["sub", "-t", "x", "-p"],
                       ["sub", "--no-such-flag"], ["pub", "-t", "a/#", "-m", "x"], ["sub", "-t", "a/#/b"], ["pub", "-t", "x", "-m", "x", "-V", "7"],
-                      ["bogus"], []])
+                      ["bogus"], [],
+                      // The bad-input matrix: empty topics, misplaced wildcards, oversized topics,
+                      // QoS out of range, a client ID MQTT 3.1 refuses.
+                      ["pub", "-t", "", "-m", "x"], ["sub", "-t", ""], ["pub", "-t", "a/+", "-m", "x"], ["sub", "-t", "a/b+"],
+                      ["sub", "-t", "a/#b"], ["pub", "-t", String(repeating: "t", count: 65_536), "-m", "x"],
+                      ["sub", "-t", String(repeating: "t", count: 65_536)], ["pub", "-t", "x", "-m", "x", "-q", "-1"], ["sub", "-t", "x", "-q", "9"],
+                      ["pub", "-t", "x", "-m", "x", "-V", "31", "-i", "a-client-id-of-24-bytes!"]])
     func badFlagsFail(arguments: [String]) async throws {
         let run = try await Self.mqtt(arguments)
         #expect(run.status != 0)
         #expect(Self.lines(run.stderr).count == 1, "\(run.stderr)")
         #expect(Self.lines(run.stderr).first?.hasPrefix("Error") == true, "\(run.stderr)")
+        // Refused before any connection attempt (nothing listens on the default port here).
+        #expect(!run.stderr.contains("Connection refused"), "\(run.stderr)")
     }
 
     // MARK: MQTT 5
