@@ -400,6 +400,10 @@ final class MosquittoBridge: Sendable {
     /// How long `mosquitto_loop` waits for activity when nothing else is due (ms).
     private static let idleLoopTimeout: Int32 = 1000
 
+    /// How much earlier than 1.5 × keepalive the watchdog acts, so that the disconnection event
+    /// reaches the application within that bound (ms).
+    private static let deadLinkReportingMargin = 250
+
     /// The dead-link watchdog, run between loop iterations.
     ///
     /// On a healthy connection data arrives from the broker at least once per keepalive interval:
@@ -408,8 +412,10 @@ final class MosquittoBridge: Sendable {
     /// and no error either; libmosquitto alone notices only when its PINGREQ has gone unanswered
     /// for another whole interval, 1–2 keepalives (plus a second) after the link died. Once the
     /// kernel reports nothing received for 1.5 × keepalive (the limit MQTT gives the broker for
-    /// the client), this aborts the connection, so that the disconnection is reported and the
-    /// reconnect policy applies within 1.5 × keepalive of the last sign of life.
+    /// the client) less ``deadLinkReportingMargin``, this aborts the connection, so that the
+    /// disconnection is reported, and the reconnect policy applies, within 1.5 × keepalive of the
+    /// last sign of life. (A healthy link is never that quiet: libmosquitto pings after one
+    /// keepalive, at most a second late, and keepalives are at least 5 s.)
     ///
     /// - Returns: How long the next `mosquitto_loop` may wait (ms): until the limit at the latest.
     private func watchForDeadLink() -> Int32 {
@@ -420,14 +426,14 @@ final class MosquittoBridge: Sendable {
         guard let keepAlive, keepAlive > .zero, let silent = handle.millisecondsSinceReceive else {
             return Self.idleLoopTimeout
         }
-        let limit = Int(keepAlive.wholeSeconds) * 1_500
+        let limit = Int(keepAlive.wholeSeconds) * 1_500 - Self.deadLinkReportingMargin
         guard silent >= limit else {
             return Int32(min(Int(Self.idleLoopTimeout), limit - silent))
         }
-        let detail = "nothing received from the broker for \(silent) ms, 1.5 × the keepalive of \(keepAlive.wholeSeconds) s"
+        let detail = "dead link: nothing received from the broker for \(silent) ms (keepalive \(keepAlive.wholeSeconds) s)"
         state.withLock { $0.deadLinkDetail = detail }
         if sink.wantsLog {
-            sink.bridgeDidLog(level: .warning, message: "\(clientID): dead link: \(detail); closing the connection")
+            sink.bridgeDidLog(level: .warning, message: "\(clientID): \(detail); closing the connection")
         }
         handle.abortConnection()
         return 1
@@ -565,7 +571,7 @@ final class MosquittoBridge: Sendable {
         let error: MQTTError? =
             returnCode == 0 ? nil
             : deadLink != nil
-                ? MQTTError(.connectionLost, operation: .connection, mosquittoErrorCode: Int32(MOSQ_ERR_KEEPALIVE.rawValue), detail: deadLink)
+                ? MQTTError(.connectionLost, operation: .connection, detail: deadLink)
             : returnCode >= 0x80
                 ? MQTTError(
                     .connectionLost, operation: .connection, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: returnCode)),
