@@ -66,11 +66,17 @@ struct PropertyListTests {
         }
     }
 
-    @Test("building, reading and freeing 50,000 large lists does not grow the process")
+    /// Resident size is process-wide, and the broker-crash runs move tens of megabytes: this test
+    /// runs only in a process of its own, which `scripts/test.sh` starts with
+    /// `MQTT_MEMORY_TEST=1 swift test --filter listsAreFreed`.
+    @Test(
+        "building, reading and freeing 50,000 large lists does not grow the process",
+        .enabled(if: getenv("MQTT_MEMORY_TEST").map { String(cString: $0) } == "1", "run alone by scripts/test.sh (MQTT_MEMORY_TEST=1)")
+    )
     func listsAreFreed() throws {
         // 50 user properties per list: an unfreed list or unfreed strings read back would grow the
-        // process by hundreds of megabytes, far above the noise of tests running in parallel
-        // (resident size is process-wide).
+        // process by hundreds of megabytes (measured: 440 MB without free_all, 64 MB with the
+        // user-property names leaked).
         var properties = Self.everyProperty
         properties.userProperties = (0..<50).map { MQTTUserProperty("name-\($0)", "value-\($0)") }
         func cycle() throws {
