@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "MosquittoTesting", targets: ["MosquittoTesting"]),
         .executable(name: "mqtt", targets: ["mqtt"]),
         .executable(name: "mqtt-sensor-demo", targets: ["SensorDemo"]),
+        .executable(name: "mqtt-soak", targets: ["MosquittoSoak"]),
     ],
     targets: [
         // libmosquitto 2.0 as a system library: only `module.modulemap` and `shim.h` live here.
@@ -37,6 +38,13 @@ let package = Package(
             name: "SensorDemo",
             dependencies: ["Mosquitto", "MosquittoTesting"],
             path: "Examples/SensorDemo"
+        ),
+        // `mqtt-soak soak` (mixed QoS load across broker restarts) and `mqtt-soak cycles` (the
+        // leak check's workload): scripts/soak.sh and scripts/leak-check.sh.
+        .executableTarget(
+            name: "MosquittoSoak",
+            dependencies: ["Mosquitto", "MosquittoTesting"],
+            path: "Tools/MosquittoSoak"
         ),
         // Unit tests: no broker.
         .testTarget(
