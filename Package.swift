@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "mqtt", targets: ["mqtt"]),
         .executable(name: "mqtt-sensor-demo", targets: ["SensorDemo"]),
         .executable(name: "mqtt-soak", targets: ["MosquittoSoak"]),
+        .executable(name: "mqtt-bench", targets: ["MosquittoBenchmark"]),
     ],
     targets: [
         // libmosquitto 2.0 as a system library: only `module.modulemap` and `shim.h` live here.
@@ -45,6 +46,32 @@ let package = Package(
             name: "MosquittoSoak",
             dependencies: ["Mosquitto", "MosquittoTesting"],
             path: "Tools/MosquittoSoak"
+        ),
+        // The benchmark's C baseline: the same workloads written directly against libmosquitto.
+        .target(
+            name: "CMosquittoBaseline",
+            dependencies: ["CMosquitto"],
+            path: "Benchmarks/CMosquittoBaseline"
+        ),
+        // The benchmark's role processes, one client each, so that CPU time and peak RSS are per
+        // client: the C baseline in a pure C program, the Swift client in a Swift program that
+        // links only `Mosquitto` (no Foundation). Built as dependencies of `mqtt-bench`.
+        .executableTarget(
+            name: "MosquittoBenchmarkCRole",
+            dependencies: ["CMosquittoBaseline"],
+            path: "Benchmarks/MosquittoBenchmarkCRole"
+        ),
+        .executableTarget(
+            name: "MosquittoBenchmarkSwiftRole",
+            dependencies: ["Mosquitto", "CMosquittoBaseline"],
+            path: "Benchmarks/MosquittoBenchmarkSwiftRole"
+        ),
+        // `mqtt-bench`: starts a broker, runs every workload through both role executables, prints
+        // the table with Swift/C ratios (scripts/bench.sh).
+        .executableTarget(
+            name: "MosquittoBenchmark",
+            dependencies: ["MosquittoTesting", "CMosquittoBaseline", "MosquittoBenchmarkCRole", "MosquittoBenchmarkSwiftRole"],
+            path: "Benchmarks/MosquittoBenchmark"
         ),
         // Unit tests: no broker.
         .testTarget(

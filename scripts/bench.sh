@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The benchmark of issue 5: the Swift client against a C baseline that calls libmosquitto directly,
+# one process per client, against a mosquitto started on 127.0.0.1 (or --host H --port P).
+# Prints throughput (msg/s end to end), CPU per message, peak RSS, round-trip latency and the
+# memory check, with Swift/C ratios and the targets. Exit 0 unless something failed outright.
+#
+#   bash scripts/bench.sh --quick        # CI-sized: 1 repetition, ~0.5 s per row
+#   bash scripts/bench.sh                # default: 3 repetitions (medians), 3 s per row, 1,000,000-message memory check
+#   bash scripts/bench.sh --help         # every option
+#
+# SCRATCH_PATH, when set, is the build directory (default: swift build's own).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+build=(swift build -c release ${SCRATCH_PATH:+--scratch-path "$SCRATCH_PATH"})
+"${build[@]}" --product mqtt-bench >&2
+exec "$("${build[@]}" --show-bin-path)/mqtt-bench" "$@"
