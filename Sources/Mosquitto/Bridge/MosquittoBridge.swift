@@ -14,8 +14,10 @@ protocol BridgeEventSink: AnyObject, Sendable {
     /// A session ended for good (no reconnect follows): `nil` after a requested disconnect or
     /// close, otherwise the error that ended it. Always called once per ``MosquittoBridge/connect(timeout:)``.
     func bridgeSessionDidEnd(error: MQTTError?)
-    /// Whether log lines are wanted; checked before a line is copied.
-    var wantsLog: Bool { get }
+    /// Whether log lines at `level` are wanted; checked before a line is copied.
+    func wantsLog(_ level: MQTTLogLevel) -> Bool
+    /// The number of QoS 1/2 publishes awaiting acknowledgement changed (for metrics).
+    func bridgePendingPublishesDidChange(_ count: Int)
     /// A libmosquitto log line.
     func bridgeDidLog(level: MQTTLogLevel, message: String)
 }
@@ -109,6 +111,9 @@ final class MosquittoBridge: Sendable {
 
     /// The CONNACK of the current or last connection.
     var connectResult: MQTTConnectResult? { state.withLock { $0.connectResult } }
+
+    /// How many QoS 1/2 publishes await their acknowledgement (or are being handed over).
+    var pendingPublishCount: Int { state.withLock { $0.publishes.count + $0.reservedPublishes } }
 
     // MARK: Properties
 
@@ -254,8 +259,10 @@ final class MosquittoBridge: Sendable {
         var (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
         let messageID = UInt16(truncatingIfNeeded: mid)
         let promise = Promise<MQTTPublishReceipt>()
+        var pendingCount = 0
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
             if qos != .atMostOnce { state.reservedPublishes -= 1 }
+            defer { pendingCount = state.publishes.count }
             // Between connections libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
             if rc == MOSQ_ERR_NO_CONN.rawValue, qos != .atMostOnce, mid != 0,
@@ -273,6 +280,7 @@ final class MosquittoBridge: Sendable {
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
         }
+        if qos != .atMostOnce { sink.bridgePendingPublishesDidChange(pendingCount) }
         if let early {
             promise.complete(early)
         }
@@ -339,7 +347,7 @@ final class MosquittoBridge: Sendable {
                     filters: [record.filter.filter], qos: record.filter.qos, options: record.filter.optionBits, properties: record.properties
                 )
             } catch {
-                if sink.wantsLog {
+                if sink.wantsLog(.error) {
                     sink.bridgeDidLog(level: .error, message: "re-subscribing to \(record.filter.filter) failed: \(error)")
                 }
             }
@@ -432,7 +440,7 @@ final class MosquittoBridge: Sendable {
         }
         let detail = "dead link: nothing received from the broker for \(silent) ms (keepalive \(keepAlive.wholeSeconds) s)"
         state.withLock { $0.deadLinkDetail = detail }
-        if sink.wantsLog {
+        if sink.wantsLog(.warning) {
             sink.bridgeDidLog(level: .warning, message: "\(clientID): \(detail); closing the connection")
         }
         handle.abortConnection()
@@ -505,6 +513,7 @@ final class MosquittoBridge: Sendable {
             : leftovers.requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
             : MQTTError(.connectionLost, operation: .connection)
         leftovers.publishes.forEach { $0.fail(pendingError) }
+        if !leftovers.publishes.isEmpty { sink.bridgePendingPublishesDidChange(0) }
         leftovers.subscribes.forEach { $0.fail(pendingError) }
         leftovers.unsubscribes.forEach { $0.fail(pendingError) }
         let sessionError = leftovers.requested ? nil : (leftovers.error ?? connectError)
@@ -609,6 +618,7 @@ final class MosquittoBridge: Sendable {
         outcome.failed.forEach { $0.fail(pendingError) }
         outcome.failedUnsubscribes.forEach { $0.fail(pendingError) }
         outcome.failedPublishes.forEach { $0.fail(pendingError) }
+        if !outcome.failedPublishes.isEmpty { sink.bridgePendingPublishesDidChange(0) }
         if outcome.report {
             sink.bridgeConnectionDidChange(.disconnected(error))
         }
@@ -620,8 +630,9 @@ final class MosquittoBridge: Sendable {
             reasonCode.isFailure
             ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode, detail: properties.reasonString))
             : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode, properties: properties))
-        let promise = state.withLock { $0.publishes.resolve(mid, with: result) }
+        let (promise, pendingCount) = state.withLock { ($0.publishes.resolve(mid, with: result), $0.publishes.count) }
         promise?.complete(result)
+        sink.bridgePendingPublishesDidChange(pendingCount)
         sink.bridgeDidAcknowledge(.published(messageID: messageID, reasonCode: reasonCode))
     }
 
@@ -645,15 +656,17 @@ final class MosquittoBridge: Sendable {
     func didLog(level: Int32, text: UnsafePointer<CChar>) {
         let isError = UInt32(level) & UInt32(MOSQ_LOG_ERR) != 0
         let capture = isError && state.withLock { $0.phase == .connecting }
-        guard capture || sink.wantsLog else { return }
+        let logLevel = MQTTLogLevel(mosquittoLevel: level)
+        let wanted = sink.wantsLog(logLevel)
+        guard capture || wanted else { return }
         let line = String(cString: text)
         if capture {
             state.withLock { state in
                 if state.connectLog.count < 8 { state.connectLog.append(line) }
             }
         }
-        if sink.wantsLog {
-            sink.bridgeDidLog(level: MQTTLogLevel(mosquittoLevel: level), message: line)
+        if wanted {
+            sink.bridgeDidLog(level: logLevel, message: line)
         }
     }
 }

@@ -1,3 +1,5 @@
+import Logging
+
 // MARK: - MQTTConfiguration
 
 /// Everything a client needs to reach a broker: endpoint, identity, session, credentials, will,
@@ -77,6 +79,19 @@ public struct MQTTConfiguration: Sendable {
     /// How long publish acknowledgements, SUBACK, UNSUBACK and disconnect are awaited by default.
     public var operationTimeout: Duration
 
+    // MARK: Observability
+
+    /// Where the client logs (swift-log): libmosquitto's own lines (its packet traces at
+    /// `trace`, its warnings and errors at `warning` and `error`) and connection changes
+    /// (connected and disconnected at `info`, a lost connection at `warning`, reconnecting at
+    /// `notice`), each with the client ID, host and port as metadata. `nil` (the default) logs
+    /// nothing. No password or key passphrase is ever logged.
+    public var logger: Logger?
+    /// Dimensions added to every metric the client records (swift-metrics), e.g.
+    /// `[("service", "ingest")]`. Metrics are recorded only when a metrics backend was
+    /// bootstrapped before the client is created; see ``MQTTClient`` for their names.
+    public var metricsDimensions: [(String, String)]
+
     /// Creates a configuration.
     ///
     /// - Parameters:
@@ -120,6 +135,8 @@ public struct MQTTConfiguration: Sendable {
         self.resubscribeOnSessionLoss = true
         self.connectTimeout = .seconds(10)
         self.operationTimeout = .seconds(30)
+        self.logger = nil
+        self.metricsDimensions = []
     }
 }
 
