@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "MosquittoTesting", targets: ["MosquittoTesting"]),
         .executable(name: "mqtt", targets: ["mqtt"]),
         .executable(name: "mqtt-sensor-demo", targets: ["SensorDemo"]),
+        .executable(name: "mqtt-request-response-demo", targets: ["RequestResponseDemo"]),
+        .executable(name: "mqtt-service-demo", targets: ["ServiceDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
@@ -53,6 +55,24 @@ let package = Package(
             name: "SensorDemo",
             dependencies: ["Mosquitto", "MosquittoTesting"],
             path: "Examples/SensorDemo",
+            swiftSettings: strictSettings
+        ),
+        // A request/response pair over MQTT 5 (MQTTClient.request / respond).
+        .executableTarget(
+            name: "RequestResponseDemo",
+            dependencies: ["Mosquitto", "MosquittoTesting"],
+            path: "Examples/RequestResponseDemo",
+            swiftSettings: strictSettings
+        ),
+        // The client as a service in a ServiceGroup, with swift-log logging.
+        .executableTarget(
+            name: "ServiceDemo",
+            dependencies: [
+                "Mosquitto", "MosquittoTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/ServiceDemo",
             swiftSettings: strictSettings
         ),
         // Unit tests: no broker.
