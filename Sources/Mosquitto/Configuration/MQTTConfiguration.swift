@@ -57,7 +57,7 @@ public struct MQTTConfiguration: Sendable {
     /// receive maximum towards the broker is separate). Defaults to 20, libmosquitto's default.
     public var maxInflightMessages: Int
     /// How many QoS 1/2 publishes may await acknowledgement (in flight or queued by libmosquitto)
-    /// before ``MQTTClient/beginPublish(to:payload:qos:retain:)`` throws
+    /// before ``MQTTClient/beginPublish(to:payload:qos:retain:properties:)`` throws
     /// ``MQTTError/Code/queueFull``. libmosquitto's own queue is unbounded; this bounds it.
     public var maxPendingPublishes: Int
     /// How many received messages each message sequence buffers for a slow consumer. When a
@@ -89,7 +89,7 @@ public struct MQTTConfiguration: Sendable {
     public var logger: Logger?
     /// Dimensions added to every metric the client records (swift-metrics), e.g.
     /// `[("service", "ingest")]`. Metrics are recorded only when a metrics backend was
-    /// bootstrapped before the client is created; see ``MQTTClient`` for their names.
+    /// bootstrapped before the client is created; the metric names are listed in <doc:Observability>.
     public var metricsDimensions: [(String, String)]
 
     /// Creates a configuration.
