@@ -263,11 +263,11 @@ final class MosquittoBridge: Sendable {
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
             if qos != .atMostOnce { state.reservedPublishes -= 1 }
             defer { pendingCount = state.publishes.count }
-            // Between connections libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
+            // Without a socket libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
-            if rc == MOSQ_ERR_NO_CONN.rawValue, qos != .atMostOnce, mid != 0,
-               state.phase == .reconnecting || state.phase == .connecting
-            {
+            // That holds in any phase while the session lives, including the moment between a
+            // lost socket and our `.reconnecting` (a session that ends fails it with the rest).
+            if rc == MOSQ_ERR_NO_CONN.rawValue, qos != .atMostOnce, mid != 0, state.driverRunning {
                 rc = MOSQ_ERR_SUCCESS.rawValue
             }
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
