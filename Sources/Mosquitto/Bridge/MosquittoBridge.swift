@@ -408,9 +408,15 @@ final class MosquittoBridge: Sendable {
     /// How long `mosquitto_loop` waits for activity when nothing else is due (ms).
     private static let idleLoopTimeout: Int32 = 1000
 
-    /// How much earlier than 1.5 × keepalive the watchdog acts, so that the disconnection event
-    /// reaches the application within that bound (ms).
-    private static let deadLinkReportingMargin = 250
+    /// How long (ms) a link may stay silent before the watchdog aborts it: 1.5 × keepalive, less
+    /// a margin (a tenth of the keepalive, at least 750 ms) so that the disconnection event reaches
+    /// the application within 1.5 × keepalive even on a busy machine; never less than keepalive
+    /// + 1.5 s, the longest silence of a healthy link (libmosquitto pings after one keepalive, at
+    /// most a second late).
+    static func deadLinkLimit(keepAliveSeconds: Int) -> Int {
+        let margin = max(750, keepAliveSeconds * 100)
+        return max(keepAliveSeconds * 1_500 - margin, keepAliveSeconds * 1_000 + 1_500)
+    }
 
     /// The dead-link watchdog, run between loop iterations.
     ///
@@ -420,7 +426,7 @@ final class MosquittoBridge: Sendable {
     /// and no error either; libmosquitto alone notices only when its PINGREQ has gone unanswered
     /// for another whole interval, 1–2 keepalives (plus a second) after the link died. Once the
     /// kernel reports nothing received for 1.5 × keepalive (the limit MQTT gives the broker for
-    /// the client) less ``deadLinkReportingMargin``, this aborts the connection, so that the
+    /// the client) less a margin (``deadLinkLimit(keepAliveSeconds:)``), this aborts the connection, so that the
     /// disconnection is reported, and the reconnect policy applies, within 1.5 × keepalive of the
     /// last sign of life. (A healthy link is never that quiet: libmosquitto pings after one
     /// keepalive, at most a second late, and keepalives are at least 5 s.)
@@ -434,7 +440,7 @@ final class MosquittoBridge: Sendable {
         guard let keepAlive, keepAlive > .zero, let silent = handle.millisecondsSinceReceive else {
             return Self.idleLoopTimeout
         }
-        let limit = Int(keepAlive.wholeSeconds) * 1_500 - Self.deadLinkReportingMargin
+        let limit = Self.deadLinkLimit(keepAliveSeconds: Int(keepAlive.wholeSeconds))
         guard silent >= limit else {
             return Int32(min(Int(Self.idleLoopTimeout), limit - silent))
         }
