@@ -14,8 +14,10 @@ protocol BridgeEventSink: AnyObject, Sendable {
     /// A session ended for good (no reconnect follows): `nil` after a requested disconnect or
     /// close, otherwise the error that ended it. Always called once per ``MosquittoBridge/connect(timeout:)``.
     func bridgeSessionDidEnd(error: MQTTError?)
-    /// Whether log lines are wanted; checked before a line is copied.
-    var wantsLog: Bool { get }
+    /// Whether log lines at `level` are wanted; checked before a line is copied.
+    func wantsLog(_ level: MQTTLogLevel) -> Bool
+    /// The number of QoS 1/2 publishes awaiting acknowledgement changed (for metrics).
+    func bridgePendingPublishesDidChange(_ count: Int)
     /// A libmosquitto log line.
     func bridgeDidLog(level: MQTTLogLevel, message: String)
 }
@@ -109,6 +111,9 @@ final class MosquittoBridge: Sendable {
 
     /// The CONNACK of the current or last connection.
     var connectResult: MQTTConnectResult? { state.withLock { $0.connectResult } }
+
+    /// How many QoS 1/2 publishes await their acknowledgement (or are being handed over).
+    var pendingPublishCount: Int { state.withLock { $0.publishes.count + $0.reservedPublishes } }
 
     // MARK: Properties
 
@@ -254,13 +259,15 @@ final class MosquittoBridge: Sendable {
         var (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
         let messageID = UInt16(truncatingIfNeeded: mid)
         let promise = Promise<MQTTPublishReceipt>()
+        var pendingCount = 0
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
             if qos != .atMostOnce { state.reservedPublishes -= 1 }
-            // Between connections libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
+            defer { pendingCount = state.publishes.count }
+            // Without a socket libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
-            if rc == MOSQ_ERR_NO_CONN.rawValue, qos != .atMostOnce, mid != 0,
-               state.phase == .reconnecting || state.phase == .connecting
-            {
+            // That holds in any phase while the session lives, including the moment between a
+            // lost socket and our `.reconnecting` (a session that ends fails it with the rest).
+            if rc == MOSQ_ERR_NO_CONN.rawValue, qos != .atMostOnce, mid != 0, state.driverRunning {
                 rc = MOSQ_ERR_SUCCESS.rawValue
             }
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
@@ -273,6 +280,7 @@ final class MosquittoBridge: Sendable {
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
         }
+        if qos != .atMostOnce { sink.bridgePendingPublishesDidChange(pendingCount) }
         if let early {
             promise.complete(early)
         }
@@ -339,7 +347,7 @@ final class MosquittoBridge: Sendable {
                     filters: [record.filter.filter], qos: record.filter.qos, options: record.filter.optionBits, properties: record.properties
                 )
             } catch {
-                if sink.wantsLog {
+                if sink.wantsLog(.error) {
                     sink.bridgeDidLog(level: .error, message: "re-subscribing to \(record.filter.filter) failed: \(error)")
                 }
             }
@@ -400,9 +408,15 @@ final class MosquittoBridge: Sendable {
     /// How long `mosquitto_loop` waits for activity when nothing else is due (ms).
     private static let idleLoopTimeout: Int32 = 1000
 
-    /// How much earlier than 1.5 × keepalive the watchdog acts, so that the disconnection event
-    /// reaches the application within that bound (ms).
-    private static let deadLinkReportingMargin = 250
+    /// How long (ms) a link may stay silent before the watchdog aborts it: 1.5 × keepalive, less
+    /// a margin (a tenth of the keepalive, at least 750 ms) so that the disconnection event reaches
+    /// the application within 1.5 × keepalive even on a busy machine; never less than keepalive
+    /// + 1.5 s, the longest silence of a healthy link (libmosquitto pings after one keepalive, at
+    /// most a second late).
+    static func deadLinkLimit(keepAliveSeconds: Int) -> Int {
+        let margin = max(750, keepAliveSeconds * 100)
+        return max(keepAliveSeconds * 1_500 - margin, keepAliveSeconds * 1_000 + 1_500)
+    }
 
     /// The dead-link watchdog, run between loop iterations.
     ///
@@ -412,7 +426,7 @@ final class MosquittoBridge: Sendable {
     /// and no error either; libmosquitto alone notices only when its PINGREQ has gone unanswered
     /// for another whole interval, 1–2 keepalives (plus a second) after the link died. Once the
     /// kernel reports nothing received for 1.5 × keepalive (the limit MQTT gives the broker for
-    /// the client) less ``deadLinkReportingMargin``, this aborts the connection, so that the
+    /// the client) less a margin (``deadLinkLimit(keepAliveSeconds:)``), this aborts the connection, so that the
     /// disconnection is reported, and the reconnect policy applies, within 1.5 × keepalive of the
     /// last sign of life. (A healthy link is never that quiet: libmosquitto pings after one
     /// keepalive, at most a second late, and keepalives are at least 5 s.)
@@ -426,13 +440,13 @@ final class MosquittoBridge: Sendable {
         guard let keepAlive, keepAlive > .zero, let silent = handle.millisecondsSinceReceive else {
             return Self.idleLoopTimeout
         }
-        let limit = Int(keepAlive.wholeSeconds) * 1_500 - Self.deadLinkReportingMargin
+        let limit = Self.deadLinkLimit(keepAliveSeconds: Int(keepAlive.wholeSeconds))
         guard silent >= limit else {
             return Int32(min(Int(Self.idleLoopTimeout), limit - silent))
         }
         let detail = "dead link: nothing received from the broker for \(silent) ms (keepalive \(keepAlive.wholeSeconds) s)"
         state.withLock { $0.deadLinkDetail = detail }
-        if sink.wantsLog {
+        if sink.wantsLog(.warning) {
             sink.bridgeDidLog(level: .warning, message: "\(clientID): \(detail); closing the connection")
         }
         handle.abortConnection()
@@ -505,6 +519,7 @@ final class MosquittoBridge: Sendable {
             : leftovers.requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
             : MQTTError(.connectionLost, operation: .connection)
         leftovers.publishes.forEach { $0.fail(pendingError) }
+        if !leftovers.publishes.isEmpty { sink.bridgePendingPublishesDidChange(0) }
         leftovers.subscribes.forEach { $0.fail(pendingError) }
         leftovers.unsubscribes.forEach { $0.fail(pendingError) }
         let sessionError = leftovers.requested ? nil : (leftovers.error ?? connectError)
@@ -609,6 +624,7 @@ final class MosquittoBridge: Sendable {
         outcome.failed.forEach { $0.fail(pendingError) }
         outcome.failedUnsubscribes.forEach { $0.fail(pendingError) }
         outcome.failedPublishes.forEach { $0.fail(pendingError) }
+        if !outcome.failedPublishes.isEmpty { sink.bridgePendingPublishesDidChange(0) }
         if outcome.report {
             sink.bridgeConnectionDidChange(.disconnected(error))
         }
@@ -620,8 +636,9 @@ final class MosquittoBridge: Sendable {
             reasonCode.isFailure
             ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode, detail: properties.reasonString))
             : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode, properties: properties))
-        let promise = state.withLock { $0.publishes.resolve(mid, with: result) }
+        let (promise, pendingCount) = state.withLock { ($0.publishes.resolve(mid, with: result), $0.publishes.count) }
         promise?.complete(result)
+        sink.bridgePendingPublishesDidChange(pendingCount)
         sink.bridgeDidAcknowledge(.published(messageID: messageID, reasonCode: reasonCode))
     }
 
@@ -645,15 +662,17 @@ final class MosquittoBridge: Sendable {
     func didLog(level: Int32, text: UnsafePointer<CChar>) {
         let isError = UInt32(level) & UInt32(MOSQ_LOG_ERR) != 0
         let capture = isError && state.withLock { $0.phase == .connecting }
-        guard capture || sink.wantsLog else { return }
+        let logLevel = MQTTLogLevel(mosquittoLevel: level)
+        let wanted = sink.wantsLog(logLevel)
+        guard capture || wanted else { return }
         let line = String(cString: text)
         if capture {
             state.withLock { state in
                 if state.connectLog.count < 8 { state.connectLog.append(line) }
             }
         }
-        if sink.wantsLog {
-            sink.bridgeDidLog(level: MQTTLogLevel(mosquittoLevel: level), message: line)
+        if wanted {
+            sink.bridgeDidLog(level: logLevel, message: line)
         }
     }
 }

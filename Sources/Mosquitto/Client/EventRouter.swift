@@ -46,15 +46,20 @@ final class EventRouter: BridgeEventSink {
     private let state = Locked(State())
     private let bufferSize: Int
     private let keepsSequencesAcrossDisconnect: Bool
-    private let logFlag = Atomic<Bool>(false)
+    /// Whether a delegate is set (it receives every log line).
+    private let delegateFlag = Atomic<Bool>(false)
+    /// Logging and metrics.
+    let telemetry: ClientTelemetry
 
     /// - Parameters:
     ///   - bufferSize: The buffer of each message sequence.
     ///   - keepsSequencesAcrossDisconnect: Whether message sequences outlive a requested disconnect
     ///     (a persistent session, whose subscriptions the broker keeps).
-    init(bufferSize: Int, keepsSequencesAcrossDisconnect: Bool) {
+    ///   - telemetry: Where log lines, connection changes and message counts go besides the consumers.
+    init(bufferSize: Int, keepsSequencesAcrossDisconnect: Bool, telemetry: ClientTelemetry) {
         self.bufferSize = bufferSize
         self.keepsSequencesAcrossDisconnect = keepsSequencesAcrossDisconnect
+        self.telemetry = telemetry
     }
 
     // MARK: Consumers
@@ -130,7 +135,7 @@ final class EventRouter: BridgeEventSink {
                 state.delegateEvents = continuation
                 return stream
             }
-            logFlag.store(newValue != nil, ordering: .relaxed)
+            delegateFlag.store(newValue != nil, ordering: .relaxed)
             if let stream {
                 Task { [weak self] in
                     for await event in stream {
@@ -193,6 +198,7 @@ final class EventRouter: BridgeEventSink {
     // MARK: BridgeEventSink
 
     func bridgeDidReceive(_ message: MQTTMessage) {
+        telemetry.metrics?.received(qos: message.qos, bytes: message.payload.count)
         // The hot path: one lock for the matching sequences and the delegate queue together.
         let (targets, delegateEvents) = state.withLock { state in
             let targets = state.listeners.compactMap { id, listener -> (UInt64, AsyncThrowingStream<MQTTMessage, any Error>.Continuation)? in
@@ -212,6 +218,8 @@ final class EventRouter: BridgeEventSink {
     }
 
     func bridgeConnectionDidChange(_ event: MQTTConnectionEvent) {
+        telemetry.log(event)
+        telemetry.metrics?.record(event)
         let listeners = state.withLock { Array($0.eventListeners.values) }
         listeners.forEach { $0.yield(event) }
         toDelegate(.connection(event))
@@ -234,9 +242,16 @@ final class EventRouter: BridgeEventSink {
         toDelegate(.acknowledgement(acknowledgement))
     }
 
-    var wantsLog: Bool { logFlag.load(ordering: .relaxed) }
+    func wantsLog(_ level: MQTTLogLevel) -> Bool {
+        delegateFlag.load(ordering: .relaxed) || telemetry.logs(level)
+    }
 
     func bridgeDidLog(level: MQTTLogLevel, message: String) {
+        if telemetry.logs(level) { telemetry.log(level, message) }
         toDelegate(.log(level, message))
+    }
+
+    func bridgePendingPublishesDidChange(_ count: Int) {
+        telemetry.metrics?.inFlightChanged(to: count)
     }
 }

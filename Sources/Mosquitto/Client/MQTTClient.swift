@@ -40,7 +40,8 @@ public final class MQTTClient: Sendable {
         self.configuration = configuration
         router = EventRouter(
             bufferSize: configuration.messageBufferSize,
-            keepsSequencesAcrossDisconnect: configuration.sessionOutlivesConnection
+            keepsSequencesAcrossDisconnect: configuration.sessionOutlivesConnection,
+            telemetry: ClientTelemetry(configuration: configuration)
         )
         bridge = try MosquittoBridge(configuration: configuration, clientID: configuration.clientID, sink: router)
         router.attach(client: self)
@@ -201,7 +202,29 @@ public final class MQTTClient: Sendable {
                 try bridge.publish(topic: topic, payload: bytes, qos: qos, retain: retain, properties: properties)
             }
         }
-        return try result.get()
+        let pending = try result.get()
+        router.telemetry.metrics?.sent(qos: qos, bytes: payload.count)
+        return pending
+    }
+
+    /// How many QoS 1/2 publishes await the broker's acknowledgement.
+    public var pendingPublishCount: Int { bridge.pendingPublishCount }
+
+    /// Waits until every QoS 1/2 publish handed to the client so far was acknowledged (or
+    /// failed), at most `timeout`; used before a graceful shutdown.
+    ///
+    /// - Parameter timeout: The longest wait.
+    /// - Returns: `true` if nothing is pending any more, `false` after the timeout or on
+    ///   cancellation.
+    @discardableResult
+    public func flush(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while bridge.pendingPublishCount > 0 {
+            guard ContinuousClock.now < deadline, (try? await Task.sleep(for: .milliseconds(5))) != nil else {
+                return bridge.pendingPublishCount == 0
+            }
+        }
+        return true
     }
 
     /// The largest payload MQTT can carry: 268,435,455 bytes (less the topic and header).

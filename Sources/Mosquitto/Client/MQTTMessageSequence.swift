@@ -8,7 +8,7 @@
 /// ``MQTTError/Code/messageBufferOverflow`` instead of dropping messages silently. (libmosquitto
 /// acknowledges QoS 1/2 messages to the broker before handing them over, so a message dropped
 /// here would be lost.) The sequence finishes when the client's session ends: normally after
-/// ``MQTTClient/disconnect(timeout:)`` or when the client is released, by throwing when the
+/// ``MQTTClient/disconnect(reasonCode:properties:timeout:)`` or when the client is released, by throwing when the
 /// connection was lost and is not retried. In a session that outlives the connection
 /// (``MQTTConfiguration/cleanSession`` off on MQTT 3.1/3.1.1; a non-zero
 /// ``MQTTProperties/sessionExpiryInterval`` in ``MQTTConfiguration/connectProperties`` on MQTT 5)
@@ -125,7 +125,7 @@ public struct MQTTSubscribeResult: Sendable, Hashable {
 /// let subscription = try await client.subscribe(to: "home/+/sensor", qos: .atLeastOnce)
 /// for try await message in subscription { print(message.topic) }
 /// ```
-/// Ending the iteration stops local delivery only; ``MQTTClient/unsubscribe(from:timeout:)``
+/// Ending the iteration stops local delivery only; ``MQTTClient/unsubscribe(from:properties:timeout:)-(String,_,_)``
 /// ends the subscription at the broker (and finishes this sequence).
 public struct MQTTSubscription: AsyncSequence, Sendable {
     /// The element type: a received message.

@@ -48,7 +48,7 @@ extension MQTTClient {
     /// Answers requests: subscribes to `filter` and, for every message carrying a response
     /// topic, publishes `handler`'s answer there with the request's correlation data.
     ///
-    /// Runs until the subscription ends (``unsubscribe(from:properties:timeout:)``, disconnect)
+    /// Runs until the subscription ends (``unsubscribe(from:properties:timeout:)-(String,_,_)``, disconnect)
     /// or the calling task is cancelled; run it in a task of its own. A request without a
     /// response topic is ignored; a `nil` answer sends nothing.
     ///

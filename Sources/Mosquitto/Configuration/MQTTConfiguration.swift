@@ -1,3 +1,5 @@
+import Logging
+
 // MARK: - MQTTConfiguration
 
 /// Everything a client needs to reach a broker: endpoint, identity, session, credentials, will,
@@ -55,7 +57,7 @@ public struct MQTTConfiguration: Sendable {
     /// receive maximum towards the broker is separate). Defaults to 20, libmosquitto's default.
     public var maxInflightMessages: Int
     /// How many QoS 1/2 publishes may await acknowledgement (in flight or queued by libmosquitto)
-    /// before ``MQTTClient/beginPublish(to:payload:qos:retain:)`` throws
+    /// before ``MQTTClient/beginPublish(to:payload:qos:retain:properties:)`` throws
     /// ``MQTTError/Code/queueFull``. libmosquitto's own queue is unbounded; this bounds it.
     public var maxPendingPublishes: Int
     /// How many received messages each message sequence buffers for a slow consumer. When a
@@ -76,6 +78,19 @@ public struct MQTTConfiguration: Sendable {
     public var connectTimeout: Duration
     /// How long publish acknowledgements, SUBACK, UNSUBACK and disconnect are awaited by default.
     public var operationTimeout: Duration
+
+    // MARK: Observability
+
+    /// Where the client logs (swift-log): libmosquitto's own lines (its packet traces at
+    /// `trace`, its warnings and errors at `warning` and `error`) and connection changes
+    /// (connected and disconnected at `info`, a lost connection at `warning`, reconnecting at
+    /// `notice`), each with the client ID, host and port as metadata. `nil` (the default) logs
+    /// nothing. No password or key passphrase is ever logged.
+    public var logger: Logger?
+    /// Dimensions added to every metric the client records (swift-metrics), e.g.
+    /// `[("service", "ingest")]`. Metrics are recorded only when a metrics backend was
+    /// bootstrapped before the client is created; the metric names are listed in <doc:Observability>.
+    public var metricsDimensions: [(String, String)]
 
     /// Creates a configuration.
     ///
@@ -120,6 +135,8 @@ public struct MQTTConfiguration: Sendable {
         self.resubscribeOnSessionLoss = true
         self.connectTimeout = .seconds(10)
         self.operationTimeout = .seconds(30)
+        self.logger = nil
+        self.metricsDimensions = []
     }
 }
 

@@ -3,7 +3,7 @@
 /// The "last will": a message the broker publishes on the client's behalf when the client
 /// vanishes without sending DISCONNECT (network failure, crash, keepalive expiry).
 ///
-/// A clean ``MQTTClient/disconnect(timeout:)`` - and dropping the last reference to a connected
+/// A clean ``MQTTClient/disconnect(reasonCode:properties:timeout:)`` - and dropping the last reference to a connected
 /// client, which disconnects cleanly - discards the will.
 public struct MQTTWill: Sendable, Hashable {
     /// The topic the will is published to.

@@ -7,7 +7,7 @@
 /// Which properties a packet may carry is fixed by MQTT 5: a property that is not allowed on the
 /// packet being sent is rejected before sending with ``MQTTError/Code/propertyNotAllowed``
 /// (libmosquitto's own `mosquitto_property_check_command`). On MQTT 3.1/3.1.1 connections,
-/// non-empty properties are rejected with ``MQTTError/Code/notSupported``.
+/// non-empty properties are rejected with ``MQTTError/Code/propertyNotAllowed``.
 ///
 /// ```swift
 /// var properties = MQTTProperties()
