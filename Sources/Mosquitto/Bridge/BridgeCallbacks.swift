@@ -26,6 +26,14 @@ enum BridgeCallbacks {
         mosquitto_log_callback_set(handle, onLog)
     }
 
+    /// Installs or removes the log callback. libmosquitto formats a line for every packet while
+    /// one is installed (a measurable share of the per-message cost), so the driver removes it
+    /// while connected and nobody wants log lines. Call only from the driver thread, between loop
+    /// iterations (never inside a callback: libmosquitto holds its log mutex while calling it).
+    static func setLogging(_ enabled: Bool, on handle: OpaquePointer) {
+        mosquitto_log_callback_set(handle, enabled ? onLog : nil)
+    }
+
     /// OpenSSL's passphrase callback for an encrypted client key. OpenSSL passes the `mosq`
     /// handle as its userdata, so the bridge is found through `mosquitto_userdata`.
     static let keyPassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {

@@ -382,6 +382,8 @@ final class MosquittoBridge: Sendable {
         }
         var stoppingIterations = 0
         var loopTimeout = Self.idleLoopTimeout
+        var lastWatchdogCheck = ContinuousClock.now
+        var logging = true
         while true {
             let stopping = state.withLock { $0.stopRequested }
             if stopping {
@@ -389,11 +391,27 @@ final class MosquittoBridge: Sendable {
                 if !handle.hasSocket || stoppingIterations >= 50 { break }
                 stoppingIterations += 1
             }
+            // Log lines are needed while connecting (OpenSSL's reasons for a failed connect) and
+            // when someone reads them; otherwise libmosquitto need not format one per packet.
+            let wantsLogging = stopping || !isConnected || sink.wantsLog(.error)
+            if wantsLogging != logging {
+                handle.setLogging(wantsLogging)
+                logging = wantsLogging
+            }
             let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 resubscribeIfNeeded()
-                loopTimeout = watchForDeadLink()
+                // The watchdog asks the kernel (TCP_INFO): at most every 100 ms, not per packet.
+                let now = ContinuousClock.now
+                if now - lastWatchdogCheck >= .milliseconds(100) {
+                    lastWatchdogCheck = now
+                    loopTimeout = watchForDeadLink()
+                }
                 continue
+            }
+            if !logging {
+                handle.setLogging(true)
+                logging = true
             }
             guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { break }
             let delay = configuration.reconnect.delay(forAttempt: attempt)

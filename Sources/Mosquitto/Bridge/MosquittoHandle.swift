@@ -127,6 +127,11 @@ struct MosquittoHandle: @unchecked Sendable {
         mosquitto_loop(pointer, timeoutMilliseconds, 1)
     }
 
+    /// Installs or removes libmosquitto's log callback (driver thread, between loop iterations).
+    func setLogging(_ enabled: Bool) {
+        BridgeCallbacks.setLogging(enabled, on: pointer)
+    }
+
     /// Whether the handle has an open socket.
     var hasSocket: Bool {
         mosquitto_socket(pointer) >= 0

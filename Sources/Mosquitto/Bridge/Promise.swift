@@ -7,7 +7,9 @@ import Dispatch
 final class Promise<Value: Sendable>: Sendable {
     private struct Waiter {
         let continuation: CheckedContinuation<Value, any Error>
-        let timer: DispatchWorkItem?
+        /// The timeout; cancelling a `DispatchSourceTimer` releases it at once (a cancelled
+        /// `asyncAfter` work item would stay queued until its deadline, 30 s of memory per wait).
+        let timer: (any DispatchSourceTimer)?
     }
 
     private enum State {
@@ -103,13 +105,15 @@ final class Promise<Value: Sendable>: Sendable {
                 if Task.isCancelled {
                     return .failure(MQTTError(.cancelled, operation: operation))
                 }
-                var timer: DispatchWorkItem?
+                var timer: (any DispatchSourceTimer)?
                 if let timeout {
-                    let item = DispatchWorkItem { [weak self] in
+                    let source = DispatchSource.makeTimerSource(queue: .global())
+                    source.setEventHandler { [weak self] in
                         self?.expire(id: id, with: MQTTError(.timeout, operation: operation, detail: "after \(timeout)"))
                     }
-                    DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval, execute: item)
-                    timer = item
+                    source.schedule(deadline: .now() + timeout.timeInterval)
+                    source.resume()
+                    timer = source
                 }
                 waiters[id] = Waiter(continuation: continuation, timer: timer)
                 state = .pending(waiters: waiters, nextID: nextID)
