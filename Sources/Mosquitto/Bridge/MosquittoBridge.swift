@@ -258,29 +258,34 @@ final class MosquittoBridge: Sendable {
         }
         var (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
         let messageID = UInt16(truncatingIfNeeded: mid)
+        if qos == .atMostOnce {
+            // The hot path of QoS 0: nothing to wait for, so no promise. `on_publish` still fires
+            // for the ID once the packet is written; mark it ignored.
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+                throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
+            }
+            state.withLock { $0.publishes.ignore(mid) }
+            return MQTTPendingPublish(completed: MQTTPublishReceipt(messageID: messageID, qos: qos))
+        }
         let promise = Promise<MQTTPublishReceipt>()
         var pendingCount = 0
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
-            if qos != .atMostOnce { state.reservedPublishes -= 1 }
+            state.reservedPublishes -= 1
             defer { pendingCount = state.publishes.count }
             // Without a socket libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
             // That holds in any phase while the session lives, including the moment between a
             // lost socket and our `.reconnecting` (a session that ends fails it with the rest).
-            if rc == MOSQ_ERR_NO_CONN.rawValue, qos != .atMostOnce, mid != 0, state.driverRunning {
+            if rc == MOSQ_ERR_NO_CONN.rawValue, mid != 0, state.driverRunning {
                 rc = MOSQ_ERR_SUCCESS.rawValue
             }
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
-            if qos == .atMostOnce {
-                state.publishes.ignore(mid)
-                return .success(MQTTPublishReceipt(messageID: messageID, qos: qos))
-            }
             return state.publishes.register(promise, for: mid)
         }
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
         }
-        if qos != .atMostOnce { sink.bridgePendingPublishesDidChange(pendingCount) }
+        sink.bridgePendingPublishesDidChange(pendingCount)
         if let early {
             promise.complete(early)
         }
@@ -655,8 +660,10 @@ final class MosquittoBridge: Sendable {
             ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode, detail: properties.reasonString))
             : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode, properties: properties))
         let (promise, pendingCount) = state.withLock { ($0.publishes.resolve(mid, with: result), $0.publishes.count) }
-        promise?.complete(result)
-        sink.bridgePendingPublishesDidChange(pendingCount)
+        if let promise {
+            promise.complete(result)
+            sink.bridgePendingPublishesDidChange(pendingCount)
+        }
         sink.bridgeDidAcknowledge(.published(messageID: messageID, reasonCode: reasonCode))
     }
 

@@ -176,6 +176,7 @@ final class EventRouter: BridgeEventSink {
     }
 
     private func toDelegate(_ event: DelegateEvent) {
+        guard delegateFlag.load(ordering: .relaxed) else { return }
         let continuation = state.withLock { $0.delegate == nil ? nil : $0.delegateEvents }
         continuation?.yield(event)
     }

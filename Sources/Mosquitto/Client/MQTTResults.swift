@@ -105,8 +105,29 @@ public struct MQTTPendingPublish: Sendable {
     public let messageID: UInt16
     /// The QoS the message was published with.
     public let qos: MQTTQoS
-    let promise: Promise<MQTTPublishReceipt>
+    /// The acknowledgement to wait for (QoS 1/2), or `nil` when ``completed`` is already known.
+    let promise: Promise<MQTTPublishReceipt>?
+    /// The receipt of a QoS 0 message: it has no acknowledgement, so it costs no promise.
+    let completed: MQTTPublishReceipt?
     let defaultTimeout: Duration
+
+    /// A publish whose acknowledgement `promise` delivers.
+    init(messageID: UInt16, qos: MQTTQoS, promise: Promise<MQTTPublishReceipt>, defaultTimeout: Duration) {
+        self.messageID = messageID
+        self.qos = qos
+        self.promise = promise
+        self.completed = nil
+        self.defaultTimeout = defaultTimeout
+    }
+
+    /// A publish that is complete already (QoS 0, handed to libmosquitto).
+    init(completed receipt: MQTTPublishReceipt) {
+        self.messageID = receipt.messageID
+        self.qos = receipt.qos
+        self.promise = nil
+        self.completed = receipt
+        self.defaultTimeout = .zero
+    }
 
     /// Waits until the broker acknowledged the message: PUBACK for QoS 1, PUBCOMP for QoS 2;
     /// returns at once for QoS 0.
@@ -119,13 +140,14 @@ public struct MQTTPendingPublish: Sendable {
     ///   ``MQTTError/Code/connectionLost``, ``MQTTError/Code/timeout``, ``MQTTError/Code/cancelled``.
     @discardableResult
     public func acknowledgement(timeout: Duration? = nil) async throws(MQTTError) -> MQTTPublishReceipt {
+        guard let promise else { return completed ?? MQTTPublishReceipt(messageID: messageID, qos: qos) }
         var receipt = try await promise.wait(timeout: timeout ?? defaultTimeout, operation: .publish)
         receipt.qos = qos
         return receipt
     }
 
     /// Whether the acknowledgement has arrived (or the publish failed).
-    public var isComplete: Bool { promise.result != nil }
+    public var isComplete: Bool { promise.map { $0.result != nil } ?? true }
 }
 
 // MARK: - MQTTConnectionEvent
