@@ -201,19 +201,21 @@ final class EventRouter: BridgeEventSink {
     func bridgeDidReceive(_ message: MQTTMessage) {
         telemetry.metrics?.received(qos: message.qos, bytes: message.payload.count)
         // The hot path: one lock for the matching sequences and the delegate queue together.
-        let (targets, delegateEvents) = state.withLock { state in
-            let targets = state.listeners.compactMap { id, listener -> (UInt64, AsyncThrowingStream<MQTTMessage, any Error>.Continuation)? in
-                listener.accepts(message) ? (id, listener.continuation) : nil
+        // Yielding never blocks and never calls back into the router, so it happens under the
+        // lock; only the rare overflow (which ends a sequence) is handled after it, which saves
+        // building an array of targets for every message.
+        let (overflowed, delegateEvents) = state.withLock { state in
+            var overflowed: [UInt64] = []
+            for (id, listener) in state.listeners where listener.accepts(message) {
+                if case .dropped = listener.continuation.yield(message) { overflowed.append(id) }
             }
-            return (targets, state.delegate == nil ? nil : state.delegateEvents)
+            return (overflowed, state.delegate == nil ? nil : state.delegateEvents)
         }
-        for (id, continuation) in targets {
-            if case .dropped = continuation.yield(message) {
-                finishListener(id, error: MQTTError(
-                    .messageBufferOverflow, operation: .receive,
-                    detail: "more than \(bufferSize) messages were waiting; the consumer fell behind"
-                ))
-            }
+        for id in overflowed {
+            finishListener(id, error: MQTTError(
+                .messageBufferOverflow, operation: .receive,
+                detail: "more than \(bufferSize) messages were waiting; the consumer fell behind"
+            ))
         }
         delegateEvents?.yield(.message(message))
     }
