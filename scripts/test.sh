@@ -9,6 +9,8 @@ source scripts/setup.sh
 # themselves, this only does it up front.
 bash scripts/python-env.sh >/dev/null
 
+# Every public symbol of the libraries has a doc comment.
+python3 scripts/check-docs.py
 # Everything, examples and tools included. Our targets treat warnings as errors (Package.swift).
 swift build --build-tests
 if [ $# -gt 0 ]; then
