@@ -34,6 +34,15 @@ struct ConfigurationTests {
         if !valid { #expect(error?.code == .invalidConfiguration) }
     }
 
+    @Test("maxPendingPublishes must fit the 16-bit packet identifiers", arguments: [(0, false), (1, true), (65_535, true), (65_536, false)])
+    func pendingPublishBound(count: Int, valid: Bool) {
+        var configuration = MQTTConfiguration()
+        configuration.maxPendingPublishes = count
+        let error = configurationError(configuration)
+        #expect((error == nil) == valid)
+        if !valid { #expect(error?.code == .invalidConfiguration) }
+    }
+
     @Test("MQTT 3.1 client IDs are limited to 23 bytes")
     func mqtt31ClientIDLength() {
         #expect(configurationError(.init(clientID: String(repeating: "x", count: 24), protocolVersion: .v3_1))?.code == .invalidConfiguration)

@@ -410,7 +410,8 @@ extension MQTTClient {
         if configuration.protocolVersion != .v5, !configuration.connectProperties.isEmpty || !(configuration.will?.properties.isEmpty ?? true) {
             throw invalid("MQTT 5 properties need protocolVersion .v5")
         }
-        guard configuration.maxPendingPublishes >= 1 else { throw invalid("maxPendingPublishes must be at least 1") }
+        // Packet identifiers are 16 bits: more pending publishes than IDs would reuse one.
+        guard (1...65_535).contains(configuration.maxPendingPublishes) else { throw invalid("maxPendingPublishes must be 1...65535") }
         guard configuration.messageBufferSize >= 1 else { throw invalid("messageBufferSize must be at least 1") }
         guard configuration.maxInflightMessages >= 0 else { throw invalid("maxInflightMessages must not be negative") }
         if let will = configuration.will {

@@ -59,6 +59,7 @@ public struct MQTTConfiguration: Sendable {
     /// How many QoS 1/2 publishes may await acknowledgement (in flight or queued by libmosquitto)
     /// before ``MQTTClient/beginPublish(to:payload:qos:retain:properties:)`` throws
     /// ``MQTTError/Code/queueFull``. libmosquitto's own queue is unbounded; this bounds it.
+    /// At most 65,535 (packet identifiers are 16 bits); defaults to 10,000.
     public var maxPendingPublishes: Int
     /// How many received messages each message sequence buffers for a slow consumer. When a
     /// sequence's buffer is full it ends with ``MQTTError/Code/messageBufferOverflow`` rather than
