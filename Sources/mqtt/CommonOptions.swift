@@ -59,8 +59,10 @@ struct CommonOptions {
     // MARK: Messages and diagnostics
     /// `-q`: the publish QoS (pub) or the subscription QoS (sub).
     var qos = MQTTQoS.atMostOnce
-    /// `-d`: print libmosquitto's log lines to stdout.
+    /// `-d`: print libmosquitto's log lines and a statistics line every 10 s to stdout.
     var debug = false
+    /// `--stats`: print the statistics line every this many seconds (without `-d`'s log).
+    var statsInterval: Int?
     /// `--quiet`: do not print run-time errors.
     var quiet = false
     /// `--no-reconnect`: end on a lost connection instead of reconnecting.
@@ -106,7 +108,10 @@ extension CommonOptions {
                 options.sessionExpiry = try ValueParser.sessionExpiry(value)
             },
             .flag(["--nodelay"], "Disable Nagle's algorithm.") { $0.noDelay = true },
-            .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) to stdout.") { $0.debug = true },
+            .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) and a statistics line every 10 s (and at the end) to stdout.") { $0.debug = true },
+            .value(["--stats"], "SECONDS", noun: "interval", "Print the statistics line (sent, acknowledged, pending, received, rates, reconnects) to stdout every SECONDS and at the end.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.statsInterval = try ValueParser.positive(value, "Invalid statistics interval \"\(value)\".")
+            },
             .flag(["--quiet"], "Do not print run-time error messages.") { $0.quiet = true },
             .flag(["--no-reconnect"], "Exit on a lost connection instead of reconnecting (0.1 s to 5 s apart).") { $0.reconnect = false },
             .value(["--will-topic"], "TOPIC", noun: "will topic", "Topic of the client's will.") { $0.willTopic = $1 },

@@ -175,8 +175,9 @@ enum OptionParser {
         return .run(target)
     }
 
-    /// The `--help` text for a command: a summary, the usage line, then one line per option.
-    static func usage<Target>(summary: String, synopsis: String, table: [OptionSpec<Target>]) -> String {
+    /// The `--help` text for a command: a summary, the usage line, one line per option, the
+    /// examples, and the exit statuses.
+    static func usage<Target>(summary: String, synopsis: String, table: [OptionSpec<Target>], examples: [String]) -> String {
         let width = min(34, (table.map(\.synopsis.count).max() ?? 0) + 2)
         var lines = [summary, "", "Usage: " + synopsis, "", "Options:"]
         for spec in table {
@@ -185,6 +186,8 @@ enum OptionParser {
             lines.append(left + padding + spec.help)
         }
         lines.append("  --help" + String(repeating: " ", count: max(2, width + 2 - 8)) + "Display this message.")
+        lines += ["", "Examples:"] + examples.map { "  " + $0 }
+        lines += ["", ExitStatus.help]
         return lines.joined(separator: "\n")
     }
 }

@@ -31,7 +31,14 @@ struct PublishOptions: CommandOptions {
     static let usage = OptionParser.usage(
         summary: "mqtt pub: publish a message on a topic and exit (the flags of mosquitto_pub).",
         synopsis: "mqtt pub [-h host] [-p port] [-u user [-P password]] -t topic {-m message | -f file | -n | -s | -l} [options]",
-        table: table
+        table: table,
+        examples: [
+            "mqtt pub -h broker -t sensors/1 -q 1 -m 21.5",
+            "mqtt pub -t config/device -r -f device.json          # a retained message from a file",
+            "mqtt pub -t config/device -r -n                      # clear the retained message",
+            "seq 1 100000 | mqtt pub -t numbers -q 1 -l --stats 5 # one message per line, progress every 5 s",
+            "mqtt pub -V 5 -t orders -m '{}' -D publish content-type application/json -D publish user-property site berlin",
+        ]
     )
 
     /// mosquitto_pub's checks once all flags are read.
@@ -54,9 +61,13 @@ struct PublishOptions: CommandOptions {
 /// `mqtt pub`: connect, publish one message (or one per line of stdin), wait for the
 /// acknowledgements of QoS 1/2 messages, disconnect cleanly.
 enum PublishCommand {
-    /// How many QoS 1/2 messages of `-l` may await their acknowledgement at once: lines are
-    /// pipelined instead of costing one round trip each, with bounded memory.
-    static let lineWindow = 1_000
+    /// How many QoS 1/2 messages of `-l` may await their acknowledgement at once. libmosquitto
+    /// keeps `-M` of them in flight and queues the rest (mosquitto_pub queues all of stdin). Bounded
+    /// for memory, below the library's ``MQTTConfiguration/maxPendingPublishes`` (10,000), and
+    /// necessarily below 65,535: packet identifiers are 16 bits, and a window that wraps them makes
+    /// two pending publishes share an identifier (tried: `pub -l` then waits forever). Larger
+    /// windows (32,768, 60,000) measured no faster.
+    static let lineWindow = 8_192
 
     /// Runs `mqtt pub` with `arguments` (after `pub`).
     ///
@@ -70,14 +81,17 @@ enum PublishCommand {
     private static func publish(_ options: PublishOptions) async throws(CLIError) {
         let (topic, source) = try options.validated()
         let payload = try PayloadOptions.load(source)
+        // `-d` lines wait in the stdout buffer: write them before dying of SIGINT/SIGTERM.
+        let signalHandlers = Output.flushBeforeDyingOfSignals()
+        defer { withExtendedLifetime(signalHandlers) {} }
         let session = try Session(options: options.common)
         let message = Message(topic: topic, qos: options.common.qos, retain: options.retain, properties: options.common.properties.publish)
         try await session.connect()
         do {
             if let payload {
-                try await publishOne(payload, as: message, client: session.client)
+                try await publishOne(payload, as: message, client: session.client, statistics: session.statistics)
             } else {
-                try await publishLines(as: message, client: session.client)
+                try await publishLines(as: message, client: session.client, statistics: session.statistics)
             }
         } catch {
             await session.disconnect()
@@ -105,22 +119,43 @@ enum PublishCommand {
     }
 
     /// Publishes one message and, for QoS 1/2, waits for PUBACK / PUBCOMP. Used by `rr` too.
-    static func publishOne(_ payload: [UInt8], as message: Message, client: MQTTClient) async throws(CLIError) {
-        try await acknowledge(try message.begin(payload, client: client))
+    static func publishOne(_ payload: [UInt8], as message: Message, client: MQTTClient, statistics: Statistics?) async throws(CLIError) {
+        let pending = try message.begin(payload, client: client)
+        statistics?.didSend()
+        statistics?.setPending(message.qos == .atMostOnce ? 0 : 1)
+        try await acknowledge(pending)
+        if message.qos != .atMostOnce {
+            statistics?.didAcknowledge()
+            statistics?.setPending(0)
+        }
     }
 
-    /// `-l`: publishes each line of stdin as it arrives, keeping up to ``lineWindow`` QoS 1/2
-    /// messages in flight, and returns once every message was acknowledged.
-    private static func publishLines(as message: Message, client: MQTTClient) async throws(CLIError) {
+    /// `-l`: publishes each line of stdin as it arrives and returns once every QoS 1/2 message
+    /// was acknowledged.
+    ///
+    /// The loop never waits for one acknowledgement per line (a suspension, a thread wake-up and
+    /// a timer each): after every line it only drops the acknowledgements that have arrived
+    /// from the front of the queue (they arrive in order), and when ``lineWindow`` messages
+    /// await theirs it waits until half of them have arrived, so it suspends about once per
+    /// 4,096 acknowledgements.
+    private static func publishLines(as message: Message, client: MQTTClient, statistics: Statistics?) async throws(CLIError) {
         var inFlight = PendingQueue()
         var splitter = LineSplitter()
-        /// Publishes one line, first waiting for the oldest acknowledgement if the window is full.
+        let tracked = message.qos != .atMostOnce
+        /// Publishes one line, first making room in the window if it is full.
         func send(_ line: [UInt8]) async throws(CLIError) {
-            if inFlight.count >= lineWindow, let oldest = inFlight.popFirst() {
-                try await acknowledge(oldest)
+            if tracked {
+                try await inFlight.dropAcknowledged(statistics)
+                if inFlight.count >= lineWindow {
+                    try await inFlight.waitUntilBelow(lineWindow / 2, statistics)
+                }
             }
             let pending = try message.begin(line, client: client)
-            if message.qos != .atMostOnce { inFlight.append(pending) }
+            statistics?.didSend()
+            if tracked {
+                inFlight.append(pending)
+                statistics?.setPending(inFlight.count)
+            }
         }
         do {
             for try await chunk in StandardInputChunks() {
@@ -138,13 +173,11 @@ enum PublishCommand {
         if let last = splitter.finish() {
             try await send(last)
         }
-        while let pending = inFlight.popFirst() {
-            try await acknowledge(pending)
-        }
+        try await inFlight.waitUntilBelow(1, statistics)
     }
 
-    /// Awaits one acknowledgement (immediate for QoS 0).
-    private static func acknowledge(_ pending: MQTTPendingPublish) async throws(CLIError) {
+    /// Awaits one acknowledgement (immediate for QoS 0, or when it has arrived).
+    fileprivate static func acknowledge(_ pending: MQTTPendingPublish) async throws(CLIError) {
         do {
             try await pending.acknowledgement()
         } catch {
@@ -166,15 +199,46 @@ private struct PendingQueue {
         items.append(pending)
     }
 
-    mutating func popFirst() -> MQTTPendingPublish? {
-        guard head < items.count else { return nil }
+    /// Removes the acknowledged publishes at the front, without suspending; throws the first
+    /// failure (an MQTT 5 refusal, a lost connection without reconnect) among them.
+    mutating func dropAcknowledged(_ statistics: Statistics?) async throws(CLIError) {
+        var dropped = 0
         defer {
-            head += 1
-            if head > 4_096 && head * 2 > items.count {
-                items.removeFirst(head)
-                head = 0
+            if dropped > 0 {
+                statistics?.didAcknowledge(dropped)
+                statistics?.setPending(count)
             }
         }
-        return items[head]
+        while head < items.count, items[head].isComplete {
+            // Complete: returns at once (throws the failure, if it is one).
+            try await PublishCommand.acknowledge(items[head])
+            popFirst()
+            dropped += 1
+        }
+    }
+
+    /// Waits until fewer than `limit` publishes await their acknowledgement.
+    ///
+    /// Acknowledgements arrive in order, so it waits for the one `limit` from the end, then drops
+    /// everything acknowledged before it; if something before it is still missing (out of order
+    /// after a reconnect), it waits for the oldest instead.
+    mutating func waitUntilBelow(_ limit: Int, _ statistics: Statistics?) async throws(CLIError) {
+        try await dropAcknowledged(statistics)
+        while count >= limit {
+            try await PublishCommand.acknowledge(items[items.count - limit])
+            try await dropAcknowledged(statistics)
+            if count >= limit {
+                try await PublishCommand.acknowledge(items[head])
+                try await dropAcknowledged(statistics)
+            }
+        }
+    }
+
+    private mutating func popFirst() {
+        head += 1
+        if head > 4_096 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
     }
 }

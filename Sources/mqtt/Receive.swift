@@ -3,13 +3,13 @@ import Mosquitto
 // MARK: - ReceiveOptions
 
 /// The options of the commands that print received messages, `mqtt sub` and `mqtt rr` (as in
-/// mosquitto, where both print with the same code): `-W`, `-R`, `-v`, `-N`, `-F`.
+/// mosquitto, where both print with the same code): `-W`, `-R`, `-v`, `-N`, `-F`, `--json`.
 struct ReceiveOptions {
     /// `-W`: give up this many seconds after connecting.
     var timeoutSeconds: Int?
     /// `-R`: skip messages delivered with the retain flag (stale retained messages).
     var skipRetained = false
-    /// `-v`, `-N` and `-F`.
+    /// `-v`, `-N`, `-F` and `--json`.
     var format = MessageFormat()
 
     /// The shared options, in `--help` order; each command lifts them into its table.
@@ -23,8 +23,17 @@ struct ReceiveOptions {
             .value(["-F"], "FORMAT", noun: "format", "Print messages with mosquitto_sub's format string (%t topic, %p payload, %P user properties, ...); overrides -v.") { (options: inout ReceiveOptions, value: String) throws(CLIError) in
                 options.format.custom = try FormatString(value)
             },
+            .flag(["--json"], "Print each message as one JSON object: topic, qos, retain, mid, payloadlen, payload (UTF-8 text, else base64 with \"payloadEncoding\":\"base64\"), MQTT 5 properties.") { $0.format.json = true },
             .flag(["-R"], "Do not print stale messages (those with the retain flag set).") { $0.skipRetained = true },
         ]
+    }
+
+    /// The checks once all flags are read.
+    func validated() throws(CLIError) -> ReceiveOptions {
+        if format.json && format.custom != nil {
+            throw CLIError.usage("--json and -F cannot be used together.")
+        }
+        return self
     }
 }
 
@@ -108,7 +117,7 @@ enum Receiver {
             return .failed(error)
         }
         return await withTaskGroup(of: Outcome.self) { group in
-            group.addTask { await receive(messages, client: session.client, plan: plan) }
+            group.addTask { await receive(messages, session: session, plan: plan) }
             if let seconds = plan.options.timeoutSeconds {
                 group.addTask {
                     do {
@@ -127,7 +136,8 @@ enum Receiver {
 
     /// Subscribes, runs `afterSubscribing`, then prints messages from `messages` until the limit
     /// is reached or the session ends.
-    private static func receive(_ messages: MQTTMessageSequence, client: MQTTClient, plan: Plan) async -> Outcome {
+    private static func receive(_ messages: MQTTMessageSequence, session: Session, plan: Plan) async -> Outcome {
+        let client = session.client
         do {
             // The subscription's own sequence is dropped at once (which ends it); see `connectAndReceive`.
             _ = try await client.subscribe(to: plan.filters, properties: plan.properties)
@@ -143,15 +153,17 @@ enum Receiver {
             }
         }
         var printed = 0
+        let format = plan.options.format
+        let statistics = session.statistics
         do {
             for try await message in messages {
+                statistics?.didReceive()
                 if plan.options.skipRetained && message.retain { continue }
-                let bytes = plan.options.format.render(message)
-                if !bytes.isEmpty {
-                    let failure = Output.standardOutput(bytes)
-                    if failure != 0 {
-                        return .failed(.runtime("Error: Unable to write to standard output (\(systemErrorText(failure))).", status: 1))
-                    }
+                // Rendered straight into the stdout buffer (see `Output`): no copy, no write(2)
+                // per message unless stdout is a terminal.
+                let failure = Output.standardOutputBuffer.append { format.render(message, into: &$0) }
+                if failure != 0 {
+                    return .failed(.runtime("Error: Unable to write to standard output (\(systemErrorText(failure))).", status: 1))
                 }
                 printed += 1
                 if let limit = plan.limit, printed >= limit { return .finished }

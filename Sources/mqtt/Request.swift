@@ -34,7 +34,11 @@ struct RequestOptions: CommandOptions {
     static let usage = OptionParser.usage(
         summary: "mqtt rr: publish a request and print the first response (the flags of mosquitto_rr).",
         synopsis: "mqtt rr [-h host] [-p port] [-u user [-P password]] -t topic -e response-topic {-m message | -f file | -n | -s} [-W seconds] [options]",
-        table: table
+        table: table,
+        examples: [
+            "mqtt rr -t svc/time -e replies/me -m now -W 5",
+            "mqtt rr -t svc/echo -e replies/me -m ping --json -D publish correlation-data 42",
+        ]
     )
 
     /// mosquitto_rr's checks once all flags are read.
@@ -85,6 +89,7 @@ enum RequestCommand {
     /// Validates, loads the payload (before connecting), then runs the exchange.
     private static func request(_ options: RequestOptions) async throws(CLIError) {
         let (topic, responseTopic, source) = try options.validated()
+        let receive = try options.receive.validated()
         let payload = try PayloadOptions.load(source) ?? []
         let session = try Session(options: options.common)
         var properties = options.common.properties.publish
@@ -95,10 +100,10 @@ enum RequestCommand {
         let plan = Receiver.Plan(
             filters: [MQTTTopicFilter(responseTopic, qos: options.common.qos)],
             properties: options.common.properties.subscribe,
-            options: options.receive,
+            options: receive,
             limit: 1,
             afterSubscribing: { (client: MQTTClient) throws(CLIError) in
-                try await PublishCommand.publishOne(payload, as: request, client: client)
+                try await PublishCommand.publishOne(payload, as: request, client: client, statistics: session.statistics)
             }
         )
         if let signal = try await Receiver.run(plan, session: session) {

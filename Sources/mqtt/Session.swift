@@ -21,6 +21,10 @@ struct Session: Sendable {
     private let disconnectProperties: MQTTProperties
     /// The debug logger when `-d` is on (the client holds its delegate weakly; this keeps it).
     private let logger: DebugLogger?
+    /// The counters of the statistics line, with `-d` or `--stats`; `nil` otherwise.
+    let statistics: Statistics?
+    /// Prints the statistics line periodically; cancelled by ``disconnect()``.
+    private let reporter: Task<Void, Never>?
 
     /// Creates the client; nothing is sent yet.
     ///
@@ -42,7 +46,20 @@ struct Session: Sendable {
         } else {
             logger = nil
         }
+        if options.debug || options.statsInterval != nil {
+            let statistics = Statistics()
+            self.statistics = statistics
+            reporter = StatisticsReporter.start(
+                statistics, events: client.connectionEvents, interval: .seconds(options.statsInterval ?? Self.defaultStatsInterval)
+            )
+        } else {
+            statistics = nil
+            reporter = nil
+        }
     }
+
+    /// How often `-d` prints the statistics line (seconds) when `--stats` does not say.
+    static let defaultStatsInterval = 10
 
     /// Connects and waits for the CONNACK.
     ///
@@ -57,10 +74,18 @@ struct Session: Sendable {
     }
 
     /// Sends DISCONNECT, waits for the socket to close (at most 5 s), and lets the debug log
-    /// print its last lines (`sending DISCONNECT`). Errors are ignored: the work is done.
+    /// print its last lines (`sending DISCONNECT`), then the last statistics line (if a
+    /// connection was made). Errors are ignored: the work is done.
     func disconnect() async {
         try? await client.disconnect(properties: disconnectProperties, timeout: .seconds(5))
         await flushLog()
+        if let statistics, let reporter {
+            reporter.cancel()
+            await reporter.value
+            if client.connectResult != nil {
+                Output.printLine(statistics.line(final: true))
+            }
+        }
     }
 
     /// With `-d`, waits briefly until the delegate has printed the log lines up to the end of

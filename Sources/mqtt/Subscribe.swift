@@ -27,8 +27,15 @@ struct SubscribeOptions: CommandOptions {
 
     static let usage = OptionParser.usage(
         summary: "mqtt sub: subscribe to topics and print the messages received (the flags of mosquitto_sub).",
-        synopsis: "mqtt sub [-h host] [-p port] [-u user [-P password]] -t topic ... [-C count] [-W seconds] [-v | -F format] [options]",
-        table: table
+        synopsis: "mqtt sub [-h host] [-p port] [-u user [-P password]] -t topic ... [-C count] [-W seconds] [-v | -F format | --json] [options]",
+        table: table,
+        examples: [
+            "mqtt sub -h broker -t 'sensors/#' -v",
+            "mqtt sub -t 'sensors/#' -C 10 -W 30                  # 10 messages, or exit 27 after 30 s",
+            "mqtt sub -V 5 -t orders --json | jq -r .payload      # one JSON object per message",
+            "mqtt sub -t 'logs/#' -F '%I %t %p'                   # time, topic, payload",
+            "mqtt sub -c -i archiver -q 1 -t 'events/#'           # a persistent session",
+        ]
     )
 
     /// mosquitto_sub's checks once all flags are read.
@@ -60,9 +67,10 @@ enum SubscribeCommand {
     static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
         try await CommandRunner.run(arguments, as: SubscribeOptions.self) { (options) throws(CLIError) in
             let filters = try options.validated()
+            let receive = try options.receive.validated()
             let session = try Session(options: options.common)
             let plan = Receiver.Plan(
-                filters: filters, properties: options.common.properties.subscribe, options: options.receive, limit: options.count
+                filters: filters, properties: options.common.properties.subscribe, options: receive, limit: options.count
             )
             try await Receiver.run(plan, session: session)
         }

@@ -7,7 +7,7 @@
 //
 // Exit status: 0 on success; otherwise one line on stderr and mosquitto's status (the CONNACK
 // code for a refused connection, 27 when `sub -W` / `rr -W` expires, libmosquitto's error
-// number, or 1).
+// number, or 1); see `ExitStatus.help`.
 
 #if canImport(Glibc)
 import Glibc
@@ -34,15 +34,33 @@ enum MQTTCommandLine {
           pub   Publish a message and exit (mosquitto_pub).
           sub   Subscribe and print the messages received (mosquitto_sub).
           rr    Publish an MQTT 5 request and print the first response (mosquitto_rr).
-        """
 
-    /// Runs the command line (without the program name) and returns the exit status.
+        Examples:
+          mqtt sub -h broker -t 'home/+/sensor' -q 1 -v
+          mqtt pub -h broker -t home/livingroom/sensor -q 1 -m '{"temperature":21.5}'
+          seq 1 1000 | mqtt pub -h broker -t numbers -q 1 -l
+          mqtt sub -h broker -V 5 -t orders --json -C 10 > orders.jsonl
+          mqtt rr -h broker -t svc/echo -e replies/me -m ping -W 5
+
+        """ + ExitStatus.help
+
+    /// Runs the command line (without the program name) and returns the exit status, once
+    /// standard output is flushed.
     static func main(_ arguments: [String]) async -> Int32 {
         do {
-            return try await run(arguments)
+            let status = try await run(arguments)
+            let failure = Output.flush()
+            if failure != 0 {
+                // The last buffered output could not be written (a full disk, a closed pipe).
+                Output.printError("Error: Unable to write to standard output (\(systemErrorText(failure))).")
+                return 1
+            }
+            return status
         } catch {
             if !error.isSilenced {
                 Output.printError(error.singleLine)
+            } else {
+                Output.flush()
             }
             return error.status
         }

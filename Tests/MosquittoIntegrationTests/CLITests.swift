@@ -1,6 +1,7 @@
 import Foundation
 import Mosquitto
 import MosquittoTesting
+import Synchronization
 import Testing
 
 /// The `mqtt` executable, run as a separate process against a real broker.
@@ -52,6 +53,81 @@ struct CLITests {
 
     static func lines(_ text: String) -> [String] {
         text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Each line of `text` parsed as a JSON object.
+    static func jsonObjects(_ text: String) throws -> [[String: Any]] {
+        try lines(text).map { line in
+            try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not a JSON object: \(line)")
+        }
+    }
+
+    /// A running `mqtt` whose output is read as it arrives (on Dispatch threads).
+    final class Running: Sendable {
+        private final class Capture: Sendable {
+            let bytes = Mutex<[UInt8]>([])
+        }
+
+        private let process: Process
+        private let output = Capture()
+        private let finished = DispatchGroup()
+
+        init(_ arguments: [String]) throws {
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: mqttExecutablePath())
+            process.arguments = arguments
+            let stdout = Pipe()
+            process.standardOutput = stdout
+            process.standardError = FileHandle.nullDevice
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            finished.enter()
+            DispatchQueue.global().async { [output, finished] in
+                while case let data = stdout.fileHandleForReading.availableData, !data.isEmpty {
+                    output.bytes.withLock { $0 += data }
+                }
+                finished.leave()
+            }
+        }
+
+        deinit {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+
+        /// Standard output so far.
+        var stdout: String { output.bytes.withLock { String(decoding: $0, as: UTF8.self) } }
+
+        func terminate() { process.terminate() }
+
+        /// The exit status once the process exited (killed after `timeout`) and its output was read.
+        func exitStatus(within timeout: Duration) async throws -> Int32? {
+            let deadline = ContinuousClock.now + timeout
+            while process.isRunning, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            guard !process.isRunning else {
+                kill(process.processIdentifier, SIGKILL)
+                return nil
+            }
+            process.waitUntilExit()
+            _ = finished.wait(timeout: .now() + 5)
+            return process.terminationStatus
+        }
+    }
+
+    /// Leaves `payloads` (QoS 1) in a persistent session of `clientID` subscribed to `topic` at
+    /// QoS 1, for `mqtt sub -c -i clientID` to receive in a burst; returns that command line.
+    static func persistentSession(
+        _ broker: MosquittoBroker, clientID: String, topic: String, payloads: [String]
+    ) async throws -> [String] {
+        let arguments = ["sub", "-h", broker.host, "-p", "\(broker.port)", "-c", "-i", clientID, "-t", topic, "-q", "1"]
+        let first = try await mqtt(arguments + ["-W", "1"])
+        #expect(first.status == 27, "\(first.stderr)")
+        let publisher = try await connectedClient(broker)
+        let pending = try payloads.map { try publisher.beginPublish(to: topic, payload: Array($0.utf8), qos: .atLeastOnce) }
+        for publish in pending { try await publish.acknowledgement() }
+        try await publisher.disconnect()
+        return arguments
     }
 
     @Test("mqtt pub publishes a QoS 1 message that a library subscriber receives")
@@ -147,7 +223,8 @@ struct CLITests {
                       ["pub", "-t", "", "-m", "x"], ["sub", "-t", ""], ["pub", "-t", "a/+", "-m", "x"], ["sub", "-t", "a/b+"],
                       ["sub", "-t", "a/#b"], ["pub", "-t", String(repeating: "t", count: 65_536), "-m", "x"],
                       ["sub", "-t", String(repeating: "t", count: 65_536)], ["pub", "-t", "x", "-m", "x", "-q", "-1"], ["sub", "-t", "x", "-q", "9"],
-                      ["pub", "-t", "x", "-m", "x", "-V", "31", "-i", "a-client-id-of-24-bytes!"]])
+                      ["pub", "-t", "x", "-m", "x", "-V", "31", "-i", "a-client-id-of-24-bytes!"],
+                      ["sub", "-t", "x", "--json", "-F", "%t"], ["pub", "-t", "x", "-m", "x", "--stats", "0"]])
     func badFlagsFail(arguments: [String]) async throws {
         let run = try await Self.mqtt(arguments)
         #expect(run.status != 0)
@@ -253,5 +330,130 @@ struct CLITests {
             #expect(bad.status == 8)
             #expect(Self.lines(bad.stderr).count == 1)
         }
+    }
+
+    // MARK: Output: JSON, statistics, buffering, help
+
+    @Test("mqtt sub --json prints one JSON object per message: UTF-8 text as a string, escaped; binary as base64")
+    func subPrintsJSON() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let text = "h\u{E9}llo \"quoted\" \\ tab\t line\n\u{1}"
+            let publisher = try await connectedClient(broker)
+            try await publisher.publish(to: topic + "/text", payload: text, qos: .atLeastOnce, retain: true)
+            try await publisher.publish(to: topic + "/binary", payload: [0x00, 0xFF, 0xFE, 0x41], qos: .atMostOnce, retain: true)
+            let run = try await Self.mqtt([
+                "sub", "-h", broker.host, "-p", "\(broker.port)", "-t", topic + "/#", "-q", "1", "--json", "-C", "2", "-W", "10",
+            ])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(Self.lines(run.stdout).count == 2, "one line per message: \(run.stdout)")
+            let objects = try Self.jsonObjects(run.stdout).sorted { "\($0["topic"] ?? "")" < "\($1["topic"] ?? "")" }
+            try #require(objects.count == 2)
+            let (binary, plain) = (objects[0], objects[1])
+            #expect(plain["topic"] as? String == topic + "/text")
+            #expect(plain["payload"] as? String == text)
+            #expect(plain["payloadEncoding"] == nil)
+            #expect(plain["payloadlen"] as? Int == text.utf8.count)
+            #expect(plain["qos"] as? Int == 1)
+            #expect(plain["mid"] as? Int != nil)
+            #expect(plain["retain"] as? Bool == true)
+            #expect(plain["properties"] == nil)
+            #expect(binary["topic"] as? String == topic + "/binary")
+            #expect(binary["payload"] as? String == "AP/+QQ==")
+            #expect(binary["payloadEncoding"] as? String == "base64")
+            #expect(binary["payloadlen"] as? Int == 4)
+            #expect(binary["qos"] as? Int == 0)
+            #expect(binary["mid"] == nil)
+        }
+    }
+
+    @Test("mqtt sub --json prints MQTT 5 properties, user properties as ordered [name, value] pairs")
+    func subPrintsJSONProperties() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let publisher = try await connectedV5Client(broker)
+            var properties = MQTTProperties()
+            properties.userProperties = [MQTTUserProperty("site", "berlin"), MQTTUserProperty("a", "1"), MQTTUserProperty("site", "paris")]
+            properties.contentType = "application/json"
+            properties.responseTopic = "reply/here"
+            properties.correlationData = [0xCA, 0xFE]
+            properties.payloadFormat = .utf8
+            try await publisher.publish(to: topic, payload: "{}", qos: .atLeastOnce, retain: true, properties: properties)
+            let run = try await Self.mqtt([
+                "sub", "-h", broker.host, "-p", "\(broker.port)", "-V", "5", "-t", topic, "-q", "1", "--json", "-C", "1", "-W", "10",
+            ])
+            #expect(run.status == 0, "\(run.stderr)")
+            let object = try #require(try Self.jsonObjects(run.stdout).first)
+            #expect(object["payload"] as? String == "{}")
+            let received = try #require(object["properties"] as? [String: Any], "\(run.stdout)")
+            #expect(received["userProperties"] as? [[String]] == [["site", "berlin"], ["a", "1"], ["site", "paris"]])
+            #expect(received["contentType"] as? String == "application/json")
+            #expect(received["responseTopic"] as? String == "reply/here")
+            #expect(received["correlationData"] as? String == "yv4=")
+            #expect(received["correlationDataEncoding"] as? String == "base64")
+            #expect(received["payloadFormatIndicator"] as? Int == 1)
+        }
+    }
+
+    @Test("mqtt pub -d ends with a statistics line; --stats prints one every interval")
+    func statisticsLines() async throws {
+        try await withMosquittoBroker { broker in
+            let endpoint = ["-h", broker.host, "-p", "\(broker.port)"]
+            let input = (1...100).map { "\($0)\n" }.joined()
+            let pub = try await Self.mqtt(["pub"] + endpoint + ["-t", uniqueTopic(), "-q", "1", "-l", "-d"], input: input)
+            #expect(pub.status == 0, "\(pub.stderr)")
+            #expect(pub.stdout.contains("sending PUBLISH"))
+            let last = Self.lines(pub.stdout).last ?? ""
+            #expect(last.hasPrefix("Statistics (end): "), "\(last)")
+            #expect(last.contains(": sent 100 ("), "\(last)")
+            #expect(last.contains("acknowledged 100, pending 0, received 0 (0/s), reconnects 0"), "\(last)")
+            let sub = try await Self.mqtt(["sub"] + endpoint + ["-t", uniqueTopic(), "--stats", "1", "-W", "2"])
+            #expect(sub.status == 27)
+            #expect(Self.lines(sub.stderr) == ["Timed out"])
+            #expect(Self.lines(sub.stdout).contains { $0.hasPrefix("Statistics: ") && $0.contains("received 0 (0/s)") }, "\(sub.stdout)")
+            #expect(!sub.stdout.contains("sending"), "--stats prints no debug log")
+        }
+    }
+
+    @Test("mqtt sub -C prints every message, in order, through the stdout buffer (more than one buffer's worth)")
+    func subBufferedOutputKeepsEveryLine() async throws {
+        try await withMosquittoBroker { broker in
+            let payloads = (1...1_000).map { "\($0) " + String(repeating: "x", count: 100) }
+            let arguments = try await Self.persistentSession(broker, clientID: uniqueClientID("buf"), topic: uniqueTopic(), payloads: payloads)
+            let run = try await Self.mqtt(arguments + ["-C", "1000", "-W", "20"])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(Self.lines(run.stdout) == payloads)
+        }
+    }
+
+    @Test("mqtt sub stopped by SIGTERM mid-stream has printed every message it received, in order, then its last line")
+    func subFlushesOnSIGTERM() async throws {
+        try await withMosquittoBroker { broker in
+            let arguments = try await Self.persistentSession(
+                broker, clientID: uniqueClientID("term"), topic: uniqueTopic(), payloads: (1...2_000).map { "\($0)" }
+            )
+            let subscriber = try Self.Running(arguments + ["--stats", "3600"])
+            let deadline = ContinuousClock.now + .seconds(10)
+            while subscriber.stdout.isEmpty, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            subscriber.terminate()
+            #expect(try await subscriber.exitStatus(within: .seconds(10)) == 0)
+            var lines = Self.lines(subscriber.stdout)
+            // Printed after the signal; it counts the messages received, and each must be printed.
+            let statistics = lines.popLast() ?? ""
+            #expect(statistics.hasPrefix("Statistics (end): "), "\(statistics)")
+            #expect(statistics.contains("received \(lines.count) ("), "\(statistics)")
+            #expect(!lines.isEmpty && lines == (1...lines.count).map { "\($0)" })
+        }
+    }
+
+    @Test("--help shows examples and the exit statuses", arguments: [["pub"], ["sub"], ["rr"], []])
+    func helpShowsExamples(command: [String]) async throws {
+        let run = try await Self.mqtt(command + ["--help"])
+        #expect(run.status == 0)
+        #expect(run.stdout.contains("\nExamples:\n  mqtt "), "\(run.stdout)")
+        #expect(run.stdout.contains("\nExit status"))
+        #expect(run.stdout.contains("  27       -W expired"))
     }
 }
