@@ -13,42 +13,17 @@ struct CLITests {
         var stderr: String
     }
 
-    /// Runs `mqtt` with `arguments` and `input` on stdin; kills it after `timeout`.
-    static func mqtt(_ arguments: [String], input: String? = nil, timeout: Duration = .seconds(20)) async throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mqttExecutablePath())
-        process.arguments = arguments
-        let stdout = Pipe(), stderr = Pipe(), stdin = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = stdin
-        try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try stdin.fileHandleForWriting.close()
-        // Blocking reads belong on threads of their own, not on the (2-thread) cooperative pool.
-        let output = Task { await Self.readToEnd(stdout.fileHandleForReading) }
-        let errors = Task { await Self.readToEnd(stderr.fileHandleForReading) }
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        if process.isRunning {
-            process.terminate()
+    /// Runs `mqtt` with `arguments`, `input` on stdin and `environment` added to ours; kills it
+    /// after `timeout` (recording an issue).
+    static func mqtt(
+        _ arguments: [String], input: String? = nil, environment: [String: String] = [:], timeout: Duration = .seconds(20)
+    ) async throws -> Run {
+        let command = try StreamingCommand(arguments, input: input, environment: environment)
+        guard let status = try await command.exitStatus(within: timeout) else {
             Issue.record("mqtt \(arguments.joined(separator: " ")) did not finish within \(timeout)")
+            return Run(status: -1, stdout: command.standardOutput, stderr: command.standardError)
         }
-        process.waitUntilExit()
-        return Run(
-            status: process.terminationStatus,
-            stdout: String(decoding: await output.value, as: UTF8.self),
-            stderr: String(decoding: await errors.value, as: UTF8.self)
-        )
-    }
-
-    /// Reads `handle` to its end on a Dispatch thread.
-    static func readToEnd(_ handle: FileHandle) async -> Data {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: handle.readDataToEndOfFile()) }
-        }
+        return Run(status: status, stdout: command.standardOutput, stderr: command.standardError)
     }
 
     static func lines(_ text: String) -> [String] {

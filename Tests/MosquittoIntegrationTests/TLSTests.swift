@@ -19,35 +19,6 @@ struct TLSTests {
         }
     }
 
-    /// Runs the `mqtt` executable with `environment` added to ours (like `CLITests.mqtt`, which takes no environment).
-    private static func mqtt(_ arguments: [String], environment: [String: String] = [:]) async throws -> CLITests.Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mqttExecutablePath())
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let output = Task { await CLITests.readToEnd(stdout.fileHandleForReading) }
-        let errors = Task { await CLITests.readToEnd(stderr.fileHandleForReading) }
-        let deadline = ContinuousClock.now + .seconds(20)
-        while process.isRunning, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        if process.isRunning {
-            process.terminate()
-            Issue.record("mqtt \(arguments.joined(separator: " ")) did not finish within 20 s")
-        }
-        process.waitUntilExit()
-        return CLITests.Run(
-            status: process.terminationStatus,
-            stdout: String(decoding: await output.value, as: UTF8.self),
-            stderr: String(decoding: await errors.value, as: UTF8.self)
-        )
-    }
-
     /// Whether the broker's log contains `text` within 5 s (it logs a client's TLS alert asynchronously).
     private func brokerLog(of broker: MosquittoBroker, contains text: String) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(5)
@@ -153,9 +124,9 @@ struct TLSTests {
             defer { try? FileManager.default.removeItem(at: limit) }
             let arguments = ["pub", "-h", "localhost", "-p", "\(broker.port)", "-t", uniqueTopic(), "-m", "x", "--cafile", certificates.caFile]
 
-            let good = try await Self.mqtt(arguments)
+            let good = try await CLITests.mqtt(arguments)
             #expect(good.status == 0, "\(good.stderr)")
-            let refused = try await Self.mqtt(arguments, environment: ["OPENSSL_CONF": limit.path])
+            let refused = try await CLITests.mqtt(arguments, environment: ["OPENSSL_CONF": limit.path])
             #expect(refused.status == 8)
             let lines = CLITests.lines(refused.stderr)
             #expect(lines.count == 1, "\(lines)")
