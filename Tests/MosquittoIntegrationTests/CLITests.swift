@@ -1,7 +1,6 @@
 import Foundation
 import Mosquitto
 import MosquittoTesting
-import Synchronization
 import Testing
 
 /// The `mqtt` executable, run as a separate process against a real broker.
@@ -34,59 +33,6 @@ struct CLITests {
     static func jsonObjects(_ text: String) throws -> [[String: Any]] {
         try lines(text).map { line in
             try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not a JSON object: \(line)")
-        }
-    }
-
-    /// A running `mqtt` whose output is read as it arrives (on Dispatch threads).
-    final class Running: Sendable {
-        private final class Capture: Sendable {
-            let bytes = Mutex<[UInt8]>([])
-        }
-
-        private let process: Process
-        private let output = Capture()
-        private let finished = DispatchGroup()
-
-        init(_ arguments: [String]) throws {
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: mqttExecutablePath())
-            process.arguments = arguments
-            let stdout = Pipe()
-            process.standardOutput = stdout
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            finished.enter()
-            DispatchQueue.global().async { [output, finished] in
-                while case let data = stdout.fileHandleForReading.availableData, !data.isEmpty {
-                    output.bytes.withLock { $0 += data }
-                }
-                finished.leave()
-            }
-        }
-
-        deinit {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-
-        /// Standard output so far.
-        var stdout: String { output.bytes.withLock { String(decoding: $0, as: UTF8.self) } }
-
-        func terminate() { process.terminate() }
-
-        /// The exit status once the process exited (killed after `timeout`) and its output was read.
-        func exitStatus(within timeout: Duration) async throws -> Int32? {
-            let deadline = ContinuousClock.now + timeout
-            while process.isRunning, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            guard !process.isRunning else {
-                kill(process.processIdentifier, SIGKILL)
-                return nil
-            }
-            process.waitUntilExit()
-            _ = finished.wait(timeout: .now() + 5)
-            return process.terminationStatus
         }
     }
 
@@ -407,14 +353,14 @@ struct CLITests {
             let arguments = try await Self.persistentSession(
                 broker, clientID: uniqueClientID("term"), topic: uniqueTopic(), payloads: (1...2_000).map { "\($0)" }
             )
-            let subscriber = try Self.Running(arguments + ["--stats", "3600"])
+            let subscriber = try StreamingCommand(arguments + ["--stats", "3600"])
             let deadline = ContinuousClock.now + .seconds(10)
-            while subscriber.stdout.isEmpty, ContinuousClock.now < deadline {
+            while subscriber.standardOutput.isEmpty, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(1))
             }
             subscriber.terminate()
             #expect(try await subscriber.exitStatus(within: .seconds(10)) == 0)
-            var lines = Self.lines(subscriber.stdout)
+            var lines = Self.lines(subscriber.standardOutput)
             // Printed after the signal; it counts the messages received, and each must be printed.
             let statistics = lines.popLast() ?? ""
             #expect(statistics.hasPrefix("Statistics (end): "), "\(statistics)")
