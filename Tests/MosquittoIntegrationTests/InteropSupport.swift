@@ -349,13 +349,10 @@ func makeAmqttClient(
     clientID: String = uniqueClientID("aq"),
     _ configure: (inout MQTTConfiguration) -> Void = { _ in }
 ) throws -> MQTTClient {
-    var configuration = MQTTConfiguration(host: broker.host, port: broker.port, clientID: clientID)
-    configuration.protocolVersion = .v3_1_1
-    configuration.reconnect = .disabled
-    configuration.connectTimeout = .seconds(10)
-    configuration.operationTimeout = .seconds(10)
-    configure(&configuration)
-    return try MQTTClient(configuration: configuration)
+    try makeClient(host: broker.host, port: broker.port, clientID: clientID) {
+        $0.protocolVersion = .v3_1_1
+        configure(&$0)
+    }
 }
 
 /// A connected MQTT 3.1.1 client for `broker`.

@@ -25,7 +25,18 @@ func makeClient(
     clientID: String = uniqueClientID(),
     _ configure: (inout MQTTConfiguration) -> Void = { _ in }
 ) throws -> MQTTClient {
-    var configuration = MQTTConfiguration(host: broker.host, port: broker.port, clientID: clientID)
+    try makeClient(host: broker.host, port: broker.port, clientID: clientID, configure)
+}
+
+/// A client for the broker at `host`:`port`, not yet connected; reconnection is off and waits
+/// are 10 s unless `configure` changes them.
+func makeClient(
+    host: String,
+    port: Int,
+    clientID: String = uniqueClientID(),
+    _ configure: (inout MQTTConfiguration) -> Void = { _ in }
+) throws -> MQTTClient {
+    var configuration = MQTTConfiguration(host: host, port: port, clientID: clientID)
     configuration.reconnect = .disabled
     configuration.connectTimeout = .seconds(10)
     configuration.operationTimeout = .seconds(10)
