@@ -23,9 +23,17 @@ swift test --skip-build --skip BrokerCrashTests --skip NetworkFaultTests
 swift test --skip-build --filter NetworkFaultTests
 # 3. Broker crashes: 10,000 messages per run with kill -9 and restarts; heavy, so on their own.
 swift test --skip-build --filter BrokerCrashTests
-# 4. The property-list memory test: resident size is process-wide, so in a process of its own.
+# 4. The integration suites again on the shared event-loop driver (MQTTEventLoopGroup, two
+#    threads for every test client) instead of a network thread per client: the same behaviour
+#    is expected of both. (The CLI and interoperability suites do not depend on the driver.)
+export MQTT_TEST_DRIVER=event-loop
+swift test --skip-build --skip BrokerCrashTests --skip NetworkFaultTests --skip CLITests --skip InteroperabilityTests
+swift test --skip-build --filter NetworkFaultTests
+swift test --skip-build --filter BrokerCrashTests
+unset MQTT_TEST_DRIVER
+# 5. The property-list memory test: resident size is process-wide, so in a process of its own.
 MQTT_MEMORY_TEST=1 swift test --skip-build --filter listsAreFreed
-# 5. Reliability: a 60-second soak (mixed QoS 0/1/2 across graceful broker restarts: no QoS 1/2
+# 6. Reliability: a 60-second soak (mixed QoS 0/1/2 across graceful broker restarts: no QoS 1/2
 #    message lost, no QoS 2 message duplicated) and LeakSanitizer over 1,000 client cycles.
 bash scripts/soak.sh 60
 bash scripts/leak-check.sh 1000

@@ -205,6 +205,7 @@ extension NetworkFaultTests {
         configuration.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
         configuration.connectTimeout = .seconds(10)
         configuration.operationTimeout = .seconds(10)
+        configuration.eventLoopGroup = testEventLoopGroup
         configure(&configuration)
         return try MQTTClient(configuration: configuration)
     }

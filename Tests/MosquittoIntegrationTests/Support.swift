@@ -19,6 +19,14 @@ func uniqueClientID(_ prefix: String = "t") -> String {
     String("\(prefix)-\(UInt64.random(in: 0...UInt64.max))".prefix(23))
 }
 
+/// The event-loop group every test client uses when `MQTT_TEST_DRIVER=event-loop` (scripts/test.sh
+/// runs the integration suites once per driver); `nil` gives each client its own thread.
+let testEventLoopGroup: MQTTEventLoopGroup? = {
+    guard let driver = getenv("MQTT_TEST_DRIVER").map({ String(cString: $0) }), !driver.isEmpty, driver != "thread" else { return nil }
+    precondition(driver == "event-loop", "MQTT_TEST_DRIVER must be thread or event-loop, not \(driver)")
+    return try! MQTTEventLoopGroup(numberOfThreads: 2)
+}()
+
 /// A client for `broker`, not yet connected; reconnection is off unless `configure` turns it on.
 func makeClient(
     _ broker: MosquittoBroker,
@@ -40,6 +48,7 @@ func makeClient(
     configuration.reconnect = .disabled
     configuration.connectTimeout = .seconds(10)
     configuration.operationTimeout = .seconds(10)
+    configuration.eventLoopGroup = testEventLoopGroup
     configure(&configuration)
     return try MQTTClient(configuration: configuration)
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CMosquitto
 import Dispatch
 
 // MARK: - DriverThread
@@ -37,6 +38,11 @@ enum DriverThread {
         }
         pthread_detach(thread)
         return true
+    }
+
+    /// Names the calling thread (at most 15 bytes are kept).
+    static func setName(_ name: String) {
+        swift_mosquitto_set_thread_name(name)
     }
 }
 

@@ -79,9 +79,14 @@ final class MosquittoBridge: Sendable {
 
     let configuration: MQTTConfiguration
     let clientID: String
-    private let handle: MosquittoHandle
+    /// The libmosquitto handle; the network calls on it belong to the session's driver.
+    let handle: MosquittoHandle
     private let state = Locked(State())
     private let sleeper = Sleeper()
+    /// The shared event loop that drives this client's sessions, or `nil` for a thread of its own.
+    private let eventLoop: EventLoop?
+    /// This bridge's key in ``eventLoop``.
+    let eventLoopToken: UInt64
     private let sink: any BridgeEventSink
 
     /// Creates the handle and applies the configuration.
@@ -91,6 +96,8 @@ final class MosquittoBridge: Sendable {
         self.configuration = configuration
         self.clientID = clientID
         self.sink = sink
+        self.eventLoop = configuration.eventLoopGroup?.nextLoop()
+        self.eventLoopToken = EventLoop.makeToken()
         let placeholder = UnsafeMutableRawPointer(bitPattern: 1)!
         self.handle = try MosquittoHandle.create(clientID: clientID, cleanSession: configuration.cleanSession, userdata: placeholder)
         do {
@@ -155,7 +162,7 @@ final class MosquittoBridge: Sendable {
             state.publishes.forgetStale()
         }
         sink.bridgeConnectionDidChange(.connecting)
-        guard DriverThread.start({ [self] in runDriver() }) else {
+        guard startDriver() else {
             let error = MQTTError(.outOfMemory, operation: .connect, detail: "could not start the network thread")
             finishDriver(error: error)
             throw error
@@ -182,7 +189,7 @@ final class MosquittoBridge: Sendable {
         guard let exited else { return }
         failConnectAttempt(with: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"))
         handle.disconnect(reasonCode: reasonCode, properties: list)
-        sleeper.wake()
+        wakeDriver()
         try await exited.wait(timeout: timeout, operation: .disconnect)
     }
 
@@ -201,7 +208,7 @@ final class MosquittoBridge: Sendable {
         if driverRunning {
             failConnectAttempt(with: MQTTError(.clientClosed, operation: .connect))
             handle.disconnect()
-            sleeper.wake()
+            wakeDriver()
             let driverAlreadyExited = state.withLock { state in
                 state.closeUsesHandle = false
                 return !state.driverRunning
@@ -220,7 +227,28 @@ final class MosquittoBridge: Sendable {
         }
         failConnectAttempt(with: error)
         handle.disconnect()
+        wakeDriver()
+    }
+
+    /// Starts the session's driver: a thread of its own, or a place on the shared event loop.
+    private func startDriver() -> Bool {
+        guard let eventLoop else { return DriverThread.start { [self] in runOwnThread() } }
+        eventLoop.start(self)
+        return true
+    }
+
+    /// Tells the driver to look at the stop flag now: ends a reconnect backoff, or has the event
+    /// loop write a queued DISCONNECT.
+    private func wakeDriver() {
         sleeper.wake()
+        eventLoop?.wake(eventLoopToken)
+    }
+
+    /// Has the event loop write what a command just queued. (libmosquitto wakes its own
+    /// `mosquitto_loop` through a socket pair, which an event loop cannot watch.)
+    @inline(__always)
+    private func requestWrite() {
+        eventLoop?.requestWrite(eventLoopToken)
     }
 
     private func failConnectAttempt(with error: MQTTError) {
@@ -265,6 +293,7 @@ final class MosquittoBridge: Sendable {
                 throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
             }
             state.withLock { $0.publishes.ignore(mid) }
+            requestWrite()
             return MQTTPendingPublish(completed: MQTTPublishReceipt(messageID: messageID, qos: qos))
         }
         let promise = Promise<MQTTPublishReceipt>()
@@ -285,6 +314,7 @@ final class MosquittoBridge: Sendable {
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
         }
+        requestWrite()
         sink.bridgePendingPublishesDidChange(pendingCount)
         if let early {
             promise.complete(early)
@@ -300,6 +330,7 @@ final class MosquittoBridge: Sendable {
         try requireConnected(for: .subscribe)
         let (rc, mid) = handle.subscribe(filters: filters, qos: qos, options: options, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .subscribe) }
+        requestWrite()
         let promise = Promise<SubscribeAcknowledgement>()
         if let early = state.withLock({ $0.subscribes.register(promise, for: mid) }) {
             promise.complete(early)
@@ -315,6 +346,7 @@ final class MosquittoBridge: Sendable {
         try requireConnected(for: .unsubscribe)
         let (rc, mid) = handle.unsubscribe(filters: filters, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .unsubscribe) }
+        requestWrite()
         let promise = Promise<MQTTProperties>()
         if let early = state.withLock({ $0.unsubscribes.register(promise, for: mid) }) {
             promise.complete(early)
@@ -368,63 +400,118 @@ final class MosquittoBridge: Sendable {
 
     // MARK: Driver
 
-    /// The body of the driver thread: connect, loop, reconnect per policy, then clean up.
-    private func runDriver() {
+    /// The body of the client's own driver thread: connect, loop, reconnect per policy, then
+    /// clean up. (An ``EventLoop`` runs the same steps for many sessions at once.)
+    private func runOwnThread() {
+        DriverThread.setName("mqtt-client")
+        guard openSession() else { return }
+        var pass = DriverPass()
+        var stoppingIterations = 0
+        var loopTimeout = Self.idleLoopTimeout
+        while true {
+            let stopping = isStopRequested
+            if stopping {
+                // Give a queued DISCONNECT up to ~5 s to be written, then give up on the socket.
+                if !handle.hasSocket || stoppingIterations >= 50 { break }
+                stoppingIterations += 1
+            }
+            prepareForPass(&pass, stopping: stopping)
+            let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
+            if rc == MOSQ_ERR_SUCCESS.rawValue {
+                loopTimeout = completePass(&pass)
+                continue
+            }
+            guard let delay = connectionFailed(rc: rc, &pass) else { break }
+            sleeper.sleep(delay)
+            if isStopRequested { break }
+            reconnectSocket()
+        }
+        closeSession()
+    }
+
+    // MARK: Session steps (the driver's thread)
+
+    /// What the driver of a session keeps between its passes over the connection.
+    struct DriverPass {
+        /// Whether libmosquitto's log callback is installed.
+        var logging = true
+        /// When the dead-link watchdog last looked.
+        var lastWatchdogCheck = ContinuousClock.now
+    }
+
+    /// Whether the session should end (a disconnect, a close, a failed or abandoned connect).
+    var isStopRequested: Bool { state.withLock { $0.stopRequested } }
+
+    /// Makes the session's first connection: blocks on DNS, TCP and the TLS handshake, then queues
+    /// CONNECT. On failure the session has ended (``closeSession()`` is not called again).
+    ///
+    /// - Returns: Whether the session goes on.
+    func openSession() -> Bool {
         let keepAlive = Int(configuration.keepAlive.wholeSeconds)
         let properties: PropertyList
         do {
             properties = try propertyList(configuration.connectProperties, command: CMD_CONNECT, operation: .connect)
         } catch {
             finishDriver(error: error)
-            return
+            return false
         }
         let (rc, errno) = handle.connect(
             host: configuration.host, port: configuration.port, keepAlive: keepAlive, bindAddress: configuration.bindAddress, properties: properties
         )
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             finishDriver(error: connectError(rc: rc, errno: errno))
-            return
+            return false
         }
-        var stoppingIterations = 0
-        var loopTimeout = Self.idleLoopTimeout
-        var lastWatchdogCheck = ContinuousClock.now
-        var logging = true
-        while true {
-            let stopping = state.withLock { $0.stopRequested }
-            if stopping {
-                // Give a queued DISCONNECT up to ~5 s to be written, then give up on the socket.
-                if !handle.hasSocket || stoppingIterations >= 50 { break }
-                stoppingIterations += 1
-            }
-            // Log lines are needed while connecting (OpenSSL's reasons for a failed connect) and
-            // when someone reads them; otherwise libmosquitto need not format one per packet.
-            let wantsLogging = stopping || !isConnected || sink.wantsLog(.error)
-            if wantsLogging != logging {
-                handle.setLogging(wantsLogging)
-                logging = wantsLogging
-            }
-            let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
-            if rc == MOSQ_ERR_SUCCESS.rawValue {
-                resubscribeIfNeeded()
-                // The watchdog asks the kernel (TCP_INFO): at most every 100 ms, not per packet.
-                let now = ContinuousClock.now
-                if now - lastWatchdogCheck >= .milliseconds(100) {
-                    lastWatchdogCheck = now
-                    loopTimeout = watchForDeadLink()
-                }
-                continue
-            }
-            if !logging {
-                handle.setLogging(true)
-                logging = true
-            }
-            guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { break }
-            let delay = configuration.reconnect.delay(forAttempt: attempt)
-            sink.bridgeConnectionDidChange(.reconnecting(attempt: attempt, delay: delay))
-            sleeper.sleep(delay)
-            if state.withLock({ $0.stopRequested }) { break }
-            _ = handle.reconnect()  // on failure the next loop() returns MOSQ_ERR_NO_CONN at once
+        return true
+    }
+
+    /// Before a pass over the connection. Log lines are needed while connecting (OpenSSL's reasons
+    /// for a failed connect) and when someone reads them; otherwise libmosquitto need not format
+    /// one per packet.
+    func prepareForPass(_ pass: inout DriverPass, stopping: Bool) {
+        let wantsLogging = stopping || !isConnected || sink.wantsLog(.error)
+        if wantsLogging != pass.logging {
+            handle.setLogging(wantsLogging)
+            pass.logging = wantsLogging
         }
+    }
+
+    /// After a pass that left the connection healthy: subscribes again after a lost session, and
+    /// lets the dead-link watchdog look (it asks the kernel, `TCP_INFO`: at most every 100 ms,
+    /// not per packet).
+    ///
+    /// - Returns: How long (ms) the driver may wait for activity before the next pass.
+    func completePass(_ pass: inout DriverPass) -> Int32 {
+        resubscribeIfNeeded()
+        let now = ContinuousClock.now
+        guard now - pass.lastWatchdogCheck >= .milliseconds(100) else { return Self.idleLoopTimeout }
+        pass.lastWatchdogCheck = now
+        return watchForDeadLink()
+    }
+
+    /// After the connection failed (libmosquitto has closed the socket): decides, per the
+    /// reconnect policy, whether to reconnect, and reports `.reconnecting`.
+    ///
+    /// - Returns: The delay before ``reconnectSocket()``, or `nil` when the session ends.
+    func connectionFailed(rc: Int32, _ pass: inout DriverPass) -> Duration? {
+        if !pass.logging {
+            handle.setLogging(true)
+            pass.logging = true
+        }
+        guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { return nil }
+        let delay = configuration.reconnect.delay(forAttempt: attempt)
+        sink.bridgeConnectionDidChange(.reconnecting(attempt: attempt, delay: delay))
+        return delay
+    }
+
+    /// Connects again (blocking, like ``openSession()``). A failure shows as a missing socket, on
+    /// which the driver calls ``connectionFailed(rc:_:)`` again.
+    func reconnectSocket() {
+        _ = handle.reconnect()
+    }
+
+    /// Ends the session: fails what still waits and reports the disconnection.
+    func closeSession() {
         finishDriver(error: nil)
     }
 

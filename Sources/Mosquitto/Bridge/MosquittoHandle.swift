@@ -13,8 +13,9 @@ import Musl
 /// (`mosquitto_threaded_set(true)`) before it is shared: libmosquitto then guards its own state
 /// with its internal mutexes (`callback_mutex`, `out_packet_mutex`, `msgs_out.mutex`, ...), so the
 /// commands below may be called from any thread while the driver thread runs the network loop.
-/// The two exceptions are serialised by ``MosquittoBridge``: ``connect(host:port:keepAlive:bindAddress:)``,
-/// ``reconnect()`` and ``loop(timeoutMilliseconds:)`` run only on the driver thread, and
+/// The exceptions are serialised by ``MosquittoBridge``: ``connect(host:port:keepAlive:bindAddress:properties:)``,
+/// ``reconnect()``, ``loop(timeoutMilliseconds:)`` and the event-loop calls (``read(maxPackets:)``,
+/// ``write()``, ``keepAlive()``) run only on the thread driving the session at that moment, and
 /// ``destroy()`` runs exactly once, after the driver thread has ended.
 struct MosquittoHandle: @unchecked Sendable {
     let pointer: OpaquePointer
@@ -125,6 +126,45 @@ struct MosquittoHandle: @unchecked Sendable {
     /// a command queued on another thread), then reads, writes and handles keepalive.
     func loop(timeoutMilliseconds: Int32) -> Int32 {
         mosquitto_loop(pointer, timeoutMilliseconds, 1)
+    }
+
+    // MARK: Event-loop driving (the driver's thread only)
+
+    /// The connection's socket, or -1 without one.
+    var socket: Int32 {
+        mosquitto_socket(pointer)
+    }
+
+    /// Whether libmosquitto has bytes queued for the socket (or TLS wants to write).
+    var wantsWrite: Bool {
+        mosquitto_want_write(pointer)
+    }
+
+    /// Reads and handles what has arrived: `mosquitto_loop_read` (one packet per call for QoS 0)
+    /// repeated until the socket has nothing more (`EAGAIN`), the connection ended, or
+    /// `maxPackets` were read (the rest waits for the next readiness, so that one busy connection
+    /// cannot starve the others on its event loop).
+    ///
+    /// - Returns: `MOSQ_ERR_SUCCESS`, or the error with which libmosquitto closed the connection.
+    func read(maxPackets: Int) -> Int32 {
+        for _ in 0..<maxPackets {
+            errno = 0
+            let rc = mosquitto_loop_read(pointer, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
+            if errno == EAGAIN || errno == EWOULDBLOCK || mosquitto_socket(pointer) < 0 { break }
+        }
+        return MOSQ_ERR_SUCCESS.rawValue
+    }
+
+    /// `mosquitto_loop_write`: writes queued packets until done or the socket is full.
+    func write() -> Int32 {
+        mosquitto_loop_write(pointer, 1)
+    }
+
+    /// `mosquitto_loop_misc`: sends PINGREQ when due, or closes a connection whose PINGRESP
+    /// never came.
+    func keepAlive() -> Int32 {
+        mosquitto_loop_misc(pointer)
     }
 
     /// Installs or removes libmosquitto's log callback (driver thread, between loop iterations).

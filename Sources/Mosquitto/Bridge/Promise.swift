@@ -149,4 +149,13 @@ extension Duration {
 
     /// The duration in whole seconds, rounded down.
     var wholeSeconds: Int64 { components.seconds }
+
+    /// The duration in milliseconds, rounded up (so that a wait of it has surely passed), clamped
+    /// to `Int32` for `epoll_wait`; negative durations give 0.
+    var roundedUpMilliseconds: Int32 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0, attoseconds >= 0 || seconds > 0 else { return 0 }
+        let milliseconds = seconds * 1_000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return Int32(clamping: max(0, milliseconds))
+    }
 }

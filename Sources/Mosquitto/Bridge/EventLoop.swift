@@ -1,0 +1,449 @@
+import CMosquitto
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - EventLoop
+
+/// One thread that drives the sessions of many clients: it waits on all their sockets with
+/// `epoll` and runs libmosquitto's `mosquitto_loop_read`, `mosquitto_loop_write` and
+/// `mosquitto_loop_misc` for the ones that are ready or due.
+///
+/// DESIGN: libmosquitto's own loops cost a thread per client (`mosquitto_loop_start`, or our
+/// ``DriverThread``), which stops scaling at a few thousand connections. Here a session is an
+/// ``Entry`` in a table owned by the loop's thread; the per-session decisions (reconnect policy,
+/// dead-link watchdog, re-subscription, the end of the session) stay in ``MosquittoBridge``, whose
+/// session steps the loop calls exactly as the thread driver does. What blocks — the connect and
+/// reconnect calls (DNS, TCP, TLS handshake) — runs on the group's ``BlockingExecutor`` so that a
+/// slow broker never stalls the other sessions; the loop takes the socket over when it returns.
+///
+/// Other threads talk to the loop only through its inbox (a locked array plus an `eventfd`
+/// wake-up, written at most once until the loop has drained the inbox): new sessions, stop
+/// requests, and "this client queued a packet" (libmosquitto wakes its own `mosquitto_loop`
+/// through a private socket pair that an event loop cannot watch). Write requests are coalesced
+/// per client, so a burst of publishes costs one wake-up and one `mosquitto_loop_write`.
+///
+/// Every libmosquitto network call for a session happens on exactly one thread at a time: the
+/// loop's, or the executor's while the session is in ``Entry/Phase/connecting`` (when the loop
+/// leaves the handle alone). Callbacks therefore arrive on the loop's thread, as they would on a
+/// client's own driver thread.
+final class EventLoop: Sendable {
+    /// A message for the loop's thread.
+    private enum Message {
+        /// A new session: connect it (on the executor), then drive it.
+        case start(MosquittoBridge)
+        /// The executor finished a connect or reconnect for the session.
+        case connectReturned(UInt64, sessionGoesOn: Bool)
+        /// The client queued packets: write them.
+        case write(UInt64)
+        /// The client asked to stop: look at it now.
+        case wake(UInt64)
+        /// The group is gone: exit once no session is left.
+        case shutdown
+    }
+
+    private struct Inbox: ~Copyable {
+        var messages: [Message] = []
+        /// Clients with a `.write` message in `messages` (coalescing).
+        var writeQueued: Set<UInt64> = []
+        /// Whether the `eventfd` was written since the loop last drained the inbox.
+        var wakePending = false
+    }
+
+    private let epoll: Int32
+    private let wakeDescriptor: Int32
+    private let inbox = Locked(Inbox())
+    private let executor: BlockingExecutor
+    /// The loop's number in its group, for the thread name.
+    private let index: Int
+
+    private static let nextToken = Atomic<UInt64>(1)
+    /// The epoll token of the wake-up `eventfd`; sessions' tokens start at 1.
+    private static let wakeToken: UInt64 = 0
+
+    /// A new session key, unique in the process.
+    static func makeToken() -> UInt64 {
+        nextToken.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
+    /// Creates the loop's `epoll` instance and wake-up `eventfd` and starts its thread.
+    ///
+    /// - Throws: ``MQTTError`` with code ``MQTTError/Code/outOfMemory`` when the kernel refuses
+    ///   a descriptor or the thread.
+    init(index: Int, executor: BlockingExecutor) throws(MQTTError) {
+        self.index = index
+        self.executor = executor
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wakeDescriptor = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        guard epoll >= 0, wakeDescriptor >= 0,
+              swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_ADD, wakeDescriptor, EPOLLIN.rawValue, Self.wakeToken) == 0
+        else {
+            let reason = LibMosquitto.systemErrorString(errno)
+            Self.closeDescriptors(epoll, wakeDescriptor)
+            throw MQTTError(.outOfMemory, operation: .configure, detail: "could not create an event loop: \(reason)")
+        }
+        guard DriverThread.start({ [self] in run() }) else {
+            Self.closeDescriptors(epoll, wakeDescriptor)
+            throw MQTTError(.outOfMemory, operation: .configure, detail: "could not start an event loop thread")
+        }
+    }
+
+    private static func closeDescriptors(_ descriptors: Int32...) {
+        for descriptor in descriptors where descriptor >= 0 { close(descriptor) }
+    }
+
+    // MARK: Any thread
+
+    /// Starts driving `bridge`'s new session.
+    func start(_ bridge: MosquittoBridge) {
+        post(.start(bridge))
+    }
+
+    /// Has the loop write the packets the session with `token` has queued (coalesced).
+    func requestWrite(_ token: UInt64) {
+        let wake = inbox.withLock { inbox -> Bool in
+            guard inbox.writeQueued.insert(token).inserted else { return false }
+            inbox.messages.append(.write(token))
+            defer { inbox.wakePending = true }
+            return !inbox.wakePending
+        }
+        if wake { signal() }
+    }
+
+    /// Has the loop look at the session with `token` now (a stop was requested).
+    func wake(_ token: UInt64) {
+        post(.wake(token))
+    }
+
+    /// Lets the thread exit once it drives no session.
+    func shutdown() {
+        post(.shutdown)
+    }
+
+    private func post(_ message: Message) {
+        let wake = inbox.withLock { inbox -> Bool in
+            inbox.messages.append(message)
+            defer { inbox.wakePending = true }
+            return !inbox.wakePending
+        }
+        if wake { signal() }
+    }
+
+    private func signal() {
+        _ = eventfd_write(wakeDescriptor, 1)
+    }
+
+    // MARK: The loop's thread
+
+    /// A session the loop drives.
+    private struct Entry {
+        enum Phase {
+            /// The executor is connecting or reconnecting; the loop leaves the handle alone.
+            case connecting
+            /// Connected: `socket` is registered with epoll (and open until libmosquitto closes it).
+            case active(socket: Int32)
+            /// Waiting to reconnect.
+            case backingOff(until: ContinuousClock.Instant)
+        }
+
+        let bridge: MosquittoBridge
+        var phase = Phase.connecting
+        var pass = MosquittoBridge.DriverPass()
+        /// The epoll events registered for the socket.
+        var interest: UInt32 = 0
+        /// When the keepalive and the watchdog are next due.
+        var nextCheck = ContinuousClock.now
+        /// Set when a stop was first seen: the queued DISCONNECT has until then to be written.
+        var stopDeadline: ContinuousClock.Instant?
+    }
+
+    /// The state only the loop's thread touches.
+    private struct Driver: ~Copyable {
+        var entries: [UInt64: Entry] = [:]
+        var shuttingDown = false
+    }
+
+    /// How many packets one readiness may read from one connection before the others get a turn.
+    private static let readBudget = 64
+    /// How often the loop looks at every session for keepalive, watchdog, backoff and stop deadlines.
+    private static let sweepInterval = Duration.milliseconds(100)
+    /// The longest a session goes between two keepalive checks.
+    private static let checkInterval = Duration.seconds(1)
+    /// How long a queued DISCONNECT may take to be written.
+    private static let stopGracePeriod = Duration.seconds(5)
+
+    private func run() {
+        DriverThread.setName("mqtt-loop-\(index)")
+        var driver = Driver()
+        let capacity = 256
+        var tokens = [UInt64](repeating: 0, count: capacity)
+        var events = [UInt32](repeating: 0, count: capacity)
+        var nextSweep = ContinuousClock.now + Self.sweepInterval
+        while !(driver.shuttingDown && driver.entries.isEmpty) {
+            let timeout = (nextSweep - ContinuousClock.now).roundedUpMilliseconds
+            let count = tokens.withUnsafeMutableBufferPointer { tokens in
+                events.withUnsafeMutableBufferPointer { events in
+                    swift_mosquitto_epoll_wait(epoll, tokens.baseAddress, events.baseAddress, Int32(capacity), timeout)
+                }
+            }
+            for index in 0..<max(0, Int(count)) {
+                let token = tokens[index]
+                if token == Self.wakeToken {
+                    var value: eventfd_t = 0
+                    _ = eventfd_read(wakeDescriptor, &value)
+                    continue
+                }
+                let ready = events[index]
+                let readable = ready & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0
+                service(token, readable: readable, in: &driver)
+            }
+            drainInbox(into: &driver)
+            if ContinuousClock.now >= nextSweep {
+                sweep(&driver)
+                nextSweep = ContinuousClock.now + Self.sweepInterval
+            }
+        }
+        Self.closeDescriptors(epoll, wakeDescriptor)
+    }
+
+    private func drainInbox(into driver: inout Driver) {
+        let messages = inbox.withLock { inbox -> [Message] in
+            inbox.wakePending = false
+            inbox.writeQueued.removeAll(keepingCapacity: true)
+            defer { inbox.messages.removeAll(keepingCapacity: true) }
+            return inbox.messages
+        }
+        for message in messages {
+            switch message {
+            case .start(let bridge):
+                let token = bridge.eventLoopToken
+                driver.entries[token] = Entry(bridge: bridge)
+                executor.submit { [self] in
+                    let goesOn = bridge.openSession()
+                    post(.connectReturned(token, sessionGoesOn: goesOn))
+                }
+            case .connectReturned(let token, let goesOn):
+                guard goesOn else {
+                    // The session ended in openSession(); the bridge may already be released.
+                    driver.entries.removeValue(forKey: token)
+                    continue
+                }
+                attach(token, in: &driver)
+            case .write(let token):
+                service(token, readable: false, in: &driver)
+            case .wake(let token):
+                checkStop(token, in: &driver)
+            case .shutdown:
+                driver.shuttingDown = true
+            }
+        }
+    }
+
+    /// Takes over the socket of a session the executor has just (re)connected.
+    private func attach(_ token: UInt64, in driver: inout Driver) {
+        guard var entry = driver.entries[token] else { return }
+        let handle = entry.bridge.handle
+        let socket = handle.socket
+        guard socket >= 0 else {
+            // The reconnect failed; the policy decides what follows.
+            connectionEnded(token, rc: MOSQ_ERR_NO_CONN.rawValue, in: &driver)
+            return
+        }
+        entry.interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        guard swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_ADD, socket, entry.interest, token) == 0 else {
+            // Out of kernel memory for epoll: treat it as a lost connection (the reconnect
+            // policy may try again) rather than leave the session undriven.
+            driver.entries[token] = entry
+            handle.abortConnection()
+            connectionEnded(token, rc: MOSQ_ERR_ERRNO.rawValue, in: &driver)
+            return
+        }
+        entry.phase = .active(socket: socket)
+        entry.nextCheck = ContinuousClock.now
+        driver.entries[token] = entry
+        // CONNECT (and anything published meanwhile) is queued: write it now.
+        service(token, readable: false, in: &driver)
+        checkStop(token, in: &driver)
+    }
+
+    /// Reads (when the socket is readable) and writes what is queued, for one active session.
+    private func service(_ token: UInt64, readable: Bool, in driver: inout Driver) {
+        guard var entry = driver.entries[token], case .active(let socket) = entry.phase else { return }
+        let bridge = entry.bridge
+        let handle = bridge.handle
+        bridge.prepareForPass(&entry.pass, stopping: entry.stopDeadline != nil)
+        var rc = MOSQ_ERR_SUCCESS.rawValue
+        if readable {
+            rc = handle.read(maxPackets: Self.readBudget)
+        }
+        // Reading may have queued acknowledgements (PUBACK, PUBREC, ...): write them too.
+        if rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket, handle.wantsWrite {
+            rc = handle.write()
+        }
+        guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
+            driver.entries[token] = entry
+            // libmosquitto closed the socket (which also took it out of epoll): lost, or the
+            // DISCONNECT was written.
+            connectionEnded(token, rc: rc == MOSQ_ERR_SUCCESS.rawValue ? MOSQ_ERR_NO_CONN.rawValue : rc, in: &driver)
+            return
+        }
+        let interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (handle.wantsWrite ? EPOLLOUT.rawValue : 0)
+        if interest != entry.interest, swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_MOD, socket, interest, token) == 0 {
+            entry.interest = interest
+        }
+        let wait = bridge.completePass(&entry.pass)
+        entry.nextCheck = min(entry.nextCheck, ContinuousClock.now + .milliseconds(Int(wait)))
+        driver.entries[token] = entry
+    }
+
+    /// The session's connection is gone (libmosquitto has closed the socket): reconnect per the
+    /// policy, or end the session.
+    private func connectionEnded(_ token: UInt64, rc: Int32, in driver: inout Driver) {
+        guard var entry = driver.entries[token] else { return }
+        if let delay = entry.bridge.connectionFailed(rc: rc, &entry.pass), entry.stopDeadline == nil {
+            entry.phase = .backingOff(until: ContinuousClock.now + delay)
+            driver.entries[token] = entry
+            // A stop requested meanwhile ends the backoff at once.
+            checkStop(token, in: &driver)
+        } else {
+            end(token, in: &driver)
+        }
+    }
+
+    /// Removes the session and ends it in the bridge (which may then destroy the handle).
+    private func end(_ token: UInt64, in driver: inout Driver) {
+        guard let entry = driver.entries.removeValue(forKey: token) else { return }
+        if case .active(let socket) = entry.phase, entry.bridge.handle.socket == socket {
+            // Still open (a DISCONNECT that could not be written in time): unregister it before
+            // the handle is destroyed and the number reused.
+            _ = swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_DEL, socket, 0, token)
+        }
+        entry.bridge.closeSession()
+    }
+
+    /// Acts on a requested stop: ends a backoff at once; gives an active connection's queued
+    /// DISCONNECT ``stopGracePeriod`` to be written.
+    private func checkStop(_ token: UInt64, in driver: inout Driver) {
+        guard var entry = driver.entries[token], entry.bridge.isStopRequested else { return }
+        switch entry.phase {
+        case .connecting:
+            return  // the executor's call returns first
+        case .backingOff:
+            end(token, in: &driver)
+        case .active:
+            if entry.stopDeadline == nil {
+                entry.stopDeadline = ContinuousClock.now + Self.stopGracePeriod
+                driver.entries[token] = entry
+            }
+            service(token, readable: false, in: &driver)
+        }
+    }
+
+    /// Keepalive, watchdog, backoff ends and stop deadlines, for every session that is due.
+    private func sweep(_ driver: inout Driver) {
+        let now = ContinuousClock.now
+        for token in Array(driver.entries.keys) {
+            guard let entry = driver.entries[token] else { continue }
+            switch entry.phase {
+            case .connecting:
+                continue
+            case .backingOff(let until):
+                if entry.bridge.isStopRequested {
+                    end(token, in: &driver)
+                } else if now >= until {
+                    driver.entries[token]?.phase = .connecting
+                    let bridge = entry.bridge
+                    executor.submit { [self] in
+                        bridge.reconnectSocket()
+                        post(.connectReturned(token, sessionGoesOn: true))
+                    }
+                }
+            case .active(let socket):
+                if let deadline = entry.stopDeadline, now >= deadline {
+                    end(token, in: &driver)
+                    continue
+                }
+                guard now >= entry.nextCheck else { continue }
+                driver.entries[token]?.nextCheck = now + Self.checkInterval
+                let handle = entry.bridge.handle
+                let rc = handle.keepAlive()
+                guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
+                    connectionEnded(token, rc: rc == MOSQ_ERR_SUCCESS.rawValue ? MOSQ_ERR_NO_CONN.rawValue : rc, in: &driver)
+                    continue
+                }
+                // A PINGREQ may be queued; service() also runs the watchdog and re-subscription.
+                service(token, readable: false, in: &driver)
+                checkStop(token, in: &driver)
+            }
+        }
+    }
+}
+
+// MARK: - BlockingExecutor
+
+/// A few threads for the calls that block: libmosquitto's connect and reconnect (DNS, TCP, the
+/// TLS handshake). Shared by a group's event loops, so that a slow connection attempt holds up
+/// other attempts at most, never the established connections.
+final class BlockingExecutor: Sendable {
+    private struct Queue: ~Copyable {
+        var jobs: [@Sendable () -> Void] = []
+        var head = 0
+        var stopped = false
+    }
+
+    private let queue = Locked(Queue())
+    /// Signalled once per job, and once per thread at shutdown.
+    private let available = DispatchSemaphore(value: 0)
+    private let numberOfThreads: Int
+
+    /// Starts `numberOfThreads` threads.
+    ///
+    /// - Throws: ``MQTTError`` with code ``MQTTError/Code/outOfMemory`` when a thread cannot start.
+    init(numberOfThreads: Int) throws(MQTTError) {
+        self.numberOfThreads = numberOfThreads
+        for index in 0..<numberOfThreads {
+            guard DriverThread.start({ [self] in run(index: index) }) else {
+                shutdown()
+                throw MQTTError(.outOfMemory, operation: .configure, detail: "could not start a connect thread")
+            }
+        }
+    }
+
+    /// Runs `job` on one of the threads, in submission order.
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        queue.withLock { $0.jobs.append(job) }
+        available.signal()
+    }
+
+    /// Lets the threads exit once the queue is empty.
+    func shutdown() {
+        queue.withLock { $0.stopped = true }
+        for _ in 0..<numberOfThreads { available.signal() }
+    }
+
+    private func run(index: Int) {
+        DriverThread.setName("mqtt-connect-\(index)")
+        while true {
+            available.wait()
+            let job: (@Sendable () -> Void)? = queue.withLock { queue in
+                guard queue.head < queue.jobs.count else { return nil }
+                let job = queue.jobs[queue.head]
+                queue.head += 1
+                if queue.head == queue.jobs.count {
+                    queue.jobs.removeAll(keepingCapacity: true)
+                    queue.head = 0
+                }
+                return job
+            }
+            if let job {
+                job()
+            } else if queue.withLock({ $0.stopped }) {
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Mosquitto
+import MosquittoTesting
+import Testing
+
+/// The shared event-loop driver. (scripts/test.sh also runs every integration suite with
+/// `MQTT_TEST_DRIVER=event-loop`, so each behaviour tested elsewhere is tested on it too.)
+@Suite("Event-loop group", .serialized, .timeLimit(.minutes(1)))
+struct EventLoopGroupTests {
+    /// The IDs of this process's threads named `name` (or starting with it).
+    private func threads(named name: String) -> Set<String> {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return Set(tasks.filter { task in
+            let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+            return comm.hasPrefix(name)
+        })
+    }
+
+    @Test("300 clients on one event-loop thread each receive their own message, without a network thread each")
+    func manyClientsOnOneThread() async throws {
+        try await withMosquittoBroker { broker in
+            let group = try MQTTEventLoopGroup(numberOfThreads: 1)
+            let clientThreadsBefore = threads(named: "mqtt-client")
+            let root = uniqueTopic()
+            var clients: [MQTTClient] = []
+            var collectors: [MessageCollector] = []
+            for index in 0..<300 {
+                let client = try makeClient(broker, clientID: uniqueClientID("g\(index)")) { $0.eventLoopGroup = group }
+                try await client.connect()
+                collectors.append(MessageCollector(try await client.subscribe(to: "\(root)/\(index)", qos: .atLeastOnce)))
+                clients.append(client)
+            }
+            // Thread-per-client would have started 300 "mqtt-client" threads; other suites running
+            // in parallel start a few.
+            let newClientThreads = threads(named: "mqtt-client").subtracting(clientThreadsBefore)
+            #expect(newClientThreads.count < 100, "\(newClientThreads.count) new per-client threads")
+            let publisher = try await connectedClient(broker)
+            for index in 0..<300 {
+                try await publisher.publish(to: "\(root)/\(index)", payload: "for \(index)", qos: .atLeastOnce)
+            }
+            for (index, collector) in collectors.enumerated() {
+                let messages = try await collector.waitFor(1, timeout: .seconds(10))
+                #expect(messages.map(\.payloadString) == ["for \(index)"])
+            }
+            for client in clients { try await client.disconnect() }
+        }
+    }
+
+    @Test("clients on a two-thread group exchange QoS 0, 1 and 2 messages in order")
+    func exchangesEveryQoS() async throws {
+        try await withMosquittoBroker { broker in
+            let group = try MQTTEventLoopGroup(numberOfThreads: 2)
+            let subscriber = try await connectedClient(broker) { $0.eventLoopGroup = group }
+            let publisher = try await connectedClient(broker) { $0.eventLoopGroup = group }
+            for qos in [MQTTQoS.atMostOnce, .atLeastOnce, .exactlyOnce] {
+                let topic = uniqueTopic()
+                let collector = MessageCollector(try await subscriber.subscribe(to: topic, qos: qos))
+                for number in 0..<500 {
+                    try await publisher.publish(to: topic, payload: "\(number)", qos: qos)
+                }
+                let messages = try await collector.waitFor(500)
+                #expect(messages.map(\.payloadString) == (0..<500).map { "\($0)" }, "QoS \(qos)")
+                #expect(messages.allSatisfy { $0.qos == qos })
+            }
+            try await publisher.disconnect()
+            try await subscriber.disconnect()
+        }
+    }
+
+    @Test("a group's threads end once the group and its clients are released")
+    func threadsEndWithTheGroup() async throws {
+        _ = testEventLoopGroup  // made now, so that its threads are not counted as ours
+        let before = threads(named: "mqtt-loop")
+        try await withMosquittoBroker { broker in
+            var group: MQTTEventLoopGroup? = try MQTTEventLoopGroup(numberOfThreads: 3, numberOfConnectThreads: 1)
+            #expect(group?.numberOfThreads == 3)
+            var client: MQTTClient? = try await connectedClient(broker) { $0.eventLoopGroup = group }
+            let ours = threads(named: "mqtt-loop").subtracting(before)
+            #expect(ours.count == 3)
+            try await client?.disconnect()
+            client = nil
+            group = nil
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !threads(named: "mqtt-loop").isDisjoint(with: ours), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(threads(named: "mqtt-loop").isDisjoint(with: ours))
+        }
+    }
+
+    @Test("a group needs 1 to 64 threads of each kind")
+    func validatesThreadCounts() {
+        for (loops, connectors, named) in [(0, 1, "numberOfThreads"), (65, 1, "numberOfThreads"), (1, 0, "numberOfConnectThreads"), (1, 65, "numberOfConnectThreads")] {
+            do {
+                _ = try MQTTEventLoopGroup(numberOfThreads: loops, numberOfConnectThreads: connectors)
+                Issue.record("\(loops) loop and \(connectors) connect threads were accepted")
+            } catch {
+                #expect(error.code == .invalidConfiguration)
+                #expect(error.detail?.contains(named) == true)
+            }
+        }
+    }
+}
