@@ -80,9 +80,23 @@ enum SwiftRoles {
     /// How long without progress before a publisher calls the rest lost (ms); as in roles.c.
     static let stallMilliseconds: Int32 = 3000
 
+    /// The network driver: the client's own thread (the default, like the C baseline's
+    /// `mosquitto_loop_start`), or with `MQTT_BENCH_SWIFT_DRIVER=event-loop` a one-thread
+    /// ``MQTTEventLoopGroup``.
+    static let eventLoopGroup: MQTTEventLoopGroup? = {
+        guard let driver = getenv("MQTT_BENCH_SWIFT_DRIVER").map({ String(cString: $0) }), driver == "event-loop" else { return nil }
+        do {
+            return try MQTTEventLoopGroup(numberOfThreads: 1, numberOfConnectThreads: 1)
+        } catch {
+            printError("swift role: \(error)")
+            exit(1)
+        }
+    }()
+
     /// A connected client configured like the C baseline's.
     static func connectedClient(_ options: SwiftRoleOptions) async throws -> MQTTClient {
         var configuration = MQTTConfiguration(host: options.host, port: options.port)
+        configuration.eventLoopGroup = eventLoopGroup
         configuration.maxInflightMessages = options.maxInflight
         configuration.reconnect = .disabled
         configuration.tcpNoDelay = true

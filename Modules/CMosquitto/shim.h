@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -24,6 +25,51 @@ static inline long long swift_mosquitto_milliseconds_since_receive(int fd) {
         return -1;
     }
     return (long long)info.tcpi_last_data_recv;
+}
+
+/// Closes the socket pair that libmosquitto opens in every handle to wake its own `select()`
+/// loop (`mosquitto_loop`), for a handle that an event loop drives instead: there the pair is
+/// never read, so it only costs two descriptors per client and a wasted `write()` per packet.
+///
+/// The pair is private to libmosquitto: the client library's `struct mosquitto` begins with
+/// `sock, sockpairR, sockpairW` (libmosquitto 2.0, `mosquitto_internal.h`), and libmosquitto
+/// supports a handle without the pair (`socketpair()` may fail; it then skips the wake-up
+/// writes). Because that layout is not public, it is verified first, on the handle itself: the
+/// first field must be the (still closed) socket, and the next two must be a connected pair of
+/// Unix sockets (a byte written to the one is read from the other). Only then are both closed
+/// and marked absent. Call it before the handle is shared with another thread.
+///
+/// Returns 1 if the pair was closed, 0 if the layout did not match (the handle is unchanged).
+static inline int swift_mosquitto_close_wakeup_pair(struct mosquitto *mosq) {
+    int *fields = (int *)mosq;
+    if (fields[0] != -1 || mosquitto_socket(mosq) != -1) {
+        return 0;
+    }
+    int reader = fields[1], writer = fields[2];
+    if (reader < 0 || writer < 0 || reader == writer) {
+        return 0;
+    }
+    int domain = 0;
+    socklen_t length = sizeof(domain);
+    if (getsockopt(writer, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 || domain != AF_UNIX) {
+        return 0;
+    }
+    length = sizeof(domain);
+    if (getsockopt(reader, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 || domain != AF_UNIX) {
+        return 0;
+    }
+    char probe = 0x5a, echo = 0;
+    if (send(writer, &probe, 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1) {
+        return 0;
+    }
+    if (recv(reader, &echo, 1, MSG_DONTWAIT) != 1 || echo != probe) {
+        return 0;
+    }
+    fields[1] = -1;
+    fields[2] = -1;
+    close(reader);
+    close(writer);
+    return 1;
 }
 
 /// Names the calling thread (15 bytes at most), as `top -H` and debuggers show it.

@@ -88,6 +88,23 @@ struct EventLoopGroupTests {
         }
     }
 
+    @Test("a client on an event loop holds one descriptor (its socket), not libmosquitto's two more for waking its own loop")
+    func oneDescriptorPerClient() async throws {
+        let group = try MQTTEventLoopGroup()
+        func openDescriptors() -> Int {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
+        }
+        let before = openDescriptors()
+        let clients = try (0..<200).map { index in
+            var configuration = MQTTConfiguration(clientID: "fd-\(index)")
+            configuration.eventLoopGroup = group
+            return try MQTTClient(configuration: configuration)
+        }
+        let opened = openDescriptors() - before
+        // With libmosquitto's socket pair it would be 400 (other suites running meanwhile open a few).
+        #expect(opened < 100, "\(opened) descriptors for \(clients.count) unconnected clients")
+    }
+
     @Test("a group needs 1 to 64 threads of each kind")
     func validatesThreadCounts() {
         for (loops, connectors, named) in [(0, 1, "numberOfThreads"), (65, 1, "numberOfThreads"), (1, 0, "numberOfConnectThreads"), (1, 65, "numberOfConnectThreads")] {

@@ -246,22 +246,26 @@ final class EventLoop: Sendable {
     /// Takes over the socket of a session the executor has just (re)connected.
     private func attach(_ token: UInt64, in driver: inout Driver) {
         guard var entry = driver.entries[token] else { return }
-        let handle = entry.bridge.handle
-        let socket = handle.socket
-        guard socket >= 0 else {
+        let bridge = entry.bridge
+        let interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        let socket = bridge.loopSocket.withLock { attached -> Int32? in
+            let socket = bridge.handle.socket
+            guard socket >= 0 else { return nil }
+            guard swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_ADD, socket, interest, token) == 0 else {
+                // Out of kernel memory for epoll: treat it as a lost connection (the reconnect
+                // policy may try again) rather than leave the session undriven.
+                bridge.handle.abortConnection()
+                return nil
+            }
+            attached = socket
+            return socket
+        }
+        guard let socket else {
             // The reconnect failed; the policy decides what follows.
             connectionEnded(token, rc: MOSQ_ERR_NO_CONN.rawValue, in: &driver)
             return
         }
-        entry.interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
-        guard swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_ADD, socket, entry.interest, token) == 0 else {
-            // Out of kernel memory for epoll: treat it as a lost connection (the reconnect
-            // policy may try again) rather than leave the session undriven.
-            driver.entries[token] = entry
-            handle.abortConnection()
-            connectionEnded(token, rc: MOSQ_ERR_ERRNO.rawValue, in: &driver)
-            return
-        }
+        entry.interest = interest
         entry.phase = .active(socket: socket)
         entry.nextCheck = ContinuousClock.now
         driver.entries[token] = entry
@@ -270,34 +274,51 @@ final class EventLoop: Sendable {
         checkStop(token, in: &driver)
     }
 
-    /// Reads (when the socket is readable) and writes what is queued, for one active session.
-    private func service(_ token: UInt64, readable: Bool, in driver: inout Driver) {
+    /// Reads (when the socket is readable), writes what is queued, and lets the bridge complete
+    /// the pass, for one active session. Everything that touches the connection happens under
+    /// its ``MosquittoBridge/loopSocket`` lock, which a publishing thread may hold instead to
+    /// write directly (and which tells whether the socket is still the one registered here: a
+    /// failed write on that thread closes it, and its number may then be reused by another
+    /// connection, which epoll_ctl must never touch).
+    private func service(_ token: UInt64, readable: Bool, keepAlive: Bool = false, in driver: inout Driver) {
         guard var entry = driver.entries[token], case .active(let socket) = entry.phase else { return }
         let bridge = entry.bridge
         let handle = bridge.handle
-        bridge.prepareForPass(&entry.pass, stopping: entry.stopDeadline != nil)
-        var rc = MOSQ_ERR_SUCCESS.rawValue
-        if readable {
-            rc = handle.read(maxPackets: Self.readBudget)
+        let stopping = entry.stopDeadline != nil
+        let failure = bridge.loopSocket.withLock { attached -> Int32? in
+            guard attached == socket, handle.socket == socket else { return MOSQ_ERR_NO_CONN.rawValue }
+            bridge.prepareForPass(&entry.pass, stopping: stopping)
+            var rc = MOSQ_ERR_SUCCESS.rawValue
+            if keepAlive {
+                rc = handle.keepAlive()
+            }
+            if rc == MOSQ_ERR_SUCCESS.rawValue, readable, handle.socket == socket {
+                rc = handle.read(maxPackets: Self.readBudget)
+            }
+            // Reading may have queued acknowledgements (PUBACK, PUBREC, ...): write them too.
+            if rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket, handle.wantsWrite {
+                rc = handle.write()
+            }
+            guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
+                // libmosquitto closed the socket (which also took it out of epoll): the
+                // connection was lost, or the DISCONNECT was written.
+                attached = -1
+                return rc == MOSQ_ERR_SUCCESS.rawValue ? MOSQ_ERR_NO_CONN.rawValue : rc
+            }
+            let interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (handle.wantsWrite ? EPOLLOUT.rawValue : 0)
+            if interest != entry.interest, swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_MOD, socket, interest, token) == 0 {
+                entry.interest = interest
+            }
+            // Re-subscription and the dead-link watchdog (which may shut the socket down: only
+            // while it is surely this connection's).
+            let wait = bridge.completePass(&entry.pass)
+            entry.nextCheck = min(entry.nextCheck, ContinuousClock.now + .milliseconds(Int(wait)))
+            return nil
         }
-        // Reading may have queued acknowledgements (PUBACK, PUBREC, ...): write them too.
-        if rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket, handle.wantsWrite {
-            rc = handle.write()
-        }
-        guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
-            driver.entries[token] = entry
-            // libmosquitto closed the socket (which also took it out of epoll): lost, or the
-            // DISCONNECT was written.
-            connectionEnded(token, rc: rc == MOSQ_ERR_SUCCESS.rawValue ? MOSQ_ERR_NO_CONN.rawValue : rc, in: &driver)
-            return
-        }
-        let interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (handle.wantsWrite ? EPOLLOUT.rawValue : 0)
-        if interest != entry.interest, swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_MOD, socket, interest, token) == 0 {
-            entry.interest = interest
-        }
-        let wait = bridge.completePass(&entry.pass)
-        entry.nextCheck = min(entry.nextCheck, ContinuousClock.now + .milliseconds(Int(wait)))
         driver.entries[token] = entry
+        if let failure {
+            connectionEnded(token, rc: failure, in: &driver)
+        }
     }
 
     /// The session's connection is gone (libmosquitto has closed the socket): reconnect per the
@@ -317,12 +338,16 @@ final class EventLoop: Sendable {
     /// Removes the session and ends it in the bridge (which may then destroy the handle).
     private func end(_ token: UInt64, in driver: inout Driver) {
         guard let entry = driver.entries.removeValue(forKey: token) else { return }
-        if case .active(let socket) = entry.phase, entry.bridge.handle.socket == socket {
-            // Still open (a DISCONNECT that could not be written in time): unregister it before
-            // the handle is destroyed and the number reused.
-            _ = swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_DEL, socket, 0, token)
+        let bridge = entry.bridge
+        bridge.loopSocket.withLock { attached in
+            if case .active(let socket) = entry.phase, attached == socket, bridge.handle.socket == socket {
+                // Still open (a DISCONNECT that could not be written in time): unregister it
+                // before the handle is destroyed and the number reused.
+                _ = swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_DEL, socket, 0, token)
+            }
+            attached = -1
         }
-        entry.bridge.closeSession()
+        bridge.closeSession()
     }
 
     /// Acts on a requested stop: ends a backoff at once; gives an active connection's queued
@@ -362,21 +387,16 @@ final class EventLoop: Sendable {
                         post(.connectReturned(token, sessionGoesOn: true))
                     }
                 }
-            case .active(let socket):
+            case .active:
                 if let deadline = entry.stopDeadline, now >= deadline {
                     end(token, in: &driver)
                     continue
                 }
                 guard now >= entry.nextCheck else { continue }
                 driver.entries[token]?.nextCheck = now + Self.checkInterval
-                let handle = entry.bridge.handle
-                let rc = handle.keepAlive()
-                guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
-                    connectionEnded(token, rc: rc == MOSQ_ERR_SUCCESS.rawValue ? MOSQ_ERR_NO_CONN.rawValue : rc, in: &driver)
-                    continue
-                }
-                // A PINGREQ may be queued; service() also runs the watchdog and re-subscription.
-                service(token, readable: false, in: &driver)
+                // Keepalive (a PINGREQ, or closing a link whose PINGRESP never came), then the
+                // watchdog; and a stop that is due.
+                service(token, readable: false, keepAlive: true, in: &driver)
                 checkStop(token, in: &driver)
             }
         }

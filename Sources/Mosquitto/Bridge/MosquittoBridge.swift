@@ -87,6 +87,9 @@ final class MosquittoBridge: Sendable {
     private let eventLoop: EventLoop?
     /// This bridge's key in ``eventLoop``.
     let eventLoopToken: UInt64
+    /// On an event loop: the socket the loop has registered for this client (-1 when none), and
+    /// the lock under which the loop, or a thread writing directly, does the connection's I/O.
+    let loopSocket = Locked<Int32>(-1)
     private let sink: any BridgeEventSink
 
     /// Creates the handle and applies the configuration.
@@ -99,7 +102,9 @@ final class MosquittoBridge: Sendable {
         self.eventLoop = configuration.eventLoopGroup?.nextLoop()
         self.eventLoopToken = EventLoop.makeToken()
         let placeholder = UnsafeMutableRawPointer(bitPattern: 1)!
-        self.handle = try MosquittoHandle.create(clientID: clientID, cleanSession: configuration.cleanSession, userdata: placeholder)
+        self.handle = try MosquittoHandle.create(
+            clientID: clientID, cleanSession: configuration.cleanSession, userdata: placeholder, forEventLoop: eventLoop != nil
+        )
         do {
             try handle.apply(configuration)
             _ = try PropertyList(configuration.connectProperties, command: Int32(CMD_CONNECT), operation: .configure)
@@ -244,11 +249,33 @@ final class MosquittoBridge: Sendable {
         eventLoop?.wake(eventLoopToken)
     }
 
-    /// Has the event loop write what a command just queued. (libmosquitto wakes its own
-    /// `mosquitto_loop` through a socket pair, which an event loop cannot watch.)
-    @inline(__always)
+    /// Writes what a command just queued, on an event loop's connection: at once on the calling
+    /// thread when the loop is not busy with this connection, otherwise through the loop.
+    ///
+    /// DESIGN: libmosquitto wakes its own `mosquitto_loop` through a private socket pair, which
+    /// an event loop cannot watch, so the loop must be told. Writing here instead saves the
+    /// wake-up and the hop to the loop's thread, as libmosquitto's single-threaded mode does:
+    /// a request–response round trip then crosses threads once (the answer, to the waiting task)
+    /// instead of twice. The connection's I/O lock (``loopSocket``) keeps this write and the
+    /// loop's reads from running at the same time (OpenSSL needs that), and the loop itself is
+    /// never waited for: when it holds the lock, it is asked to write instead (coalesced, so a
+    /// burst of publishes costs it one write pass).
     private func requestWrite() {
-        eventLoop?.requestWrite(eventLoopToken)
+        guard let eventLoop else { return }
+        let written = loopSocket.withLockIfAvailable { attached -> Bool in
+            let socket = handle.socket
+            guard attached >= 0, socket == attached else { return false }
+            let rc = handle.write()
+            guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
+                // libmosquitto closed the socket; the loop, told below, applies the policy.
+                attached = -1
+                return false
+            }
+            return !handle.wantsWrite
+        } ?? false
+        if !written {
+            eventLoop.requestWrite(eventLoopToken)
+        }
     }
 
     private func failConnectAttempt(with error: MQTTError) {
@@ -314,8 +341,10 @@ final class MosquittoBridge: Sendable {
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
             throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
         }
-        requestWrite()
+        // The count is reported before the packet can go out, so that its acknowledgement's
+        // lower count cannot be overtaken by this one.
         sink.bridgePendingPublishesDidChange(pendingCount)
+        requestWrite()
         if let early {
             promise.complete(early)
         }
@@ -420,6 +449,17 @@ final class MosquittoBridge: Sendable {
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 loopTimeout = completePass(&pass)
                 continue
+            }
+            if rc == MOSQ_ERR_INVAL.rawValue, handle.socket >= FD_SETSIZE {
+                // mosquitto_loop waits with select(), which cannot take descriptor numbers of
+                // FD_SETSIZE (1,024) or more: in a process with that many files open, only an
+                // event loop can drive the connection.
+                requestStop(because: MQTTError(
+                    .notSupported, operation: isConnected ? .connection : .connect,
+                    detail: "the connection's descriptor is \(handle.socket), and a client's own network thread (libmosquitto's select() loop) "
+                        + "cannot use descriptors above \(FD_SETSIZE - 1); use an MQTTEventLoopGroup (MQTTConfiguration.eventLoopGroup)"
+                ))
+                break
             }
             guard let delay = connectionFailed(rc: rc, &pass) else { break }
             sleeper.sleep(delay)

@@ -24,12 +24,22 @@ struct MosquittoHandle: @unchecked Sendable {
 
     /// `mosquitto_new` with `userdata`, then threaded mode and the callbacks.
     ///
+    /// - Parameter forEventLoop: Whether an ``EventLoop`` will drive the handle: then the socket
+    ///   pair that wakes libmosquitto's own loop is closed (one descriptor per client instead
+    ///   of three, and no wasted `write()` per packet).
     /// - Throws: ``MQTTError`` for an invalid ID or no memory.
-    static func create(clientID: String, cleanSession: Bool, userdata: UnsafeMutableRawPointer) throws(MQTTError) -> MosquittoHandle {
+    static func create(
+        clientID: String, cleanSession: Bool, userdata: UnsafeMutableRawPointer, forEventLoop: Bool
+    ) throws(MQTTError) -> MosquittoHandle {
         LibMosquitto.ensureInitialized()
         guard let pointer = mosquitto_new(clientID, cleanSession, userdata) else {
             let code: MQTTError.Code = errno == ENOMEM ? .outOfMemory : .invalidConfiguration
             throw MQTTError(code, operation: .configure, detail: "mosquitto_new rejected the client ID or session settings")
+        }
+        if forEventLoop {
+            // If libmosquitto's private layout is not the expected one, the pair stays: it only
+            // costs descriptors and a write per packet.
+            _ = swift_mosquitto_close_wakeup_pair(pointer)
         }
         let handle = MosquittoHandle(pointer: pointer)
         _ = mosquitto_threaded_set(pointer, true)

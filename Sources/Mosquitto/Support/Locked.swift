@@ -16,7 +16,8 @@ import Darwin
 /// ThreadSanitizer intercepts pthread mutexes. An uncontended `pthread_mutex_lock` costs about the
 /// same as `Mutex`'s fast path.
 ///
-/// `@unchecked Sendable` is safe: `value` is only reached through ``withLock(_:)``, which holds
+/// `@unchecked Sendable` is safe: `value` is only reached through ``withLock(_:)`` and
+/// ``withLockIfAvailable(_:)``, which hold
 /// the mutex for the whole access, and the mutex lives in its own allocation (never moved).
 final class Locked<Value: ~Copyable>: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
@@ -40,6 +41,14 @@ final class Locked<Value: ~Copyable>: @unchecked Sendable {
     /// libmosquitto from `body`.
     func withLock<Result: ~Copyable, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
         pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+
+    /// Runs `body` with exclusive access to the value if the mutex is free right now (even the
+    /// calling thread holding it counts as taken); otherwise returns `nil` without waiting.
+    func withLockIfAvailable<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result? {
+        guard pthread_mutex_trylock(mutex) == 0 else { return nil }
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }
