@@ -36,10 +36,11 @@ enum ConnectionDriver: String, Sendable {
 
 /// The one place where the driver choice becomes client configuration.
 ///
-/// To wire the shared driver once `MQTTEventLoopGroup` exists: create the group in `init` for
-/// `.shared` (`try MQTTEventLoopGroup(numberOfThreads: options.driverThreads)`), set
-/// `configuration.eventLoopGroup = group` in ``configuration(forClient:)``, and shut it down in
-/// ``shutdown()``. Nothing else in the role knows which driver runs.
+/// To wire the shared driver once `MQTTEventLoopGroup` is merged: for `.shared`, create the group
+/// in `init` (`try MQTTEventLoopGroup(numberOfThreads: options.driverThreads)`, stored in a new
+/// `group` property), set `configuration.eventLoopGroup = group` in ``configuration(forClient:)``,
+/// and release it (or shut it down, if the group gets such a call) in ``shutdown()``. Nothing
+/// else in the role knows which driver runs.
 struct ClientFactory: Sendable {
     /// The role's settings.
     let options: ConnectionsRoleOptions
