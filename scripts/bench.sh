@@ -7,6 +7,8 @@
 #   bash scripts/bench.sh --quick        # CI-sized: 1 repetition, ~0.5 s per row
 #   bash scripts/bench.sh                # default: 3 repetitions (medians), 3 s per row, 1,000,000-message memory check
 #   bash scripts/bench.sh --help         # every option
+#   bash scripts/bench.sh connections --count 10000 --driver thread   # many clients in one process:
+#                                        # connect time, threads, peak RSS (connections --help)
 #
 # SCRATCH_PATH, when set, is the build directory (default: swift build's own).
 set -euo pipefail

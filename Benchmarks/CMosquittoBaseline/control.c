@@ -3,10 +3,12 @@
 #define _GNU_SOURCE
 #include "CMosquittoBaseline.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -157,6 +159,55 @@ long bench_peak_rss_kib(void) {
     long kib = -1;
     if (!field || sscanf(field + 6, "%ld", &kib) != 1) return -1;
     return kib;
+}
+
+long bench_thread_count(void) {
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buffer[4096];
+    ssize_t length = read(fd, buffer, sizeof(buffer) - 1);
+    close(fd);
+    if (length <= 0) return -1;
+    buffer[length] = 0;
+    const char *field = strstr(buffer, "Threads:");
+    long count = -1;
+    if (!field || sscanf(field + 8, "%ld", &count) != 1) return -1;
+    return count;
+}
+
+int bench_open_descriptors(long *count, long *highest) {
+    DIR *directory = opendir("/proc/self/fd");
+    if (!directory) return -1;
+    int own = dirfd(directory);
+    *count = 0;
+    *highest = -1;
+    struct dirent *entry;
+    while ((entry = readdir(directory)) != NULL) {
+        if (entry->d_name[0] == '.') continue;
+        long fd = strtol(entry->d_name, NULL, 10);
+        if (fd == own) continue;
+        *count += 1;
+        if (fd > *highest) *highest = fd;
+    }
+    closedir(directory);
+    return 0;
+}
+
+int bench_raise_open_file_limit(uint64_t wanted, uint64_t *soft, uint64_t *hard) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+    if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted) {
+        struct rlimit raised = {.rlim_cur = wanted, .rlim_max = wanted};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;  // EPERM without CAP_SYS_RESOURCE: keep the hard limit
+    }
+    if (limit.rlim_cur < limit.rlim_max) {
+        struct rlimit raised = {.rlim_cur = limit.rlim_max, .rlim_max = limit.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return -1;
+        limit = raised;
+    }
+    *soft = limit.rlim_cur;
+    *hard = limit.rlim_max;
+    return limit.rlim_cur >= wanted ? 0 : 1;
 }
 
 long bench_current_rss_kib(void) {

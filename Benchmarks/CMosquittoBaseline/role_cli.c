@@ -34,14 +34,15 @@ int bench_role_parse(int argc, char *const *argv, bench_role_spec *spec, char *e
     options->max_inflight = 20;
     options->idle_ms = 1000;
     if (argc < 2) {
-        snprintf(error, error_size, "expected publisher, subscriber or rtt");
+        snprintf(error, error_size, "expected publisher, subscriber, rtt or fanout");
         return -1;
     }
     if (strcmp(argv[1], "publisher") == 0) spec->kind = BENCH_ROLE_PUBLISHER;
     else if (strcmp(argv[1], "subscriber") == 0) spec->kind = BENCH_ROLE_SUBSCRIBER;
     else if (strcmp(argv[1], "rtt") == 0) spec->kind = BENCH_ROLE_ROUND_TRIPS;
+    else if (strcmp(argv[1], "fanout") == 0) spec->kind = BENCH_ROLE_FANOUT;
     else {
-        snprintf(error, error_size, "unknown role %s (expected publisher, subscriber or rtt)", argv[1]);
+        snprintf(error, error_size, "unknown role %s (expected publisher, subscriber, rtt or fanout)", argv[1]);
         return -1;
     }
     for (int index = 2; index < argc; index++) {
@@ -83,7 +84,7 @@ int bench_role_parse(int argc, char *const *argv, bench_role_spec *spec, char *e
         }
     }
     if (spec->kind != BENCH_ROLE_ROUND_TRIPS && !spec->control_path) {
-        snprintf(error, error_size, "--control is required for publisher and subscriber");
+        snprintf(error, error_size, "--control is required for publisher, subscriber and fanout");
         return -1;
     }
     if (spec->kind == BENCH_ROLE_ROUND_TRIPS && options->count == 0) {

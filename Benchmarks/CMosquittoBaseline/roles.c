@@ -361,3 +361,60 @@ int bench_c_round_trips(
     state_destroy(&state);
     return status;
 }
+
+// MARK: - Fan-out publisher (connections benchmark)
+
+int bench_c_fanout_publisher(const bench_role_options *options, bench_role_result *result) {
+    memset(result, 0, sizeof(*result));
+    client_state state;
+    state_init(&state);
+    struct mosquitto *mosq = connect_client(options, &state, 1, NULL, result);
+    if (!mosq) {
+        state_destroy(&state);
+        return -1;
+    }
+    char payload[64];
+    memset(payload, 'x', sizeof(payload));
+    int size = options->payload_size < (int)sizeof(payload) ? options->payload_size : (int)sizeof(payload);
+    char topic[512];
+    bench_control *control = options->control;
+
+    uint64_t cpu_start = bench_cpu_ns();
+    bench_control_publisher_started(control);
+    result->start_ns = bench_now_ns();
+    uint64_t sent = 0;
+    int status = 0;
+    for (; sent < options->count; sent++) {
+        snprintf(topic, sizeof(topic), "%s%llu", options->topic, (unsigned long long)sent);
+        int rc = mosquitto_publish(mosq, NULL, topic, size, payload, options->qos, false);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            fail(result, "publish to %s: %s", topic, mosquitto_strerror(rc));
+            status = -1;
+            break;
+        }
+    }
+    bench_control_publisher_finished(control, sent);
+    // QoS 1/2: libmosquitto queues beyond max in-flight; wait until every message was acknowledged.
+    uint64_t last_progress = bench_now_ns();
+    uint64_t last_acked = 0;
+    while (status == 0 && options->qos > 0) {
+        uint64_t acked = __atomic_load_n(&state.acked, __ATOMIC_SEQ_CST);
+        if (acked >= sent) break;
+        uint64_t now = bench_now_ns();
+        if (acked != last_acked) {
+            last_acked = acked;
+            last_progress = now;
+        } else if (now - last_progress > (uint64_t)stall_ms * 1000000ULL) {
+            fail(result, "only %llu of %llu publishes acknowledged", (unsigned long long)acked, (unsigned long long)sent);
+            status = -1;
+            break;
+        }
+        usleep(200);
+    }
+    result->end_ns = bench_now_ns();
+    result->cpu_ns = bench_cpu_ns() - cpu_start;
+    result->messages = sent;
+    close_client(mosq, 1);
+    state_destroy(&state);
+    return status;
+}

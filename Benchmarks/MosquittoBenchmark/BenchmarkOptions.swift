@@ -38,6 +38,10 @@ struct BenchmarkOptions: Sendable, Equatable {
         --quick: 1 repetition, 0.5 s per row, 2,000 round trips, 100,000 messages.
         Profiling: MQTT_BENCH_WRAP="perf record -g -o /tmp/p.data --" MQTT_BENCH_WRAP_ROLE=swift-publisher
         runs that role process under the given command (roles: swift|c|c-loop + -publisher|-subscriber|-rtt).
+
+               mqtt-bench connections [--count N] [--driver thread|shared] [--concurrency N] ...
+        Many clients in one process (default 10,000): connect time, threads, peak RSS, delivery of one
+        message per client. `mqtt-bench connections --help` for its options.
         """
 
     /// Parses the orchestrator's arguments.

@@ -55,11 +55,21 @@ struct Orchestrator {
     /// An orchestrator for `options`, spawning the running executable.
     init(options: BenchmarkOptions) {
         self.options = options
+        binDirectory = Self.executableDirectory
+        scratchDirectory = Self.controlDirectory
+    }
+
+    /// The directory of this executable, where the role executables are built too.
+    static var executableDirectory: String {
         var path = [CChar](repeating: 0, count: 4096)
         let length = readlink("/proc/self/exe", &path, path.count - 1)
         let executable = length > 0 ? String(decoding: path[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
-        binDirectory = executable.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        scratchDirectory = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        return executable.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+    }
+
+    /// Where control blocks go: `/dev/shm` when writable, else `/tmp`.
+    static var controlDirectory: String {
+        access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
     }
 
     /// Runs everything and returns the collected results.

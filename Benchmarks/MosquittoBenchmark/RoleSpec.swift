@@ -61,6 +61,9 @@ struct RoleSpec: Sendable, Equatable {
         case subscriber
         /// Publishes one message at a time and waits for it on its own subscription.
         case roundTrips = "rtt"
+        /// Publishes one message to each of `count` topics, `topic` followed by the index (C only;
+        /// the connections benchmark).
+        case fanout
     }
 
     /// Which client library does the job.

@@ -1,7 +1,7 @@
 // The C baseline's role process: one libmosquitto client, nothing else (no Swift runtime), so that
 // its CPU time and peak RSS are what a plain C program using libmosquitto pays.
 //
-//   MosquittoBenchmarkCRole (publisher|subscriber|rtt) --host H --port P ... [--single-thread]
+//   MosquittoBenchmarkCRole (publisher|subscriber|rtt|fanout) --host H --port P ... [--single-thread]
 //
 // Prints one `result ...` line; on failure a line on standard error and exit status 1 (2 for a
 // bad command line). Started by `mqtt-bench`.
@@ -37,8 +37,11 @@ int main(int argc, char **argv) {
             perror("c role: cannot map the control block");
             return 1;
         }
-        status = spec.kind == BENCH_ROLE_PUBLISHER ? bench_c_publisher(&spec.options, &result)
-                                                   : bench_c_subscriber(&spec.options, &result);
+        switch (spec.kind) {
+        case BENCH_ROLE_PUBLISHER: status = bench_c_publisher(&spec.options, &result); break;
+        case BENCH_ROLE_FANOUT: status = bench_c_fanout_publisher(&spec.options, &result); break;
+        default: status = bench_c_subscriber(&spec.options, &result); break;
+        }
         bench_control_unmap(spec.options.control);
     }
     if (status != 0) {

@@ -4,6 +4,7 @@
 // role_cli.c), so both speak the same protocol with the orchestrator.
 //
 //   MosquittoBenchmarkSwiftRole (publisher|subscriber|rtt) --host H --port P ...
+//   MosquittoBenchmarkSwiftRole connections ...     (many clients in this process: ConnectionsRole.swift)
 //
 // Prints one `result ...` line; on failure a line on standard error and exit status 1 (2 for a
 // bad command line). Started by `mqtt-bench`.
@@ -24,6 +25,9 @@ func printError(_ text: String) {
 
 /// Parses the command line, runs the role, prints its result; returns the exit status.
 func runRole() async -> Int32 {
+    if CommandLine.arguments.count > 1, CommandLine.arguments[1] == "connections" {
+        return await ConnectionsRole.main(CommandLine.arguments.dropFirst(2))
+    }
     let floor = bench_current_rss_kib()
     var spec = bench_role_spec()
     var message = [CChar](repeating: 0, count: 256)
@@ -43,6 +47,9 @@ func runRole() async -> Int32 {
             latencies.withUnsafeMutableBufferPointer { buffer in
                 bench_latency_percentiles(buffer.baseAddress, result.messages, &p50, &p99)
             }
+        case BENCH_ROLE_FANOUT:
+            printError("swift role: fanout is a C role only")
+            return 2
         default:
             guard let pointer = bench_control_map(spec.control_path, 0) else {
                 throw RoleFailure(description: "cannot map the control block (errno \(errno))")

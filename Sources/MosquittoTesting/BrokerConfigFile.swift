@@ -144,6 +144,9 @@ enum BrokerConfigFile {
             "",
             "# Listener (loopback only)",
             "listener \(port) \(LoopbackNetwork.host)",
+            // mosquitto 2.0's default, spelled out: the only limit on connections is the process's
+            // open-file limit (`MosquittoBrokerConfiguration.maximumOpenFiles`).
+            "max_connections -1",
         ]
 
         if case .preSharedKey = configuration.tls {

@@ -64,14 +64,17 @@ enum BrokerLauncher {
     ///   - port: The port in the config's `listener` line.
     ///   - deadline: `MonotonicClock` time after which the launch counts as hung.
     ///   - environment: Extra environment variables for the broker process (e.g. `OPENSSL_CONF`).
-    /// - Throws: `MosquittoTestingError` if spawning fails; `CancellationError` if the task is cancelled (the process is killed).
+    ///   - maximumOpenFiles: The open-file limit applied to the process right after it is spawned, or `nil`.
+    /// - Throws: `MosquittoTestingError` if spawning fails or the open-file limit cannot be set (the process
+    ///   is killed); `CancellationError` if the task is cancelled (the process is killed).
     /// - Returns: The process id and readiness.
     static func launch(
         executable: String,
         layout: BrokerLayout,
         port: Int,
         deadline: Double,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        maximumOpenFiles: Int? = nil
     ) async throws -> Launch {
         let logOffset = FileSystem.size(of: layout.logFile)
         let outputOffset = FileSystem.size(of: layout.outputFile)
@@ -81,6 +84,15 @@ enum BrokerLauncher {
             stdoutPath: layout.outputFile,
             environment: environment
         )
+        if let maximumOpenFiles {
+            // Before mosquitto can accept a connection: it is still parsing its config and opening its log.
+            do {
+                try ResourceLimits.setOpenFileLimit(maximumOpenFiles, of: pid)
+            } catch {
+                ProcessSpawner.forceKill(pid)
+                throw error
+            }
+        }
         func result(_ readiness: Readiness) -> Launch {
             Launch(pid: pid, readiness: readiness, logOffset: logOffset, outputOffset: outputOffset)
         }

@@ -20,7 +20,7 @@ import Darwin
 /// - `MQTT_TEST_BROKER_HOST`: when set, `start(.anonymous)` (a configuration equal to the default) starts
 ///   nothing and returns an external broker at this host (`isExternal == true`); `stop()` and `kill()` do
 ///   nothing and `restart()` throws. Configurations that need a generated config (users, ACL, TLS,
-///   persistence, extra lines) still start a local broker.
+///   persistence, extra lines, an open-file limit) still start a local broker.
 /// - `MQTT_TEST_BROKER_PORT`: the external broker's port (default 1883).
 /// - `MOSQUITTO_BINARY`: the `mosquitto` executable (default `/usr/sbin/mosquitto`, then `PATH`).
 /// - `MOSQUITTO_PASSWD_BINARY`, `OPENSSL_BINARY`: the helper tools (default: `PATH` and common directories).
@@ -138,7 +138,8 @@ public final class MosquittoBroker: Sendable {
                     layout: layout,
                     port: port,
                     deadline: MonotonicClock.now + BrokerLauncher.readinessTimeout,
-                    environment: BrokerConfigFile.environment(for: configuration, layout: layout)
+                    environment: BrokerConfigFile.environment(for: configuration, layout: layout),
+                    maximumOpenFiles: configuration.maximumOpenFiles
                 )
                 switch launch.readiness {
                 case .ready:
@@ -224,7 +225,8 @@ public final class MosquittoBroker: Sendable {
                 layout: layout,
                 port: port,
                 deadline: deadline,
-                environment: BrokerConfigFile.environment(for: configuration, layout: layout)
+                environment: BrokerConfigFile.environment(for: configuration, layout: layout),
+                maximumOpenFiles: configuration.maximumOpenFiles
             )
             switch launch.readiness {
             case .ready:

@@ -42,6 +42,20 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
     /// Lines appended verbatim to the end of the generated config file (they apply to the single listener).
     public var extraConfigLines: [String]
 
+    /// The broker process's open-file limit (the soft `RLIMIT_NOFILE`), or `nil` to inherit this process's.
+    ///
+    /// mosquitto needs one descriptor per connected client plus a few of its own, so a test with
+    /// thousands of clients sets this to the client count plus some headroom (for 10,000 clients,
+    /// e.g. 10,240). The fixture applies it with Linux's `prlimit` right after spawning the broker,
+    /// before the broker accepts connections (and again on `restart()`); when the value exceeds the
+    /// hard limit, the hard limit is raised to it as well, which needs `CAP_SYS_RESOURCE` (root
+    /// outside a restricted container) and is capped by `fs.nr_open`. The generated config leaves
+    /// mosquitto's own connection limit unlimited (`max_connections -1`).
+    ///
+    /// A broker that cannot get the limit is not started: `MosquittoBroker.start(_:)` throws a
+    /// `MosquittoTestingError` naming the hard limit. Linux only.
+    public var maximumOpenFiles: Int?
+
     /// Creates a configuration.
     /// - Parameters:
     ///   - allowAnonymous: Whether clients may connect without a username.
@@ -52,6 +66,7 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
     ///   - maximumTLSVersion: The newest TLS version the broker accepts, or `nil` for no limit.
     ///   - persistence: Whether the broker persists its state across `restart()`.
     ///   - extraConfigLines: Lines appended verbatim to the generated config.
+    ///   - maximumOpenFiles: The broker process's open-file limit, or `nil` to inherit this process's.
     public init(
         allowAnonymous: Bool = true,
         users: [String: String] = [:],
@@ -60,7 +75,8 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
         minimumTLSVersion: TLSVersion = .v1_2,
         maximumTLSVersion: TLSVersion? = nil,
         persistence: Bool = false,
-        extraConfigLines: [String] = []
+        extraConfigLines: [String] = [],
+        maximumOpenFiles: Int? = nil
     ) {
         self.allowAnonymous = allowAnonymous
         self.users = users
@@ -71,6 +87,7 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
         self.maximumTLSVersion = maximumTLSVersion
         self.persistence = persistence
         self.extraConfigLines = extraConfigLines
+        self.maximumOpenFiles = maximumOpenFiles
     }
 
     // MARK: TLS mode

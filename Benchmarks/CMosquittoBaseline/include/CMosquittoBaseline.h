@@ -104,6 +104,19 @@ void bench_rss_samples_note(bench_rss_samples *samples, uint64_t count);
 /// Writes "ready\n" to standard output (unbuffered), the subscriber's handshake with the orchestrator.
 void bench_announce_ready(void);
 
+/// This process's current number of threads (`Threads:` in `/proc/self/status`); -1 if unreadable.
+long bench_thread_count(void);
+
+/// Counts this process's open descriptors (`/proc/self/fd`) into `count` and stores the highest
+/// one in `highest`. Returns 0, or -1 when `/proc/self/fd` cannot be read.
+int bench_open_descriptors(long *count, long *highest);
+
+/// Raises this process's open-file limit (`RLIMIT_NOFILE`): the soft limit to the hard limit, and
+/// both to `wanted` when the hard limit is lower and the process may raise it (`CAP_SYS_RESOURCE`).
+/// Stores the resulting limits in `soft` and `hard`. Returns 0 when the soft limit is now at least
+/// `wanted`, 1 when it stays lower (the hard limit could not be raised), -1 on error (errno set).
+int bench_raise_open_file_limit(uint64_t wanted, uint64_t *soft, uint64_t *hard);
+
 // MARK: - The C roles
 
 /// What a role does: where, which topic, what to send and for how long.
@@ -162,6 +175,13 @@ int bench_c_round_trips(
     const bench_role_options *options, int threaded, uint64_t warmup, uint64_t *latencies_ns, bench_role_result *result
 );
 
+/// The connections benchmark's publisher: one `mosquitto_loop_start` client publishes one message
+/// to each of `options->count` topics, `options->topic` followed by the index (0, 1, ...), at
+/// `options->qos`, and for QoS 1/2 waits for every acknowledgement. Marks the control block's
+/// publisher start and finish (the receivers count into it). Returns 0 on success, -1 with
+/// `result->error` set.
+int bench_c_fanout_publisher(const bench_role_options *options, bench_role_result *result);
+
 // MARK: - Role command line (shared by the C and the Swift role executables)
 
 /// Which job a role process does.
@@ -169,6 +189,8 @@ typedef enum bench_role_kind {
     BENCH_ROLE_PUBLISHER = 0,
     BENCH_ROLE_SUBSCRIBER = 1,
     BENCH_ROLE_ROUND_TRIPS = 2,
+    /// One message to each of `count` topics (`bench_c_fanout_publisher`); C only.
+    BENCH_ROLE_FANOUT = 3,
 } bench_role_kind;
 
 /// A parsed role command line: `KIND --host H --port P --topic T --qos Q --payload N --seconds S
