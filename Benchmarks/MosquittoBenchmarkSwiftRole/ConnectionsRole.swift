@@ -25,38 +25,32 @@ import Musl
 
 /// Which network driver the clients use.
 enum ConnectionDriver: String, Sendable {
-    /// A network thread per client (`MQTTConfiguration` without an event-loop group): the
-    /// library's only driver today.
+    /// A network thread per client (`MQTTConfiguration` without an event-loop group), like
+    /// libmosquitto's `mosquitto_loop_start`.
     case thread
-    /// All clients on a shared epoll event-loop group. Not in this build yet: see ``ClientFactory``.
+    /// All clients on one ``MQTTEventLoopGroup`` (epoll) of `--driver-threads` threads.
     case shared
 }
 
 // MARK: - ClientFactory
 
-/// The one place where the driver choice becomes client configuration.
-///
-/// To wire the shared driver once `MQTTEventLoopGroup` is merged: for `.shared`, create the group
-/// in `init` (`try MQTTEventLoopGroup(numberOfThreads: options.driverThreads)`, stored in a new
-/// `group` property), set `configuration.eventLoopGroup = group` in ``configuration(forClient:)``,
-/// and release it (or shut it down, if the group gets such a call) in ``shutdown()``. Nothing
-/// else in the role knows which driver runs.
+/// The one place where the driver choice becomes client configuration: nothing else in the role
+/// knows which driver runs.
 struct ClientFactory: Sendable {
     /// The role's settings.
     let options: ConnectionsRoleOptions
+    /// The shared driver's group; `nil` for a thread per client.
+    private let group: MQTTEventLoopGroup?
 
     /// A factory for `options.driver`.
-    /// - Throws: ``RoleUsageError`` when the driver is not available in this build.
-    init(options: ConnectionsRoleOptions) throws(RoleUsageError) {
+    /// - Throws: ``MQTTError`` when the event-loop group cannot start.
+    init(options: ConnectionsRoleOptions) throws(MQTTError) {
         self.options = options
         switch options.driver {
         case .thread:
-            break
+            group = nil
         case .shared:
-            throw RoleUsageError(
-                "--driver shared: the shared event-loop driver (MQTTConfiguration.eventLoopGroup) is not available"
-                    + " in this build yet; use --driver thread"
-            )
+            group = try MQTTEventLoopGroup(numberOfThreads: options.driverThreads)
         }
     }
 
@@ -69,11 +63,9 @@ struct ClientFactory: Sendable {
         configuration.reconnect = .disabled
         configuration.connectTimeout = .seconds(30)
         configuration.operationTimeout = .seconds(30)
+        configuration.eventLoopGroup = group
         return configuration
     }
-
-    /// Releases what the driver holds (nothing for `.thread`).
-    func shutdown() async {}
 }
 
 // MARK: - Options
@@ -211,6 +203,9 @@ enum ConnectionsRole {
         do {
             options = try ConnectionsRoleOptions.parse(arguments)
             factory = try ClientFactory(options: options)
+        } catch let error as MQTTError {
+            printError("swift role: \(error)")
+            return 1
         } catch {
             // On standard output, where the orchestrator reads it, to tell its user.
             say("error \(error)")
@@ -223,14 +218,15 @@ enum ConnectionsRole {
         defer { bench_control_unmap(pointer) }
         let control = ControlBlock(pointer: pointer)
 
-        // Each libmosquitto client holds 3 descriptors while connected: its socket and the
-        // socketpair it uses to wake its own loop.
+        // A client with its own thread holds 3 descriptors while connected: its socket and the
+        // socket pair libmosquitto uses to wake its loop. On an event loop the pair is closed.
+        let perClient: UInt64 = options.driver == .thread ? 3 : 1
         var soft: UInt64 = 0
         var hard: UInt64 = 0
-        let wanted = UInt64(options.count) * 3 + 64
+        let wanted = UInt64(options.count) * perClient + 64
         if bench_raise_open_file_limit(wanted, &soft, &hard) != 0 {
             say("note open-file limit \(soft) (hard \(hard), not raisable here) is below the \(wanted) descriptors"
-                + " \(options.count) clients need: about \((Int(soft) - 64) / 3) clients fit")
+                + " \(options.count) clients need: about \((Int(soft) - 64) / Int(perClient)) clients fit")
         }
 
         let sampler = ThreadSampler()
@@ -264,15 +260,8 @@ enum ConnectionsRole {
                         var open = 0
                         var highest = 0
                         bench_open_descriptors(&open, &highest)
-                        var text = "client \(index) of \(options.count), after \(clients.count) connected: \(error)"
+                        let text = "client \(index) of \(options.count), after \(clients.count) connected: \(error)"
                             + " [descriptors open: \(open), highest \(highest)]"
-                        if highest >= 960 {
-                            // The failed client's descriptors are closed by now, and other connects in
-                            // flight open and close theirs: the survivors reach up to about 1023.
-                            text += " (most likely FD_SETSIZE, 1024: libmosquitto 2.0's mosquitto_loop, which runs each"
-                                + " client's network thread, waits with select() and returns MOSQ_ERR_INVAL"
-                                + " for a descriptor from 1024 on)"
-                        }
                         firstError = text
                     }
                 }
@@ -357,7 +346,6 @@ enum ConnectionsRole {
         await consumers.value
         let connectedCount = clients.count
         clients.removeAll()
-        await factory.shutdown()
         // Network threads end shortly after their disconnect; give them a moment before counting.
         try? await Task.sleep(for: .milliseconds(200))
         samplerTask.cancel()
