@@ -1,3 +1,4 @@
+import Foundation
 import Mosquitto
 import MosquittoTesting
 import Testing
@@ -20,6 +21,28 @@ struct DeliveryTests {
             #expect(messages.map(\.qos) == [qos])
             #expect(messages.map(\.retain) == [false])
             #expect(messages[0].messageID == 0 || qos != .atMostOnce)
+        }
+    }
+
+    @Test("a payload from any byte collection arrives byte for byte: array, slice, Data, string, raw buffer, non-contiguous")
+    func payloadsFromAnyByteCollection() async throws {
+        try await withMosquittoBroker { broker in
+            let subscriber = try await connectedClient(broker)
+            let publisher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let received = MessageCollector(try await subscriber.subscribe(to: topic, qos: .atLeastOnce))
+            let bytes: [UInt8] = [0, 1, 2, 0xFE, 0xFF]
+            try await publisher.publish(to: topic, payload: bytes, qos: .atLeastOnce)
+            try await publisher.publish(to: topic, payload: bytes[1...3], qos: .atLeastOnce)
+            try await publisher.publish(to: topic, payload: Data(bytes), qos: .atLeastOnce)
+            try await publisher.publish(to: topic, payload: "grüße", qos: .atLeastOnce)
+            try bytes.withUnsafeBytes { raw in
+                _ = try publisher.beginPublish(to: topic, payload: raw, qos: .atLeastOnce)
+            }
+            try await publisher.publish(to: topic, payload: repeatElement(UInt8(7), count: 4), qos: .atLeastOnce)
+            try await publisher.publish(to: topic, payload: [UInt8](), qos: .atLeastOnce)
+            let payloads = try await received.waitFor(7).map(\.payload)
+            #expect(payloads == [bytes, [1, 2, 0xFE], bytes, Array("grüße".utf8), bytes, [7, 7, 7, 7], []])
         }
     }
 

@@ -127,7 +127,8 @@ public final class MQTTClient: Sendable {
     ///
     /// - Parameters:
     ///   - topic: The topic; validated before anything is sent.
-    ///   - payload: The payload bytes (up to 268,435,455).
+    ///   - payload: The payload bytes (up to 268,435,455): any collection of bytes, such as `[UInt8]`,
+    ///     `Data` or a slice; contiguous ones are passed to libmosquitto without a copy of ours.
     ///   - qos: The QoS. Defaults to QoS 0.
     ///   - retain: Whether the broker keeps the message for future subscribers. An empty retained
     ///     payload clears the topic's retained message.
@@ -144,7 +145,7 @@ public final class MQTTClient: Sendable {
     @discardableResult
     public func publish(
         to topic: String,
-        payload: [UInt8],
+        payload: some Collection<UInt8>,
         qos: MQTTQoS = .atMostOnce,
         retain: Bool = false,
         properties: MQTTProperties = MQTTProperties(),
@@ -164,7 +165,8 @@ public final class MQTTClient: Sendable {
         properties: MQTTProperties = MQTTProperties(),
         timeout: Duration? = nil
     ) async throws(MQTTError) -> MQTTPublishReceipt {
-        try await publish(to: topic, payload: Array(payload.utf8), qos: qos, retain: retain, properties: properties, timeout: timeout)
+        let pending = try beginPublish(to: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+        return try await pending.acknowledgement(timeout: timeout)
     }
 
     /// Hands a message to libmosquitto without waiting for its acknowledgement.
@@ -177,7 +179,8 @@ public final class MQTTClient: Sendable {
     ///
     /// - Parameters:
     ///   - topic: The topic; validated before anything is sent.
-    ///   - payload: The payload bytes; libmosquitto copies them before this returns.
+    ///   - payload: The payload bytes, any collection of them (`[UInt8]`, `Data`, a slice, ...);
+    ///     libmosquitto copies them before this returns.
     ///   - qos: The QoS. Defaults to QoS 0.
     ///   - retain: Whether the broker retains the message.
     ///   - properties: MQTT 5 PUBLISH properties. With a ``MQTTProperties/topicAlias`` the topic
@@ -188,22 +191,49 @@ public final class MQTTClient: Sendable {
     ///   ``MQTTError/Code/retainNotSupported``, ``MQTTError/Code/propertyNotAllowed``.
     public func beginPublish(
         to topic: String,
-        payload: [UInt8],
+        payload: some Collection<UInt8>,
         qos: MQTTQoS = .atMostOnce,
         retain: Bool = false,
         properties: MQTTProperties = MQTTProperties()
     ) throws(MQTTError) -> MQTTPendingPublish {
+        // DESIGN: libmosquitto copies the payload into its packet buffer (the one copy a publish
+        // needs: the packet outlives this call). Contiguous collections ([UInt8], ArraySlice,
+        // Data, String.UTF8View of a native string, raw buffers) hand their storage to it
+        // directly; anything else is gathered into an array first.
+        let result = payload.withContiguousStorageIfAvailable { bytes in
+            Result { () throws(MQTTError) in try beginPublish(to: topic, bytes: UnsafeRawBufferPointer(bytes), qos: qos, retain: retain, properties: properties) }
+        } ?? Array(payload).withUnsafeBytes { bytes in
+            Result { () throws(MQTTError) in try beginPublish(to: topic, bytes: bytes, qos: qos, retain: retain, properties: properties) }
+        }
+        return try result.get()
+    }
+
+    /// Hands a message with a UTF-8 string payload to libmosquitto without waiting for its
+    /// acknowledgement, like the variant taking bytes. The string's bytes are passed without a
+    /// copy of ours.
+    public func beginPublish(
+        to topic: String,
+        payload: String,
+        qos: MQTTQoS = .atMostOnce,
+        retain: Bool = false,
+        properties: MQTTProperties = MQTTProperties()
+    ) throws(MQTTError) -> MQTTPendingPublish {
+        var payload = payload
+        let result = payload.withUTF8 { bytes in
+            Result { () throws(MQTTError) in try beginPublish(to: topic, bytes: UnsafeRawBufferPointer(bytes), qos: qos, retain: retain, properties: properties) }
+        }
+        return try result.get()
+    }
+
+    private func beginPublish(
+        to topic: String, bytes: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties
+    ) throws(MQTTError) -> MQTTPendingPublish {
         if !(topic.isEmpty && properties.topicAlias != nil) {
             try MQTTTopic.validatePublishTopic(topic, operation: .publish)
         }
-        try Self.validatePayloadSize(payload.count)
-        let result = payload.withUnsafeBytes { bytes in
-            Result { () throws(MQTTError) in
-                try bridge.publish(topic: topic, payload: bytes, qos: qos, retain: retain, properties: properties)
-            }
-        }
-        let pending = try result.get()
-        router.telemetry.metrics?.sent(qos: qos, bytes: payload.count)
+        try Self.validatePayloadSize(bytes.count)
+        let pending = try bridge.publish(topic: topic, payload: bytes, qos: qos, retain: retain, properties: properties)
+        router.telemetry.metrics?.sent(qos: qos, bytes: bytes.count)
         return pending
     }
 

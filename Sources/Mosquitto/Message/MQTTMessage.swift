@@ -4,7 +4,18 @@
 ///
 /// The payload is copied once out of libmosquitto's buffer when the message arrives; the value
 /// owns its bytes and can be kept and sent across tasks.
+///
+/// Reading the payload: ``payload`` is the bytes themselves (`payload.withUnsafeBytes` for a C
+/// API, no copy); ``payloadString`` decodes UTF-8 (a `String` owns its storage, so that is a
+/// second copy, made only when asked for); with Foundation, `Data(message.payload)` copies too.
 public struct MQTTMessage: Sendable, Hashable {
+    // DESIGN: libmosquitto frees its message buffer when the callback returns, so one copy into
+    // Swift-owned storage is unavoidable; it is made on the network thread, straight from the C
+    // buffer into an array of exactly the right size, and never again on the way to the
+    // consumer (the message moves through the buffers by reference-counted value). `[UInt8]`
+    // rather than `Data` keeps the library free of Foundation, and is what the Swift standard
+    // library and swift-nio accept without conversion; a `Data` would cost the same one copy.
+
     /// The topic the message was published to.
     public var topic: String
     /// The payload bytes (empty for a zero-length message).
