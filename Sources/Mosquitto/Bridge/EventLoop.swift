@@ -269,6 +269,7 @@ final class EventLoop: Sendable {
         entry.phase = .active(socket: socket)
         entry.nextCheck = ContinuousClock.now
         driver.entries[token] = entry
+        bridge.sendDisconnectIfStopping()
         // CONNECT (and anything published meanwhile) is queued: write it now.
         service(token, readable: false, in: &driver)
         checkStop(token, in: &driver)

@@ -434,6 +434,7 @@ final class MosquittoBridge: Sendable {
     private func runOwnThread() {
         DriverThread.setName("mqtt-client")
         guard openSession() else { return }
+        sendDisconnectIfStopping()
         var pass = DriverPass()
         var stoppingIterations = 0
         var loopTimeout = Self.idleLoopTimeout
@@ -503,6 +504,15 @@ final class MosquittoBridge: Sendable {
             return false
         }
         return true
+    }
+
+    /// Queues DISCONNECT right after CONNECT when a stop was requested while the blocking
+    /// connect ran (libmosquitto ignores `mosquitto_disconnect` without a socket), so that the
+    /// session ends at once instead of after the grace period.
+    func sendDisconnectIfStopping() {
+        if isStopRequested {
+            handle.disconnect()
+        }
     }
 
     /// Before a pass over the connection. Log lines are needed while connecting (OpenSSL's reasons
