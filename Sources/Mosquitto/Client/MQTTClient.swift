@@ -143,6 +143,7 @@ public final class MQTTClient: Sendable {
     ///   ``MQTTError/Code/qosNotSupported``, ``MQTTError/Code/retainNotSupported``,
     ///   ``MQTTError/Code/propertyNotAllowed``.
     @discardableResult
+    @inlinable
     public func publish(
         to topic: String,
         payload: some Collection<UInt8>,
@@ -189,6 +190,7 @@ public final class MQTTClient: Sendable {
     /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopic``, ``MQTTError/Code/payloadTooLarge``,
     ///   ``MQTTError/Code/notConnected``, ``MQTTError/Code/queueFull``, ``MQTTError/Code/qosNotSupported``,
     ///   ``MQTTError/Code/retainNotSupported``, ``MQTTError/Code/propertyNotAllowed``.
+    @inlinable  // specialized in the caller's module: no generic dispatch per message
     public func beginPublish(
         to topic: String,
         payload: some Collection<UInt8>,
@@ -225,7 +227,9 @@ public final class MQTTClient: Sendable {
         return try result.get()
     }
 
-    private func beginPublish(
+    /// The non-generic part of every publish: validation, then the bridge.
+    @usableFromInline
+    func beginPublish(
         to topic: String, bytes: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties
     ) throws(MQTTError) -> MQTTPendingPublish {
         if !(topic.isEmpty && properties.topicAlias != nil) {
