@@ -7,6 +7,11 @@ import CMosquitto
 protocol BridgeEventSink: AnyObject, Sendable {
     /// A message arrived.
     func bridgeDidReceive(_ message: MQTTMessage)
+    /// One pass of the network loop ended, successfully or not: hand the messages reported by
+    /// ``bridgeDidReceive(_:)`` since the last call to their consumers now (waking each at most
+    /// once). The driver calls it after every `mosquitto_loop`; a message reported without a
+    /// following call may wait in a buffer until the sequence finishes.
+    func bridgeDidFinishLoopPass()
     /// The connection changed.
     func bridgeConnectionDidChange(_ event: MQTTConnectionEvent)
     /// An acknowledgement arrived (for the delegate's informational callbacks).
@@ -404,6 +409,7 @@ final class MosquittoBridge: Sendable {
                 logging = wantsLogging
             }
             let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
+            sink.bridgeDidFinishLoopPass()
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 resubscribeIfNeeded()
                 // The watchdog asks the kernel (TCP_INFO): at most every 100 ms, not per packet.
