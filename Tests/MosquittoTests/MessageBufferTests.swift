@@ -61,19 +61,27 @@ struct MessageBufferTests {
         return true
     }
 
+    /// A continuation resumed by whichever caller comes first.
+    private final class OneShot<Value: Sendable>: Sendable {
+        private let continuation = Mutex<CheckedContinuation<Value, Never>?>(nil)
+        func set(_ continuation: CheckedContinuation<Value, Never>) { self.continuation.withLock { $0 = continuation } }
+        func resume(returning value: Value) { continuation.withLock { $0.take() }?.resume(returning: value) }
+    }
+
     /// The task's result, or `nil` (after cancelling it) if it does not end within `timeout`.
+    /// Bounded even if the task ignores cancellation: the wait is not a child of the task.
     private static func result<T: Sendable>(of task: Task<T, Never>, within timeout: Duration = .seconds(5)) async -> T? {
-        await withTaskGroup(of: T?.self) { group in
-            group.addTask { await task.value }
-            group.addTask {
+        let slot = OneShot<T?>()
+        let value = await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            slot.set(continuation)
+            Task { slot.resume(returning: await task.value) }
+            Task {
                 try? await Task.sleep(for: timeout)
-                return nil
+                slot.resume(returning: nil)
             }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            if first == nil { task.cancel() }
-            return first
         }
+        if value == nil { task.cancel() }
+        return value
     }
 
     /// Drains an iterator that will see the end without waiting (everything already appended).
