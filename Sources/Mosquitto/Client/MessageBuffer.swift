@@ -273,8 +273,9 @@ final class MessageBuffer: Sendable {
         }
 
         private func nextBatch() async throws(MQTTError) -> MQTTMessage? {
-            // A large batch's storage is released rather than kept for the next one.
-            batch.removeAll(keepingCapacity: batch.capacity <= 1_024)
+            // The storage of a large batch (a message is about 300 bytes inline) is released
+            // rather than kept for the next one.
+            batch.removeAll(keepingCapacity: batch.capacity <= 256)
             index = 0
             let buffer = reader.buffer
             // Checked once per batch: a cancelled consumer ends after what is already buffered,
