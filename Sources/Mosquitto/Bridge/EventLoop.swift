@@ -317,6 +317,9 @@ final class EventLoop: Sendable {
             return nil
         }
         driver.entries[token] = entry
+        // Outside the I/O lock: a consumer woken here may publish at once, and then finds the
+        // connection free to write to directly.
+        bridge.didFinishPass()
         if let failure {
             connectionEnded(token, rc: failure, in: &driver)
         }

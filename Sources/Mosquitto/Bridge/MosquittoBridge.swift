@@ -7,6 +7,11 @@ import CMosquitto
 protocol BridgeEventSink: AnyObject, Sendable {
     /// A message arrived.
     func bridgeDidReceive(_ message: MQTTMessage)
+    /// One pass of the network loop ended, successfully or not: hand the messages reported by
+    /// ``bridgeDidReceive(_:)`` since the last call to their consumers now (waking each at most
+    /// once). The driver calls it after every `mosquitto_loop`; a message reported without a
+    /// following call may wait in a buffer until the sequence finishes.
+    func bridgeDidFinishLoopPass()
     /// The connection changed.
     func bridgeConnectionDidChange(_ event: MQTTConnectionEvent)
     /// An acknowledgement arrived (for the delegate's informational callbacks).
@@ -447,6 +452,7 @@ final class MosquittoBridge: Sendable {
             }
             prepareForPass(&pass, stopping: stopping)
             let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
+            sink.bridgeDidFinishLoopPass()
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 loopTimeout = completePass(&pass)
                 continue
@@ -513,6 +519,12 @@ final class MosquittoBridge: Sendable {
         if isStopRequested {
             handle.disconnect()
         }
+    }
+
+    /// After a pass that may have received messages: their consumers are woken (once per pass,
+    /// not per message).
+    func didFinishPass() {
+        sink.bridgeDidFinishLoopPass()
     }
 
     /// Before a pass over the connection. Log lines are needed while connecting (OpenSSL's reasons

@@ -5,15 +5,18 @@ import Synchronization
 /// Fans the bridge's events out to message sequences, connection-event sequences and the
 /// delegate. The single ``BridgeEventSink`` of a client, so every consumer is fed by one bridge.
 ///
-/// Called on the driver thread: it only yields into streams (non-blocking) and never runs user
-/// code there. The delegate is served by one task of ours that drains an ordered event stream.
+/// Called on the driver thread: it only appends to message buffers and yields into streams
+/// (non-blocking) and never runs user code there. Received messages are appended without waking
+/// their consumers; ``bridgeDidFinishLoopPass()`` wakes each consumer that got something, once
+/// per pass of the network loop (see ``MessageBuffer``). The delegate is served by one task of
+/// ours that drains an ordered event stream.
 final class EventRouter: BridgeEventSink {
     private struct MessageListener {
         /// `nil` receives every message; otherwise filters as subscribed (`$share/` prefixes kept).
         let filters: [String]?
         /// The MQTT 5 subscription identifier the subscription was made with, if any.
         let subscriptionIdentifier: UInt32?
-        let continuation: AsyncThrowingStream<MQTTMessage, any Error>.Continuation
+        let buffer: MessageBuffer
 
         /// Whether `message` belongs to this listener. A message carrying subscription identifiers
         /// goes to the subscriptions with those identifiers (the broker sends one copy per
@@ -30,6 +33,9 @@ final class EventRouter: BridgeEventSink {
     private struct State {
         var nextID: UInt64 = 0
         var listeners: [UInt64: MessageListener] = [:]
+        /// The buffers that received messages since the last loop pass ended: each is flushed
+        /// once by ``bridgeDidFinishLoopPass()`` (a buffer reports only its first unflushed message).
+        var unflushed: [MessageBuffer] = []
         var eventListeners: [UInt64: AsyncStream<MQTTConnectionEvent>.Continuation] = [:]
         weak var client: MQTTClient?
         weak var delegate: (any MQTTClientDelegate)?
@@ -72,34 +78,33 @@ final class EventRouter: BridgeEventSink {
     /// A new message sequence receiving messages that match `filters` (all when `nil`), or that
     /// carry `subscriptionIdentifier`.
     func makeMessageSequence(filters: [String]?, subscriptionIdentifier: UInt32? = nil) -> (id: UInt64, sequence: MQTTMessageSequence) {
-        let (stream, continuation) = AsyncThrowingStream<MQTTMessage, any Error>.makeStream(bufferingPolicy: .bufferingOldest(bufferSize))
-        let id = state.withLock { state in
+        let (id, buffer) = state.withLock { state in
             state.nextID += 1
-            state.listeners[state.nextID] = MessageListener(
-                filters: filters, subscriptionIdentifier: subscriptionIdentifier, continuation: continuation
-            )
-            return state.nextID
+            let id = state.nextID
+            // Runs when the consumer cancels or drops the sequence (never under our lock).
+            let buffer = MessageBuffer(capacity: bufferSize) { [weak self] in
+                self?.removeListener(id)
+            }
+            state.listeners[id] = MessageListener(filters: filters, subscriptionIdentifier: subscriptionIdentifier, buffer: buffer)
+            return (id, buffer)
         }
-        continuation.onTermination = { [weak self] _ in
-            self?.removeListener(id)
-        }
-        return (id, MQTTMessageSequence(stream: stream))
+        return (id, MQTTMessageSequence(reader: MessageBuffer.Reader(buffer)))
     }
 
     /// Ends and removes one message sequence.
     func finishListener(_ id: UInt64, error: MQTTError? = nil) {
-        let continuation = state.withLock { $0.listeners.removeValue(forKey: id)?.continuation }
-        if let error { continuation?.finish(throwing: error) } else { continuation?.finish() }
+        let buffer = state.withLock { $0.listeners.removeValue(forKey: id)?.buffer }
+        buffer?.finish(throwing: error)
     }
 
     /// Ends the sequences made for exactly these filters (after an UNSUBACK).
     func finishListeners(subscribedTo filters: Set<String>) {
-        let finished = state.withLock { state -> [AsyncThrowingStream<MQTTMessage, any Error>.Continuation] in
+        let finished = state.withLock { state -> [MessageBuffer] in
             let ids = state.listeners.filter { _, listener in
                 guard let own = listener.filters else { return false }
                 return own.allSatisfy(filters.contains)
             }.keys
-            return ids.compactMap { state.listeners.removeValue(forKey: $0)?.continuation }
+            return ids.compactMap { state.listeners.removeValue(forKey: $0)?.buffer }
         }
         finished.forEach { $0.finish() }
     }
@@ -191,7 +196,7 @@ final class EventRouter: BridgeEventSink {
             }
             return (Array(state.listeners.values), Array(state.eventListeners.values), state.delegateEvents)
         }
-        listeners.forEach { $0.continuation.finish() }
+        listeners.forEach { $0.buffer.finish() }
         events.forEach { $0.finish() }
         delegateEvents?.finish()
     }
@@ -201,23 +206,35 @@ final class EventRouter: BridgeEventSink {
     func bridgeDidReceive(_ message: MQTTMessage) {
         telemetry.metrics?.received(qos: message.qos, bytes: message.payload.count)
         // The hot path: one lock for the matching sequences and the delegate queue together.
-        // Yielding never blocks and never calls back into the router, so it happens under the
-        // lock; only the rare overflow (which ends a sequence) is handled after it, which saves
-        // building an array of targets for every message.
+        // Appending never blocks, wakes nobody (bridgeDidFinishLoopPass does, once per pass)
+        // and never calls back into the router, so it happens under the lock; only the rare
+        // overflow (the buffer has already ended its sequence with the error) is handled after
+        // it, which saves building an array of targets for every message.
         let (overflowed, delegateEvents) = state.withLock { state in
             var overflowed: [UInt64] = []
             for (id, listener) in state.listeners where listener.accepts(message) {
-                if case .dropped = listener.continuation.yield(message) { overflowed.append(id) }
+                switch listener.buffer.append(message) {
+                case .appended(needsFlush: true): state.unflushed.append(listener.buffer)
+                case .appended(needsFlush: false), .closed: break
+                case .overflowed: overflowed.append(id)
+                }
             }
             return (overflowed, state.delegate == nil ? nil : state.delegateEvents)
         }
         for id in overflowed {
-            finishListener(id, error: MQTTError(
-                .messageBufferOverflow, operation: .receive,
-                detail: "more than \(bufferSize) messages were waiting; the consumer fell behind"
-            ))
+            removeListener(id)
         }
         delegateEvents?.yield(.message(message))
+    }
+
+    func bridgeDidFinishLoopPass() {
+        // Flushing only resumes a continuation (never blocks, never calls back into the router),
+        // so it happens under the lock too, and the list keeps its storage from pass to pass.
+        state.withLock { state in
+            guard !state.unflushed.isEmpty else { return }
+            for buffer in state.unflushed { buffer.flush() }
+            state.unflushed.removeAll(keepingCapacity: true)
+        }
     }
 
     func bridgeConnectionDidChange(_ event: MQTTConnectionEvent) {
@@ -237,7 +254,7 @@ final class EventRouter: BridgeEventSink {
             return Array(state.listeners.values)
         }
         for listener in listeners {
-            if let error { listener.continuation.finish(throwing: error) } else { listener.continuation.finish() }
+            listener.buffer.finish(throwing: error)
         }
     }
 

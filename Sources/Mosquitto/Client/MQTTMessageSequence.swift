@@ -3,9 +3,11 @@
 /// An `AsyncSequence` of received messages, with a bounded buffer.
 ///
 /// Each sequence has one consumer; cancelling the task that iterates it ends the sequence (the
-/// subscription at the broker stays). It buffers up to ``MQTTConfiguration/messageBufferSize``
-/// messages for a consumer that falls behind; when that overflows it ends by throwing
-/// ``MQTTError/Code/messageBufferOverflow`` instead of dropping messages silently. (libmosquitto
+/// subscription at the broker stays); so does releasing the sequence and its iterators. It buffers
+/// up to ``MQTTConfiguration/messageBufferSize`` messages for a consumer that falls behind (the
+/// iterator takes every waiting message at once, and the bound counts those that arrived since);
+/// when that overflows it ends by throwing ``MQTTError/Code/messageBufferOverflow`` instead of
+/// dropping messages silently. (libmosquitto
 /// acknowledges QoS 1/2 messages to the broker before handing them over, so a message dropped
 /// here would be lost.) The sequence finishes when the client's session ends: normally after
 /// ``MQTTClient/disconnect(reasonCode:properties:timeout:)`` or when the client is released, by throwing when the
@@ -18,16 +20,18 @@ public struct MQTTMessageSequence: AsyncSequence, Sendable {
     /// The element type: a received message.
     public typealias Element = MQTTMessage
 
-    let stream: AsyncThrowingStream<MQTTMessage, any Error>
+    /// The consumer side of the sequence's buffer; when every copy of the sequence and every
+    /// iterator is released, the sequence ends and stops receiving.
+    let reader: MessageBuffer.Reader
 
     /// Creates the iterator. A sequence supports a single iterator.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: stream.makeAsyncIterator())
+        AsyncIterator(base: MessageBuffer.Iterator(reader))
     }
 
     /// Iterates over received messages.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<MQTTMessage, any Error>.AsyncIterator
+        var base: MessageBuffer.Iterator
 
         /// The next message, or `nil` when the session ended.
         ///
