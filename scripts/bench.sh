@@ -10,6 +10,8 @@
 #   bash scripts/bench.sh connections --count 10000 --driver thread   # many clients in one process:
 #                                        # connect time, threads, peak RSS (connections --help)
 #
+# The Swift roles use the library's default driver (the shared event-loop group);
+# MQTT_BENCH_SWIFT_DRIVER=thread gives each Swift client a network thread of its own instead.
 # SCRATCH_PATH, when set, is the build directory (default: swift build's own).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,10 @@
 import CMosquittoBaseline
 import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 // MARK: - Report
 
@@ -31,6 +36,9 @@ struct Report {
         let options = results.options
         return [
             "mqtt-bench: Swift client vs C libmosquitto \(major).\(minor).\(revision), one process per client, \(results.brokerDescription)",
+            "  Swift driver: " + (getenv("MQTT_BENCH_SWIFT_DRIVER").map { String(cString: $0) } == "thread"
+                ? "a network thread per client (MQTT_BENCH_SWIFT_DRIVER=thread)"
+                : "the shared event-loop group (the default; MQTT_BENCH_SWIFT_DRIVER=thread for a thread per client)"),
             "  \(options.repetitions) repetition(s), medians; \(Format.decimal(options.seconds, 1)) s per throughput row;"
                 + " window \(options.window) messages end to end; max in-flight \(options.maxInflight)",
             "  load average before: \(results.loadBefore); after: \(results.loadAfter)",

@@ -80,17 +80,14 @@ enum SwiftRoles {
     /// How long without progress before a publisher calls the rest lost (ms); as in roles.c.
     static let stallMilliseconds: Int32 = 3000
 
-    /// The network driver: the client's own thread (the default, like the C baseline's
-    /// `mosquitto_loop_start`), or with `MQTT_BENCH_SWIFT_DRIVER=event-loop` a one-thread
-    /// ``MQTTEventLoopGroup``.
+    /// The network driver: the library's default (the shared event-loop group), or with
+    /// `MQTT_BENCH_SWIFT_DRIVER=thread` a thread per client running libmosquitto's own loop
+    /// (`eventLoopGroup = nil`), like the C baseline's `mosquitto_loop_start`.
     static let eventLoopGroup: MQTTEventLoopGroup? = {
-        guard let driver = getenv("MQTT_BENCH_SWIFT_DRIVER").map({ String(cString: $0) }), driver == "event-loop" else { return nil }
-        do {
-            return try MQTTEventLoopGroup(numberOfThreads: 1, numberOfConnectThreads: 1)
-        } catch {
-            printError("swift role: \(error)")
-            exit(1)
+        guard let driver = getenv("MQTT_BENCH_SWIFT_DRIVER").map({ String(cString: $0) }), driver == "thread" else {
+            return MQTTConfiguration().eventLoopGroup
         }
+        return nil
     }()
 
     /// A connected client configured like the C baseline's.

@@ -19,12 +19,15 @@ func uniqueClientID(_ prefix: String = "t") -> String {
     String("\(prefix)-\(UInt64.random(in: 0...UInt64.max))".prefix(23))
 }
 
-/// The event-loop group every test client uses when `MQTT_TEST_DRIVER=event-loop` (scripts/test.sh
-/// runs the integration suites once per driver); `nil` gives each client its own thread.
+/// The driver of every test client: the default (``MQTTEventLoopGroup/shared``), or with
+/// `MQTT_TEST_DRIVER=thread` a network thread per client (scripts/test.sh runs the integration
+/// suites once per driver).
 let testEventLoopGroup: MQTTEventLoopGroup? = {
-    guard let driver = getenv("MQTT_TEST_DRIVER").map({ String(cString: $0) }), !driver.isEmpty, driver != "thread" else { return nil }
-    precondition(driver == "event-loop", "MQTT_TEST_DRIVER must be thread or event-loop, not \(driver)")
-    return try! MQTTEventLoopGroup(numberOfThreads: 2)
+    guard let driver = getenv("MQTT_TEST_DRIVER").map({ String(cString: $0) }), !driver.isEmpty, driver != "event-loop" else {
+        return MQTTConfiguration().eventLoopGroup
+    }
+    precondition(driver == "thread", "MQTT_TEST_DRIVER must be event-loop or thread, not \(driver)")
+    return nil
 }()
 
 /// A client for `broker`, not yet connected; reconnection is off unless `configure` turns it on.

@@ -87,6 +87,16 @@ struct ConfigurationTests {
         #expect(dumped.contains("alice"))
     }
 
+    @Test("a client and its configuration can be dumped: the event-loop group shows its thread counts, locked state stays hidden")
+    func dumpsWithoutReflectingLockedState() throws {
+        let client = try MQTTClient(configuration: MQTTConfiguration(clientID: "dump-test"))
+        var dumped = ""
+        dump(client, to: &dumped)
+        dump(client.configuration, to: &dumped)
+        #expect(dumped.contains("numberOfThreads"))
+        #expect("\(MQTTEventLoopGroup.shared)".hasPrefix("MQTTEventLoopGroup(threads: "))
+    }
+
     @Test("reconnect delays grow exponentially up to the maximum")
     func reconnectDelaysGrow() {
         let policy = MQTTReconnectPolicy.exponentialBackoff(minimumDelay: .seconds(1), maximumDelay: .seconds(8), jitter: false)

@@ -92,9 +92,10 @@ public struct MQTTConfiguration: Sendable {
     /// `[("service", "ingest")]`. Metrics are recorded only when a metrics backend was
     /// bootstrapped before the client is created; the metric names are listed in <doc:Observability>.
     public var metricsDimensions: [(String, String)]
-    /// The network threads that drive the connection. `nil` (the default) gives the client a
-    /// thread of its own while it is connected, like libmosquitto's `mosquitto_loop_start`; a
-    /// group lets a few threads drive thousands of clients (see ``MQTTEventLoopGroup``).
+    /// The network threads that drive the connection: by default ``MQTTEventLoopGroup/shared``,
+    /// whose few threads drive every client of the process. `nil` gives the client a thread of
+    /// its own while it is connected, running libmosquitto's `select()` loop as
+    /// `mosquitto_loop_start` does, which cannot use descriptor numbers of 1,024 or more.
     public var eventLoopGroup: MQTTEventLoopGroup?
 
     /// Creates a configuration.
@@ -142,7 +143,7 @@ public struct MQTTConfiguration: Sendable {
         self.operationTimeout = .seconds(30)
         self.logger = nil
         self.metricsDimensions = []
-        self.eventLoopGroup = nil
+        self.eventLoopGroup = .shared
     }
 }
 

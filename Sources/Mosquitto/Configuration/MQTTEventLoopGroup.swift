@@ -1,18 +1,23 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 // MARK: - MQTTEventLoopGroup
 
 /// A few network threads that drive the connections of many clients, instead of one thread per
 /// connected client.
 ///
-/// By default each connected ``MQTTClient`` runs its own network thread, as libmosquitto's
-/// `mosquitto_loop_start` does. That is simplest and fastest for a handful of connections, but a
-/// process with thousands of clients (a gateway, a load generator, a device simulator) would run
-/// thousands of threads. Clients whose ``MQTTConfiguration/eventLoopGroup`` is set share the
-/// group's threads instead: each thread waits on many sockets at once (`epoll`) and runs
-/// libmosquitto's read, write and keepalive steps for the ones that are ready. Connecting and
-/// reconnecting (DNS, TCP, the TLS handshake) block, so they run on a separate, small set of
-/// connect threads, and a slow broker never stalls established connections.
+/// Each thread of a group waits on many clients' sockets at once (`epoll`) and runs libmosquitto's
+/// read, write and keepalive steps for the ones that are ready. Connecting and reconnecting (DNS,
+/// TCP, the TLS handshake) block, so they run on a separate, small set of connect threads, and a
+/// slow broker never stalls established connections. By default every client uses
+/// ``shared``; a group of one's own separates busy clients from the rest, and setting
+/// ``MQTTConfiguration/eventLoopGroup`` to `nil` gives a client a network thread of its own, as
+/// libmosquitto's `mosquitto_loop_start` does (limited to descriptor numbers below 1,024 by
+/// libmosquitto's `select()` loop).
 ///
 /// Everything else is the same in both modes: the API, reconnects, the dead-link watchdog,
 /// keepalive, TLS, and the order of events.
@@ -67,6 +72,20 @@ public final class MQTTEventLoopGroup: Sendable {
         self.loops = loops
     }
 
+    /// The group every client uses unless its configuration says otherwise
+    /// (``MQTTConfiguration/eventLoopGroup``): one event-loop thread per core, at most 4, and 2
+    /// connect threads, started when the first client is created. Its threads live as long as
+    /// the process and cost nothing while idle.
+    public static let shared: MQTTEventLoopGroup = {
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        do {
+            return try MQTTEventLoopGroup(numberOfThreads: min(max(cores, 1), 4), numberOfConnectThreads: 2)
+        } catch {
+            // Only when the kernel refuses a thread or a descriptor at the very first client.
+            fatalError("could not start the shared MQTT event-loop group: \(error)")
+        }
+    }()
+
     deinit {
         loops.forEach { $0.shutdown() }
         executor.shutdown()
@@ -76,5 +95,17 @@ public final class MQTTEventLoopGroup: Sendable {
     func nextLoop() -> EventLoop {
         let index = nextIndex.wrappingAdd(1, ordering: .relaxed).oldValue
         return loops[index % loops.count]
+    }
+}
+
+extension MQTTEventLoopGroup: CustomStringConvertible, CustomReflectable {
+    /// `MQTTEventLoopGroup(threads: N, connect threads: M)`.
+    public var description: String {
+        "MQTTEventLoopGroup(threads: \(numberOfThreads), connect threads: \(numberOfConnectThreads))"
+    }
+
+    /// The thread counts only (a dump of a configuration shows them, not the loops' state).
+    public var customMirror: Mirror {
+        Mirror(self, children: ["numberOfThreads": numberOfThreads, "numberOfConnectThreads": numberOfConnectThreads])
     }
 }

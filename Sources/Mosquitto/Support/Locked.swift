@@ -53,3 +53,11 @@ final class Locked<Value: ~Copyable>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+extension Locked: CustomReflectable where Value: ~Copyable {
+    /// No children: reflection (`dump`, `Mirror`) must neither read the value without the lock
+    /// nor copy a noncopyable one (the runtime traps on that).
+    var customMirror: Mirror {
+        Mirror(self, children: [])
+    }
+}
