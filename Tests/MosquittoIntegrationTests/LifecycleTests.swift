@@ -83,7 +83,9 @@ struct LifecycleTests {
             #expect(error.code == .timeout)
             #expect(error.operation == .connect)
         }
-        #expect(ContinuousClock.now - start < .seconds(3))
+        // Well below the 10 s default connect timeout and the never of a silent server; the
+        // margin over 500 ms is for resuming this task while other suites keep both cores busy.
+        #expect(ContinuousClock.now - start < .seconds(5))
         #expect(!client.isConnected)
     }
 

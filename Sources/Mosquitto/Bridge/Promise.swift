@@ -19,6 +19,11 @@ final class Promise<Value: Sendable>: Sendable {
 
     private let state: Locked<State>
 
+    /// Where timeouts fire: a private serial queue, which libdispatch serves on an overcommit
+    /// thread, so a timeout fires on time even while every thread of the global pool (which
+    /// Swift's cooperative executor shares) is busy; `.global()` would wait for one to free up.
+    private static var timerQueue: DispatchQueue { promiseTimerQueue }
+
     /// Creates a pending promise.
     init() {
         state = Locked(.pending(waiters: [:], nextID: 0))
@@ -107,7 +112,7 @@ final class Promise<Value: Sendable>: Sendable {
                 }
                 var timer: (any DispatchSourceTimer)?
                 if let timeout {
-                    let source = DispatchSource.makeTimerSource(queue: .global())
+                    let source = DispatchSource.makeTimerSource(queue: Self.timerQueue)
                     source.setEventHandler { [weak self] in
                         self?.expire(id: id, with: MQTTError(.timeout, operation: operation, detail: "after \(timeout)"))
                     }
@@ -135,6 +140,9 @@ final class Promise<Value: Sendable>: Sendable {
         waiter?.continuation.resume(throwing: error)
     }
 }
+
+/// The queue of every promise's timeout timer (a static stored property cannot live in a generic type).
+private let promiseTimerQueue = DispatchQueue(label: "swift-mosquitto.timeouts")
 
 // MARK: - Duration helpers
 
