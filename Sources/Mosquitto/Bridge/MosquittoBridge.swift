@@ -21,7 +21,10 @@ protocol BridgeEventSink: AnyObject, Sendable {
     func bridgeSessionDidEnd(error: MQTTError?)
     /// Whether log lines at `level` are wanted; checked before a line is copied.
     func wantsLog(_ level: MQTTLogLevel) -> Bool
-    /// The number of QoS 1/2 publishes awaiting acknowledgement changed (for metrics).
+    /// Whether ``bridgePendingPublishesDidChange(_:)`` is wanted (metrics are on); constant.
+    var tracksPendingPublishes: Bool { get }
+    /// The number of QoS 1/2 publishes awaiting acknowledgement changed (for metrics). Calls are
+    /// serialised, each with the count of that moment, so the last one is the current count.
     func bridgePendingPublishesDidChange(_ count: Int)
     /// A libmosquitto log line.
     func bridgeDidLog(level: MQTTLogLevel, message: String)
@@ -43,7 +46,14 @@ struct SubscribeAcknowledgement: Sendable {
 // MARK: - MosquittoBridge
 
 /// The one owner of a libmosquitto handle and of everything that follows from it: the connection
-/// state, the pending-operation tables and the driver thread.
+/// state, the pending-operation tables and the session's driver.
+///
+/// The driver runs a session's network steps (connect, read/write/keepalive, reconnect per the
+/// policy, the end): either a thread of the client's own (``runOwnThread()``, libmosquitto's
+/// `mosquitto_loop`), or an ``EventLoop`` shared with other clients. Both call the same session
+/// steps below (``openSession()``, ``prepareForPass(_:stopping:)``, ``completePass(_:)``,
+/// ``connectionFailed(rc:_:)``, ``reconnectSocket()``, ``closeSession()``), so the decisions stay
+/// here; "the driver thread" below is whichever thread runs them at the moment.
 ///
 /// Commands (connect, publish, subscribe, ...) arrive from any task; events arrive from the C
 /// thunks in ``BridgeCallbacks`` on the driver thread. Both sides take ``state``'s lock only to
@@ -51,7 +61,7 @@ struct SubscribeAcknowledgement: Sendable {
 ///
 /// Lifetime: the handle's userdata holds a retained reference to the bridge (swift-nio-ssl's
 /// pattern). ``close()`` is idempotent; the handle is destroyed and the reference released
-/// exactly once, by whichever of `close()` and the exiting driver thread comes last.
+/// exactly once, by whichever of `close()` and the ending session comes last.
 final class MosquittoBridge: Sendable {
     enum Phase: Sendable { case idle, connecting, connected, reconnecting, disconnecting }
 
@@ -90,6 +100,8 @@ final class MosquittoBridge: Sendable {
     private let sleeper = Sleeper()
     /// The shared event loop that drives this client's sessions, or `nil` for a thread of its own.
     private let eventLoop: EventLoop?
+    /// Serialises ``reportPendingPublishes()``.
+    private let pendingPublishReports = Locked(())
     /// This bridge's key in ``eventLoop``.
     let eventLoopToken: UInt64
     /// On an event loop: the socket the loop has registered for this client (-1 when none), and
@@ -132,6 +144,18 @@ final class MosquittoBridge: Sendable {
     /// How many QoS 1/2 publishes await their acknowledgement (or are being handed over).
     var pendingPublishCount: Int { state.withLock { $0.publishes.count + $0.reservedPublishes } }
 
+    /// Tells the sink how many QoS 1/2 publishes are pending (counting the one being handed to
+    /// libmosquitto), when it wants to know. The lock serialises the reports, and each reads the
+    /// count inside it: whichever report comes last carries the current count, however the
+    /// publishing task and the network thread interleave. (Only the metrics backend's gauge runs
+    /// under it; the state lock is taken inside, never the other way round.)
+    private func reportPendingPublishes() {
+        guard sink.tracksPendingPublishes else { return }
+        pendingPublishReports.withLock { _ in
+            sink.bridgePendingPublishesDidChange(pendingPublishCount)
+        }
+    }
+
     // MARK: Properties
 
     /// Builds the property list for a packet; non-empty properties need MQTT 5.
@@ -145,7 +169,7 @@ final class MosquittoBridge: Sendable {
 
     // MARK: Connect and disconnect
 
-    /// Starts a session on a new driver thread and waits for the CONNACK.
+    /// Starts a session on its driver and waits for the CONNACK.
     func connect(timeout: Duration) async throws(MQTTError) -> MQTTConnectResult {
         // A session that is ending (its driver thread winding down after a disconnect or a lost
         // connection) is waited for, so that reacting to `.disconnected` with connect() works.
@@ -187,7 +211,7 @@ final class MosquittoBridge: Sendable {
         }
     }
 
-    /// Sends DISCONNECT (or abandons a connection attempt) and waits until the driver thread ended.
+    /// Sends DISCONNECT (or abandons a connection attempt) and waits until the session ended.
     func disconnect(timeout: Duration, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = MQTTProperties()) async throws(MQTTError) {
         let list = try propertyList(properties, command: CMD_DISCONNECT, operation: .disconnect)
         let exited: Promise<Void>? = state.withLock { state in
@@ -316,6 +340,7 @@ final class MosquittoBridge: Sendable {
                 state.reservedPublishes += 1
             }
         }
+        if qos != .atMostOnce { reportPendingPublishes() }
         var (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
         let messageID = UInt16(truncatingIfNeeded: mid)
         if qos == .atMostOnce {
@@ -329,10 +354,8 @@ final class MosquittoBridge: Sendable {
             return MQTTPendingPublish(completed: MQTTPublishReceipt(messageID: messageID, qos: qos))
         }
         let promise = Promise<MQTTPublishReceipt>()
-        var pendingCount = 0
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
             state.reservedPublishes -= 1
-            defer { pendingCount = state.publishes.count }
             // Without a socket libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
             // That holds in any phase while the session lives, including the moment between a
@@ -344,11 +367,10 @@ final class MosquittoBridge: Sendable {
             return state.publishes.register(promise, for: mid)
         }
         guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            reportPendingPublishes()
             throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
         }
-        // The count is reported before the packet can go out, so that its acknowledgement's
-        // lower count cannot be overtaken by this one.
-        sink.bridgePendingPublishesDidChange(pendingCount)
+        if early != nil { reportPendingPublishes() }
         requestWrite()
         if let early {
             promise.complete(early)
@@ -691,7 +713,7 @@ final class MosquittoBridge: Sendable {
             : leftovers.requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
             : MQTTError(.connectionLost, operation: .connection)
         leftovers.publishes.forEach { $0.fail(pendingError) }
-        if !leftovers.publishes.isEmpty { sink.bridgePendingPublishesDidChange(0) }
+        if !leftovers.publishes.isEmpty { reportPendingPublishes() }
         leftovers.subscribes.forEach { $0.fail(pendingError) }
         leftovers.unsubscribes.forEach { $0.fail(pendingError) }
         let sessionError = leftovers.requested ? nil : (leftovers.error ?? connectError)
@@ -796,7 +818,7 @@ final class MosquittoBridge: Sendable {
         outcome.failed.forEach { $0.fail(pendingError) }
         outcome.failedUnsubscribes.forEach { $0.fail(pendingError) }
         outcome.failedPublishes.forEach { $0.fail(pendingError) }
-        if !outcome.failedPublishes.isEmpty { sink.bridgePendingPublishesDidChange(0) }
+        if !outcome.failedPublishes.isEmpty { reportPendingPublishes() }
         if outcome.report {
             sink.bridgeConnectionDidChange(.disconnected(error))
         }
@@ -808,10 +830,10 @@ final class MosquittoBridge: Sendable {
             reasonCode.isFailure
             ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode, detail: properties.reasonString))
             : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode, properties: properties))
-        let (promise, pendingCount) = state.withLock { ($0.publishes.resolve(mid, with: result), $0.publishes.count) }
+        let promise = state.withLock { $0.publishes.resolve(mid, with: result) }
         if let promise {
             promise.complete(result)
-            sink.bridgePendingPublishesDidChange(pendingCount)
+            reportPendingPublishes()
         }
         sink.bridgeDidAcknowledge(.published(messageID: messageID, reasonCode: reasonCode))
     }

@@ -271,6 +271,8 @@ final class EventRouter: BridgeEventSink {
         toDelegate(.log(level, message))
     }
 
+    var tracksPendingPublishes: Bool { telemetry.metrics != nil }
+
     func bridgePendingPublishesDidChange(_ count: Int) {
         telemetry.metrics?.inFlightChanged(to: count)
     }

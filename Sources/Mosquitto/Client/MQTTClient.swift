@@ -11,8 +11,9 @@
 /// }
 /// ```
 ///
-/// All methods may be called from any task or thread. Each connection runs its network loop on a
-/// thread of its own; callbacks from libmosquitto never run user code on it. Dropping the last
+/// All methods may be called from any task or thread. The connection is driven by the network
+/// threads of an ``MQTTEventLoopGroup`` (by default ``MQTTEventLoopGroup/shared``), or by a thread
+/// of the client's own; callbacks from libmosquitto never run user code there. Dropping the last
 /// reference disconnects cleanly (so no will is published) and frees everything; pending
 /// operations then fail with ``MQTTError/Code/clientClosed``.
 ///
@@ -87,7 +88,8 @@ public final class MQTTClient: Sendable {
 
     /// Connects and waits for the broker's CONNACK.
     ///
-    /// DNS, TCP and the TLS handshake run on the client's network thread, never on a task's.
+    /// DNS, TCP and the TLS handshake run on a network thread (the event-loop group's connect
+    /// threads, or the client's own), never on a task's.
     ///
     /// - Parameter timeout: How long to wait; `nil` uses ``MQTTConfiguration/connectTimeout``.
     ///   On timeout or cancellation the attempt is abandoned.
