@@ -19,6 +19,21 @@ struct TopicTests {
         }
     }
 
+    @Test("a prepared filter matches as MQTTTopic.matches does: byte for byte, wildcards, $ topics, shared subscriptions")
+    func preparedFilterMatchesLikeLibmosquitto() {
+        let cases: [(filter: String, topic: String)] = [
+            ("a/b", "a/b"), ("a/b", "a/b/c"), ("a/b", "a/c"), ("caf\u{E9}", "cafe\u{301}"), ("caf\u{E9}", "caf\u{E9}"),
+            ("a/+", "a/b"), ("a/+", "a/b/c"), ("a/#", "a"), ("#", "$SYS/x"), ("+/x", "$SYS/x"), ("$SYS/x", "$SYS/x"),
+            ("$share/g/a/b", "a/b"), ("$share/g/a/+", "a/z"), ("$share/g/a/b", "$share/g/a/b"), ("", "a"),
+        ]
+        for (filter, topic) in cases {
+            #expect(TopicMatcher(filter: filter).matches(topic) == MQTTTopic.matches(topic, filter: filter), "\(filter) vs \(topic)")
+        }
+        // Canonically equivalent but different bytes: different topics.
+        #expect(!TopicMatcher(filter: "caf\u{E9}").matches("cafe\u{301}"))
+        #expect(TopicMatcher(filter: "$share/g/a/b").matches("a/b"))
+    }
+
     @Test("a topic longer than 65,535 bytes is rejected")
     func overlongTopicIsRejected() {
         let topic = String(repeating: "a", count: 65_536)

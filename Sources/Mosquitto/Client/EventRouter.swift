@@ -17,16 +17,25 @@ final class EventRouter: BridgeEventSink {
         /// The MQTT 5 subscription identifier the subscription was made with, if any.
         let subscriptionIdentifier: UInt32?
         let buffer: MessageBuffer
+        /// `filters`, prepared for matching every message.
+        let matchers: [TopicMatcher]
+
+        init(filters: [String]?, subscriptionIdentifier: UInt32?, buffer: MessageBuffer) {
+            self.filters = filters
+            self.subscriptionIdentifier = subscriptionIdentifier
+            self.buffer = buffer
+            self.matchers = (filters ?? []).map(TopicMatcher.init(filter:))
+        }
 
         /// Whether `message` belongs to this listener. A message carrying subscription identifiers
         /// goes to the subscriptions with those identifiers (the broker sends one copy per
         /// overlapping subscription); otherwise the topic is matched against the filters.
         func accepts(_ message: MQTTMessage) -> Bool {
-            guard let filters else { return true }
+            guard filters != nil else { return true }
             if let subscriptionIdentifier, !message.properties.subscriptionIdentifiers.isEmpty {
                 return message.properties.subscriptionIdentifiers.contains(subscriptionIdentifier)
             }
-            return filters.contains(where: { MQTTTopic.matches(message.topic, filter: $0) })
+            return matchers.contains(where: { $0.matches(message.topic) })
         }
     }
 

@@ -1,4 +1,9 @@
 import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 // MARK: - MQTTTopic
 
@@ -93,5 +98,38 @@ public enum MQTTTopic {
         if rc != MOSQ_ERR_SUCCESS.rawValue {
             throw MQTTError(code, operation: operation, detail: "not valid MQTT UTF-8")
         }
+    }
+}
+
+// MARK: - TopicMatcher
+
+/// A subscription filter prepared for matching many topics (every received message): a filter
+/// without wildcards matches by plain comparison, without a call into libmosquitto.
+struct TopicMatcher: Sendable {
+    /// The filter without a `$share/group/` prefix.
+    private let filter: String
+    /// Its bytes, for comparing exact filters with `memcmp`.
+    private let filterBytes: [UInt8]
+    /// Whether the filter has no `+` or `#`, so only the identical topic matches.
+    private let isExact: Bool
+
+    /// Prepares `filter` (as subscribed, `$share/` prefix allowed).
+    init(filter: String) {
+        let stripped = MQTTTopic.stripSharePrefix(filter)
+        self.filter = stripped
+        filterBytes = Array(stripped.utf8)
+        isExact = !stripped.utf8.contains { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "#") || $0 == 0 }
+    }
+
+    /// Whether messages published to `topic` match the filter (``MQTTTopic/matches(_:filter:)``).
+    func matches(_ topic: String) -> Bool {
+        // Byte for byte, as MQTT compares: `String ==` would also equate canonically equivalent
+        // spellings ("é" and "e" + U+0301), which are different topics.
+        guard isExact else { return MQTTTopic.matches(topic, filter: filter) }
+        return topic.utf8.withContiguousStorageIfAvailable { topic in
+            filterBytes.withUnsafeBufferPointer { filter in
+                topic.count == filter.count && (topic.isEmpty || memcmp(topic.baseAddress!, filter.baseAddress!, topic.count) == 0)
+            }
+        } ?? topic.utf8.elementsEqual(filterBytes)
     }
 }
