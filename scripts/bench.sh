@@ -7,7 +7,7 @@
 #   bash scripts/bench.sh --quick        # CI-sized: 1 repetition, ~0.5 s per row
 #   bash scripts/bench.sh                # default: 3 repetitions (medians), 3 s per row, 1,000,000-message memory check
 #   bash scripts/bench.sh --help         # every option
-#   bash scripts/bench.sh connections --count 10000 --driver thread   # many clients in one process:
+#   bash scripts/bench.sh connections --count 10000 [--driver shared|thread]   # many clients in one process:
 #                                        # connect time, threads, peak RSS (connections --help)
 #
 # The Swift roles use the library's default driver (the shared event-loop group);

@@ -4,12 +4,13 @@
 struct ConnectionsOptions: Sendable, Equatable {
     /// How many clients the Swift role process connects.
     var count = 10_000
-    /// The network driver: `thread` (a thread per client) or `shared` (an epoll event-loop group).
-    var driver = "thread"
+    /// The network driver: `shared` (an epoll event-loop group, like the library's default) or
+    /// `thread` (a thread per client).
+    var driver = "shared"
     /// How many connects (and disconnects) are in flight at once.
     var concurrency = 64
     /// The shared driver's thread count.
-    var driverThreads = 2
+    var driverThreads = 1
     /// The QoS of the subscriptions and of the messages.
     var qos = 0
     /// How long the role waits for the messages once connecting is over, in seconds.
@@ -31,12 +32,12 @@ struct ConnectionsOptions: Sendable, Equatable {
         disconnects them all. Reports the time to connect and subscribe all, the time to deliver all
         messages, messages lost, the role process's peak thread count (/proc/self/status, sampled every
         50 ms) and peak RSS (VmHWM), and the time to disconnect. The broker it starts gets an open-file
-        limit of N + 1,024; the role raises its own to what N clients need (3 descriptors each) as far
-        as the hard limit allows. When not every client can connect, it reports how far it got and
-        the first error (exit status 0: that is the measurement).
-        --driver thread: a network thread per client (the default; the library's only driver today).
-        --driver shared: all clients on one MQTTEventLoopGroup of --driver-threads threads (default 2);
-        not available in this build yet.
+        limit of N + 1,024; the role raises its own to what N clients need (1 descriptor each on an
+        event loop, 3 with a thread each) as far as the hard limit allows. When not every client can
+        connect, it reports how far it got and the first error (exit status 0: that is the measurement).
+        --driver shared (the default): all clients on one MQTTEventLoopGroup of --driver-threads
+        event-loop threads (default 1) and 1 connect thread.
+        --driver thread: a network thread per client (eventLoopGroup = nil), libmosquitto's select() loop.
         """
 
     /// Parses the arguments after `connections`.

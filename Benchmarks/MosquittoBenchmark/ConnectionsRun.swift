@@ -249,7 +249,7 @@ struct ConnectionsReport {
         mosquitto_lib_version(&major, &minor, &revision)
         let r = result
         let options = r.options
-        let driver = options.driver == "thread" ? "a network thread per client" : "shared event-loop group of \(options.driverThreads) threads"
+        let driver = options.driver == "thread" ? "a network thread per client" : "shared event-loop group of \(options.driverThreads) event-loop thread(s) and 1 connect thread"
         let perClient = r.connected > 0 ? Double(r.peakRSSKiB - r.floorRSSKiB) / Double(r.connected) : .nan
         var lines = [
             "mqtt-bench connections: \(Format.grouped(Double(options.count))) clients in one Swift process (\(driver)),"

@@ -50,7 +50,7 @@ struct ClientFactory: Sendable {
         case .thread:
             group = nil
         case .shared:
-            group = try MQTTEventLoopGroup(numberOfThreads: options.driverThreads)
+            group = try MQTTEventLoopGroup(numberOfThreads: options.driverThreads, numberOfConnectThreads: 1)
         }
     }
 
@@ -94,7 +94,7 @@ struct ConnectionsRoleOptions: Sendable {
     /// How many connects (and disconnects) are in flight at once.
     var concurrency = 64
     /// The shared driver's thread count (unused by `.thread`).
-    var driverThreads = 2
+    var driverThreads = 1
     /// The QoS of the subscriptions.
     var qos = MQTTQoS.atMostOnce
     /// Client `i` subscribes to this followed by `i`.

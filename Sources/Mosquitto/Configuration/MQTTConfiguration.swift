@@ -96,7 +96,26 @@ public struct MQTTConfiguration: Sendable {
     /// whose few threads drive every client of the process. `nil` gives the client a thread of
     /// its own while it is connected, running libmosquitto's `select()` loop as
     /// `mosquitto_loop_start` does, which cannot use descriptor numbers of 1,024 or more.
-    public var eventLoopGroup: MQTTEventLoopGroup?
+    public var eventLoopGroup: MQTTEventLoopGroup? {
+        get {
+            switch driver {
+            case .sharedGroup: .shared
+            case .group(let group): group
+            case .ownThread: nil
+            }
+        }
+        set { driver = newValue.map(Driver.group) ?? .ownThread }
+    }
+
+    /// What drives the connection. The default names the shared group without touching it, so
+    /// that its threads start only when a client uses it (not for every configuration made).
+    private enum Driver: Sendable {
+        case sharedGroup
+        case group(MQTTEventLoopGroup)
+        case ownThread
+    }
+
+    private var driver = Driver.sharedGroup
 
     /// Creates a configuration.
     ///
@@ -143,7 +162,6 @@ public struct MQTTConfiguration: Sendable {
         self.operationTimeout = .seconds(30)
         self.logger = nil
         self.metricsDimensions = []
-        self.eventLoopGroup = .shared
     }
 }
 
