@@ -181,8 +181,10 @@ struct MQTT5FeatureTests {
             // Reason 0x04 asks the broker to publish the will, as if the client had vanished.
             let start = ContinuousClock.now
             try await client.disconnect(reasonCode: .disconnectWithWillMessage)
-            #expect(try await wills.arrivals(within: .milliseconds(1_500)).isEmpty)
-            let messages = try await wills.waitFor(1, timeout: .seconds(6))
+            // Not "nothing within 1.5 s" by sleeping: on a loaded machine the sleep itself can
+            // outlast the delay. The wait returns as soon as the will is there, so an early will
+            // shows as a short wait.
+            let messages = try await wills.waitFor(1, timeout: .seconds(8))
             #expect(ContinuousClock.now - start >= .milliseconds(1_900))
             #expect(messages.map(\.payloadString) == ["gone"])
             #expect(messages.first?.properties.contentType == "text/plain")
