@@ -100,8 +100,8 @@ final class MosquittoBridge: Sendable {
     private let sleeper = Sleeper()
     /// The shared event loop that drives this client's sessions, or `nil` for a thread of its own.
     private let eventLoop: EventLoop?
-    /// Serialises ``reportPendingPublishes()``.
-    private let pendingPublishReports = Locked(())
+    /// Serialises ``reportPendingPublishes()``; holds the count last reported.
+    private let pendingPublishReports = Locked(0)
     /// This bridge's key in ``eventLoop``.
     let eventLoopToken: UInt64
     /// On an event loop: the socket the loop has registered for this client (-1 when none), and
@@ -151,8 +151,11 @@ final class MosquittoBridge: Sendable {
     /// under it; the state lock is taken inside, never the other way round.)
     private func reportPendingPublishes() {
         guard sink.tracksPendingPublishes else { return }
-        pendingPublishReports.withLock { _ in
-            sink.bridgePendingPublishesDidChange(pendingPublishCount)
+        pendingPublishReports.withLock { lastReported in
+            let count = pendingPublishCount
+            guard count != lastReported else { return }
+            lastReported = count
+            sink.bridgePendingPublishesDidChange(count)
         }
     }
 
