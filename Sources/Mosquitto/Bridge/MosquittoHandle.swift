@@ -13,10 +13,13 @@ import Musl
 /// (`mosquitto_threaded_set(true)`) before it is shared: libmosquitto then guards its own state
 /// with its internal mutexes (`callback_mutex`, `out_packet_mutex`, `msgs_out.mutex`, ...), so the
 /// commands below may be called from any thread while the driver thread runs the network loop.
-/// The exceptions are serialised by ``MosquittoBridge``: ``connect(host:port:keepAlive:bindAddress:properties:)``,
-/// ``reconnect()``, ``loop(timeoutMilliseconds:)`` and the event-loop calls (``read(maxPackets:)``,
-/// ``write()``, ``keepAlive()``) run only on the thread driving the session at that moment, and
-/// ``destroy()`` runs exactly once, after the driver thread has ended.
+/// The exceptions are serialised by ``MosquittoBridge`` and ``EventLoop``:
+/// ``connect(host:port:keepAlive:bindAddress:properties:)``, ``reconnect()`` and
+/// ``loop(timeoutMilliseconds:)`` run only on the thread driving the session at that moment; the
+/// event-loop calls (``read(maxPackets:)``, ``write()``, ``keepAlive()``) run only under the
+/// connection's I/O lock (``MosquittoBridge/loopSocket``), held by the event loop or by a
+/// publishing thread writing directly; and ``destroy()`` runs exactly once, after the session has
+/// ended.
 struct MosquittoHandle: @unchecked Sendable {
     let pointer: OpaquePointer
 
