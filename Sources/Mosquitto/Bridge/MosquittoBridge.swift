@@ -509,6 +509,8 @@ final class MosquittoBridge: Sendable {
         var logging = true
         /// When the dead-link watchdog last looked.
         var lastWatchdogCheck = ContinuousClock.now
+        /// How long (ms) the watchdog allowed the driver to wait, as of its last look.
+        var watchdogWait = MosquittoBridge.idleLoopTimeout
     }
 
     /// Whether the session should end (a disconnect, a close, a failed or abandoned connect).
@@ -571,9 +573,14 @@ final class MosquittoBridge: Sendable {
     func completePass(_ pass: inout DriverPass) -> Int32 {
         resubscribeIfNeeded()
         let now = ContinuousClock.now
-        guard now - pass.lastWatchdogCheck >= .milliseconds(100) else { return Self.idleLoopTimeout }
+        let sinceCheck = now - pass.lastWatchdogCheck
+        guard sinceCheck >= .milliseconds(100) else {
+            // Not looking again yet; but the wait it allowed at its last look keeps running out.
+            return max(1, pass.watchdogWait - sinceCheck.roundedUpMilliseconds)
+        }
         pass.lastWatchdogCheck = now
-        return watchForDeadLink()
+        pass.watchdogWait = watchForDeadLink()
+        return pass.watchdogWait
     }
 
     /// After the connection failed (libmosquitto has closed the socket): decides, per the
@@ -603,7 +610,7 @@ final class MosquittoBridge: Sendable {
     }
 
     /// How long `mosquitto_loop` waits for activity when nothing else is due (ms).
-    private static let idleLoopTimeout: Int32 = 1000
+    static let idleLoopTimeout: Int32 = 1000
 
     /// How long (ms) a link may stay silent before the watchdog aborts it: 1.5 × keepalive, less
     /// a margin (a tenth of the keepalive, at least 750 ms) so that the disconnection event reaches
