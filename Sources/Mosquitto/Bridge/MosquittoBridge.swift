@@ -293,7 +293,10 @@ final class MosquittoBridge: Sendable {
     /// never waited for: when it holds the lock, it is asked to write instead (coalesced, so a
     /// burst of publishes costs it one write pass).
     private func requestWrite() {
-        guard let eventLoop else { return }
+        // Nothing queued (a QoS 1/2 message that libmosquitto holds back for its in-flight
+        // window, or a packet another thread wrote already): nothing to do. Reliable on this
+        // thread, which has just queued whatever it queued.
+        guard let eventLoop, handle.wantsWrite else { return }
         let written = loopSocket.withLockIfAvailable { attached -> Bool in
             let socket = handle.socket
             guard attached >= 0, socket == attached else { return false }
