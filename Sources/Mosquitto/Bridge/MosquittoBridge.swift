@@ -78,6 +78,8 @@ final class MosquittoBridge: Sendable {
         var connectPromise: Promise<MQTTConnectResult>?
         /// The CONNACK of the current (or last) connection: the server's capabilities.
         var connectResult: MQTTConnectResult?
+        /// What `connectResult` allows a publish (checked for every publish).
+        var publishLimits: PublishLimits?
         var stopError: MQTTError?
         var connectLog: [String] = []
         var publishes = PendingTable<MQTTPublishReceipt>()
@@ -336,8 +338,8 @@ final class MosquittoBridge: Sendable {
         try state.withLock { (state) throws(MQTTError) in
             guard !state.closed else { throw MQTTError(.clientClosed, operation: .publish) }
             guard state.driverRunning, state.phase != .disconnecting else { throw MQTTError(.notConnected, operation: .publish) }
-            if let server = state.connectResult {
-                try server.check(qos: qos, retain: retain, estimatedPacketSize: topic.utf8.count + payload.count + 16)
+            if let limits = state.publishLimits {
+                try limits.check(qos: qos, retain: retain, estimatedPacketSize: topic.utf8.count + payload.count + 16)
             }
             if qos != .atMostOnce {
                 guard state.publishes.count + state.reservedPublishes < configuration.maxPendingPublishes else {
@@ -773,6 +775,7 @@ final class MosquittoBridge: Sendable {
                 state.resubscribeNeeded = true
             }
             state.connectResult = result
+            state.publishLimits = result.publishLimits
             state.everConnected = true
             state.reconnectAttempt = 0
             state.disconnectReported = false

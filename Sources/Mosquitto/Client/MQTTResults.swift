@@ -46,6 +46,24 @@ public struct MQTTConnectResult: Sendable, Hashable {
     /// The session expiry interval the broker applies, if it changed the client's.
     public var sessionExpiryInterval: UInt32? { properties.sessionExpiryInterval }
 
+    /// What this CONNACK allows a publish, copied out once for the publish path.
+    var publishLimits: PublishLimits {
+        PublishLimits(maximumQoS: maximumQoS, retainAvailable: retainAvailable, maximumPacketSize: maximumPacketSize)
+    }
+}
+
+// MARK: - PublishLimits
+
+/// The broker's limits on what it accepts in a PUBLISH (from its CONNACK): a few plain values,
+/// so that checking every publish copies no property list.
+struct PublishLimits: Sendable {
+    /// The highest QoS the broker accepts.
+    let maximumQoS: MQTTQoS
+    /// Whether the broker accepts retained messages.
+    let retainAvailable: Bool
+    /// The largest packet the broker accepts, if it said.
+    let maximumPacketSize: Int?
+
     /// Refuses, before sending, a publish the broker said it will not accept.
     func check(qos: MQTTQoS, retain: Bool, estimatedPacketSize: Int) throws(MQTTError) {
         if qos > maximumQoS {
