@@ -145,34 +145,29 @@ uint64_t bench_cpu_ns(void) {
     return user + system;
 }
 
+/// The number after `name` (e.g. "VmHWM:") in /proc/self/status, or -1.
+static long status_field(const char *name) {
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buffer[4096];
+    ssize_t length = read(fd, buffer, sizeof(buffer) - 1);
+    close(fd);
+    if (length <= 0) return -1;
+    buffer[length] = 0;
+    const char *field = strstr(buffer, name);
+    long value = -1;
+    if (!field || sscanf(field + strlen(name), "%ld", &value) != 1) return -1;
+    return value;
+}
+
 long bench_peak_rss_kib(void) {
     // VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across execve, so a process
     // started with posix_spawn (vfork) reports at least its parent's RSS.
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    char buffer[4096];
-    ssize_t length = read(fd, buffer, sizeof(buffer) - 1);
-    close(fd);
-    if (length <= 0) return -1;
-    buffer[length] = 0;
-    const char *field = strstr(buffer, "VmHWM:");
-    long kib = -1;
-    if (!field || sscanf(field + 6, "%ld", &kib) != 1) return -1;
-    return kib;
+    return status_field("VmHWM:");
 }
 
 long bench_thread_count(void) {
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    char buffer[4096];
-    ssize_t length = read(fd, buffer, sizeof(buffer) - 1);
-    close(fd);
-    if (length <= 0) return -1;
-    buffer[length] = 0;
-    const char *field = strstr(buffer, "Threads:");
-    long count = -1;
-    if (!field || sscanf(field + 8, "%ld", &count) != 1) return -1;
-    return count;
+    return status_field("Threads:");
 }
 
 int bench_open_descriptors(long *count, long *highest) {
