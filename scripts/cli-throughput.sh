@@ -7,15 +7,18 @@
 # Builds `mqtt` in release mode, starts `mosquitto` on 127.0.0.1 (a free port, a generated
 # config, loopback only; stopped at the end), then for QoS 0 and 1, alternating the two tools
 # run by run so that background load hits both alike:
-# - pub: `mqtt pub -l` and `mosquitto_pub -l` publish COUNT lines from a file (no subscriber);
-#   the time is the whole process, connect to exit (after the last acknowledgement for QoS 1).
+# - pub: `mqtt pub -l` and `mosquitto_pub -l` publish COUNT lines from files (no subscriber);
+#   the time is the processes', connect to exit (after the last acknowledgement for QoS 1).
 # - sub: `mqtt sub -C` / `mosquitto_sub -C` subscribes (a retained message tells the script it
-#   has), then `mosquitto_pub -l` publishes COUNT lines at the same QoS (in runs of 25,000 lines:
-#   mosquitto 2.0.11 drops a QoS 1 publisher that sends ~34,000 messages to a subscribed topic in
-#   one connection, "disconnected due to out of memory"); the time runs from the start of the
-#   first publisher to the exit of the subscriber, whose output (a file) must hold every line,
-#   each publisher's in order. With the same publishers for both, a ratio near 1 means the subscriber is not the
-#   bottleneck.
+#   has), then `mosquitto_pub -l` publishes COUNT lines at the same QoS; the time runs from the
+#   start of the first publisher to the exit of the subscriber, whose output (a file) must hold
+#   every line, each publisher's in order. With the same publishers for both, a ratio near 1
+#   means the subscriber is not the bottleneck.
+# Every publisher gets the lines in runs of 25,000 (one process per run): mosquitto_pub -l
+# queues all of stdin in libmosquitto and numbers the messages as it queues them, so past
+# 65,535 lines two queued messages share a packet identifier; mosquitto 2.0.11 then drops the
+# connection ("disconnected due to out of memory") and mosquitto_pub exits 0 having sent only
+# COUNT - 65,535 lines or so. The script fails if the broker logs such a disconnection.
 # Prints the median of each and the ratio mosquitto time / mqtt time (>= 0.90 is the goal:
 # `mqtt` at least 0.9x as fast). SCRATCH_PATH, when set, is the build directory.
 set -euo pipefail
@@ -82,8 +85,29 @@ timed() {
 # The median of column $1 of the input.
 median() { awk -v c="$1" '{ print $c }' | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-pub_mqtt() { "$mqtt" pub -h 127.0.0.1 -p "$port" -t "bench/pub" -q "$1" -l <"$work/lines"; }
-pub_mosquitto() { mosquitto_pub -h 127.0.0.1 -p "$port" -t "bench/pub" -q "$1" -l <"$work/lines"; }
+# pub_TOOL QOS [empty]: one `-l` process per chunk; with `empty`, each reads an empty stdin instead.
+pub_mqtt() { for chunk in "$work"/chunk.*; do "$mqtt" pub -h 127.0.0.1 -p "$port" -t "bench/pub" -q "$1" -l <"${2:-$chunk}"; done; }
+pub_mosquitto() { for chunk in "$work"/chunk.*; do mosquitto_pub -h 127.0.0.1 -p "$port" -t "bench/pub" -q "$1" -l <"${2:-$chunk}"; done; }
+
+# Runs pub_$1 at QoS $2 and prints its wall and CPU time less those of the same processes with
+# an empty stdin: start, connect and exit, which are not moving messages. (mosquitto_pub -l
+# sleeps 100 ms while it connects; mqtt takes about 10 ms.) The raw times go to $work/raw-pub-$1.
+pub_run() {
+    local raw empty
+    raw=$(timed "pub_$1" "$2")
+    empty=$(timed "pub_$1" "$2" /dev/null)
+    echo "$raw (start and connect: $empty)" >>"$work/raw-pub-$1"
+    echo "$raw $empty" | awk '{ printf "%.3f %.3f\n", $1 - $3, $2 - $4 }'
+}
+
+# Fails if the broker dropped a client (see above: a publisher that then sent only part of its lines).
+check_broker_log() {
+    if grep -q "disconnected due to" "$work/broker.log"; then
+        echo "cli-throughput: the broker dropped a client after $1:" >&2
+        grep "disconnected due to" "$work/broker.log" >&2
+        exit 1
+    fi
+}
 
 # Runs subscriber $1 (mqtt or mosquitto) at QoS $2 on topic prefix $3, feeds it COUNT lines with
 # mosquitto_pub once it has subscribed, and prints the time from then until the subscriber exits
@@ -125,15 +149,18 @@ check_output() {
 printf '%-5s %-4s %10s %10s %6s   %10s %10s %6s\n' test qos "mqtt" "mosquitto" ratio "mqtt cpu" "mosq. cpu" ratio
 for qos in 0 1; do
     : >"$work/pub-mqtt"; : >"$work/pub-mosquitto"; : >"$work/sub-mqtt"; : >"$work/sub-mosquitto"
+    : >"$work/raw-pub-mqtt"; : >"$work/raw-pub-mosquitto"
     for run in $(seq "$runs"); do
         # Alternate which tool goes first.
         if [ $((run % 2)) -eq 1 ]; then order="mqtt mosquitto"; else order="mosquitto mqtt"; fi
         for tool in $order; do
-            timed "pub_$tool" "$qos" >>"$work/pub-$tool"
+            pub_run "$tool" "$qos" >>"$work/pub-$tool"
+            check_broker_log "$tool pub -q $qos"
         done
         for tool in $order; do
             sub_run "$tool" "$qos" "bench/sub/$tool-$qos-$run" >>"$work/sub-$tool"
             check_output "$tool sub -q $qos"
+            check_broker_log "$tool sub -q $qos"
         done
     done
     for test in pub sub; do
@@ -146,6 +173,7 @@ for qos in 0 1; do
             "$(awk -v a="$ours_cpu" -v b="$theirs_cpu" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')"
         echo "  $test -q $qos (wall cpu): mqtt $(tr '\n' ' ' <"$work/$test-mqtt")| mosquitto $(tr '\n' ' ' <"$work/$test-mosquitto")" >&2
     done
+    echo "  pub -q $qos raw (wall cpu): mqtt $(paste -sd ';' "$work/raw-pub-mqtt") | mosquitto $(paste -sd ';' "$work/raw-pub-mosquitto")" >&2
 done
-echo "medians; wall: pub = the publisher's run, sub = from the start of the publisher to the subscriber's exit;" >&2
+echo "medians; wall: pub = the publishers' runs less the same processes with an empty stdin, sub = from the start of the publisher to the subscriber's exit;" >&2
 echo "cpu = user + system time of the measured client; ratio = mosquitto / mqtt (1.00: as fast; goal >= 0.90)" >&2
