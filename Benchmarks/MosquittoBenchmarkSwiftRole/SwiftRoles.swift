@@ -137,7 +137,7 @@ enum SwiftRoles {
                 if pending.count - oldest > Int(options.window) {
                     try await pending[oldest].acknowledgement()
                     oldest += 1
-                    if oldest >= 4096 {
+                    if oldest >= Int(options.window) {
                         pending.removeFirst(oldest)
                         oldest = 0
                     }

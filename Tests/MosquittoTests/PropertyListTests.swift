@@ -49,6 +49,31 @@ struct PropertyListTests {
         #expect(MQTTProperties(copying: list.pointer) == properties)
     }
 
+    @Test("properties are values: a copy is independent, clearing the last field makes the set empty, equal sets hash alike")
+    func valueSemantics() {
+        var a = MQTTProperties()
+        #expect(a.isEmpty)
+        #expect(MemoryLayout<MQTTProperties>.size == MemoryLayout<Int>.size)
+        a.contentType = "text/plain"
+        a.userProperties.append(MQTTUserProperty("k", "v"))
+        var b = a
+        b.contentType = "application/json"
+        #expect(a.contentType == "text/plain")
+        #expect(b.contentType == "application/json")
+        #expect(a != b)
+        b.contentType = "text/plain"
+        #expect(a == b)
+        #expect(a.hashValue == b.hashValue)
+        #expect(a.description == #"MQTTProperties(contentType: "text/plain", userProperties: [k:v])"#)
+        b.contentType = nil
+        b.userProperties = []
+        #expect(b.isEmpty)
+        #expect(b == MQTTProperties())
+        #expect(b.description == "MQTTProperties()")
+        #expect(MQTTProperties(copying: nil).isEmpty)
+        #expect(!Self.everyProperty.isEmpty)
+    }
+
     @Test("PUBLISH properties are allowed on PUBLISH, CONNECT-only ones are not")
     func allowedPerPacket() {
         var publish = MQTTProperties()

@@ -95,7 +95,9 @@ private struct Adder {
     var list: OpaquePointer?
     var failure: (rc: Int32, identifier: Int32)?
 
-    mutating func add(_ p: MQTTProperties) {
+    mutating func add(_ properties: MQTTProperties) {
+        guard !properties.isEmpty else { return }
+        let p = properties.values
         byte(MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, p.payloadFormat?.rawValue)
         int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, p.messageExpiryInterval)
         string(MQTT_PROP_CONTENT_TYPE, p.contentType)
@@ -173,15 +175,23 @@ private struct Adder {
 extension MQTTProperties {
     /// Copies a received property list (valid only during the callback) into Swift values.
     init(copying list: OpaquePointer?) {
-        self.init()
+        guard list != nil else {
+            self.init()
+            return
+        }
+        var values = Values()
         var item = list
         while let current = item {
-            read(current)
+            values.read(current)
             item = mosquitto_property_next(current)
         }
+        self.init(values)
     }
+}
 
-    private mutating func read(_ property: OpaquePointer) {
+extension MQTTProperties.Values {
+
+    fileprivate mutating func read(_ property: OpaquePointer) {
         let identifier = mosquitto_property_identifier(property)
         switch mqtt5_property(rawValue: UInt32(identifier)) {
         case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR: payloadFormat = Self.byte(property).flatMap(MQTTPayloadFormat.init(rawValue:))
