@@ -19,4 +19,13 @@ source scripts/setup.sh
 
 build=(swift build -c release ${SCRATCH_PATH:+--scratch-path "$SCRATCH_PATH"})
 "${build[@]}" --product mqtt-bench >&2
-exec "$("${build[@]}" --show-bin-path)/mqtt-bench" "$@"
+bin="$("${build[@]}" --show-bin-path)"
+
+# The C baseline as a C program: SwiftPM links every executable through swiftc, which adds
+# libswiftCore and libstdc++ to the C role (~3 MiB of RSS it never uses), so the role is built
+# again here with the toolchain's C compiler alone and mqtt-bench is told to run that one.
+"${CC:-clang}" -O2 -Wall -I Benchmarks/CMosquittoBaseline/include Benchmarks/CMosquittoBaseline/*.c \
+    Benchmarks/MosquittoBenchmarkCRole/main.c $(pkg-config --cflags --libs libmosquitto) -pthread \
+    -o "$bin/mqtt-bench-c-role"
+export MQTT_BENCH_C_ROLE="$bin/mqtt-bench-c-role"
+exec "$bin/mqtt-bench" "$@"

@@ -176,7 +176,7 @@ struct ConnectionsRun {
             spec.maxInflight = 100
             spec.controlPath = controlPath
             let publisher = try ChildProcess(
-                executable: "\(Orchestrator.executableDirectory)/\(spec.executableName)", arguments: spec.arguments, name: "c-fanout"
+                executable: spec.executablePath(in: Orchestrator.executableDirectory), arguments: spec.arguments, name: "c-fanout"
             )
             do {
                 _ = try publisher.expectLine(startingWith: "result", timeoutMilliseconds: 120_000)

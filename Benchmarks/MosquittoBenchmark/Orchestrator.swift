@@ -198,7 +198,7 @@ struct Orchestrator {
     /// Starts the role executable for `spec`, under `MQTT_BENCH_WRAP` when `MQTT_BENCH_WRAP_ROLE` names it.
     private func spawn(_ spec: RoleSpec) throws -> ChildProcess {
         let name = "\(spec.implementation.rawValue)-\(spec.kind.rawValue)"
-        var command = ["\(binDirectory)/\(spec.executableName)"] + spec.arguments
+        var command = [spec.executablePath(in: binDirectory)] + spec.arguments
         if let wrapper = Environment.value("MQTT_BENCH_WRAP"), Environment.value("MQTT_BENCH_WRAP_ROLE") == name {
             command = wrapper.split(separator: " ").map(String.init) + command
         }

@@ -39,6 +39,9 @@ struct Report {
             "  Swift driver: " + (getenv("MQTT_BENCH_SWIFT_DRIVER").map { String(cString: $0) } == "thread"
                 ? "a network thread per client (MQTT_BENCH_SWIFT_DRIVER=thread)"
                 : "the shared event-loop group (the default; MQTT_BENCH_SWIFT_DRIVER=thread for a thread per client)"),
+            "  C role: " + (RoleSpec.pureCExecutable.map { "\($0) (C compiler only: libmosquitto and libc, as mosquitto_pub)" }
+                ?? "SwiftPM's MosquittoBenchmarkCRole, which also loads libswiftCore and libstdc++ (~3 MiB more RSS than pure C;"
+                + " scripts/bench.sh builds a pure C one)"),
             "  \(options.repetitions) repetition(s), medians; \(Format.decimal(options.seconds, 1)) s per throughput row;"
                 + " window \(options.window) messages end to end; max in-flight \(options.maxInflight)",
             "  load average before: \(results.loadBefore); after: \(results.loadAfter)",

@@ -49,9 +49,9 @@ struct ArgumentReader {
 /// What one role process does, rendered into its command line.
 ///
 /// The orchestrator spawns one process per client so that `getrusage(RUSAGE_SELF)` (CPU time)
-/// and `VmHWM` (peak RSS) belong to exactly one client: the C baseline's clients run in a
-/// pure C executable (no Swift runtime), the Swift client's in a Swift executable that links only
-/// `Mosquitto` (no Foundation).
+/// and `VmHWM` (peak RSS) belong to exactly one client: the C baseline's clients run in a C
+/// executable (pure C when `MQTT_BENCH_C_ROLE` names one: see ``pureCExecutable``), the Swift
+/// client's in a Swift executable that links only `Mosquitto` (no Foundation).
 struct RoleSpec: Sendable, Equatable {
     /// The job of the process.
     enum Kind: String, Sendable, CaseIterable {
@@ -117,6 +117,19 @@ struct RoleSpec: Sendable, Equatable {
     /// The role executable's file name (a sibling of `mqtt-bench` in the build directory).
     var executableName: String {
         implementation == .swift ? "MosquittoBenchmarkSwiftRole" : "MosquittoBenchmarkCRole"
+    }
+
+    /// The C role executable built by a C compiler alone, when `MQTT_BENCH_C_ROLE` names one
+    /// (scripts/bench.sh builds it). SwiftPM links every executable through `swiftc`, so its
+    /// `MosquittoBenchmarkCRole` also loads libswiftCore and libstdc++ without using them: about
+    /// 3 MiB of RSS that a C program does not have.
+    static var pureCExecutable: String? { Environment.value("MQTT_BENCH_C_ROLE") }
+
+    /// The role executable to run: a sibling of `mqtt-bench` in `directory`, or for C roles the
+    /// pure C build when there is one.
+    func executablePath(in directory: String) -> String {
+        if implementation != .swift, let pure = Self.pureCExecutable { return pure }
+        return "\(directory)/\(executableName)"
     }
 }
 
