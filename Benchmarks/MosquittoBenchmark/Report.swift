@@ -39,6 +39,10 @@ struct Report {
             "  Swift driver: " + (getenv("MQTT_BENCH_SWIFT_DRIVER").map { String(cString: $0) } == "thread"
                 ? "a network thread per client (MQTT_BENCH_SWIFT_DRIVER=thread)"
                 : "the shared event-loop group (the default; MQTT_BENCH_SWIFT_DRIVER=thread for a thread per client)"),
+            "  Swift tasks: " + (getenv("MQTT_BENCH_SWIFT_EXECUTOR").map { String(cString: $0) } == "global"
+                ? "the subscriber's consumer and the round trips on Swift's global executor (MQTT_BENCH_SWIFT_EXECUTOR=global)"
+                : "the subscriber's consumer and the round trips prefer the client's event loop (client.taskExecutor;"
+                + " MQTT_BENCH_SWIFT_EXECUTOR=global for Swift's global executor)"),
             "  C role: " + (RoleSpec.pureCExecutable.map { "\($0) (C compiler only: libmosquitto and libc, as mosquitto_pub)" }
                 ?? "SwiftPM's MosquittoBenchmarkCRole, which also loads libswiftCore and libstdc++ (~3 MiB more RSS than pure C;"
                 + " scripts/bench.sh builds a pure C one)"),

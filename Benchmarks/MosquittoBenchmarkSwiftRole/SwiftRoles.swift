@@ -90,6 +90,19 @@ enum SwiftRoles {
         return nil
     }()
 
+    /// Whether the subscriber's consumer and the round-trip loop run on the client's event-loop
+    /// thread (``MQTTClient/taskExecutor``, the default here), or with
+    /// `MQTT_BENCH_SWIFT_EXECUTOR=global` on Swift's global executor. The publisher always runs
+    /// on the global executor: its window wait blocks its thread, which must not be the loop's.
+    static let useLoopExecutor: Bool = {
+        getenv("MQTT_BENCH_SWIFT_EXECUTOR").map { String(cString: $0) } != "global"
+    }()
+
+    /// The executor the consumer and round-trip tasks prefer (`nil`: the global one).
+    static func preferredExecutor(_ client: MQTTClient) -> (any TaskExecutor)? {
+        useLoopExecutor ? client.taskExecutor : nil
+    }
+
     /// A connected client configured like the C baseline's.
     static func connectedClient(_ options: SwiftRoleOptions) async throws -> MQTTClient {
         var configuration = MQTTConfiguration(host: options.host, port: options.port)
@@ -190,7 +203,7 @@ enum SwiftRoles {
         let cpuStart = bench_cpu_ns()
         result.start_ns = bench_now_ns()
         bench_announce_ready()
-        let consumer = Task { () throws -> bench_rss_samples in
+        let consumer = Task(executorPreference: preferredExecutor(client)) { () throws -> bench_rss_samples in
             var rss = bench_rss_samples()
             bench_rss_samples_init(&rss, total)
             var received: UInt64 = 0
@@ -223,6 +236,15 @@ enum SwiftRoles {
     /// with `beginPublish` and wait for it on the same client's subscription iterator.
     static func roundTrips(_ options: SwiftRoleOptions, warmup: UInt64, latencies: inout [UInt64]) async throws -> bench_role_result {
         let client = try await connectedClient(options)
+        return try await withTaskExecutorPreference(preferredExecutor(client)) {
+            try await timeRoundTrips(client, options, warmup: warmup, latencies: &latencies)
+        }
+    }
+
+    /// The round trips of ``roundTrips(_:warmup:latencies:)`` on a connected client.
+    private static func timeRoundTrips(
+        _ client: MQTTClient, _ options: SwiftRoleOptions, warmup: UInt64, latencies: inout [UInt64]
+    ) async throws -> bench_role_result {
         let subscription = try await client.subscribe(to: options.topic, qos: .atMostOnce)
         var iterator = subscription.makeAsyncIterator()
         let payload = [UInt8](repeating: UInt8(ascii: "x"), count: min(options.payloadSize, 64))

@@ -105,6 +105,72 @@ struct EventLoopGroupTests {
         #expect(opened < 100, "\(opened) descriptors for \(clients.count) unconnected clients")
     }
 
+    /// The calling thread's name.
+    private static func threadName() -> String {
+        let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+        return comm.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("a task that prefers the client's task executor runs on its event-loop thread: after messages, QoS 1/2 acknowledgements and sleeps")
+    func tasksRunOnTheLoop() async throws {
+        try await withMosquittoBroker { broker in
+            let group = try MQTTEventLoopGroup(numberOfThreads: 1)
+            let client = try await connectedClient(broker) { $0.eventLoopGroup = group }
+            let executor = try #require(client.taskExecutor)
+            let topic = uniqueTopic()
+            let outcome = try await Task(executorPreference: executor) { () async throws -> (names: Set<String>, payloads: [String]) in
+                var names: Set<String> = [Self.threadName()]
+                let subscription = try await client.subscribe(to: topic, qos: .exactlyOnce)
+                names.insert(Self.threadName())
+                for number in 0..<200 {
+                    try await client.publish(to: topic, payload: "\(number)", qos: number.isMultiple(of: 2) ? .atLeastOnce : .exactlyOnce)
+                    names.insert(Self.threadName())
+                }
+                try await Task.sleep(for: .milliseconds(5))
+                names.insert(Self.threadName())
+                var payloads: [String] = []
+                for try await message in subscription {
+                    names.insert(Self.threadName())
+                    payloads.append(message.payloadString ?? "")
+                    if payloads.count == 200 { break }
+                }
+                return (names, payloads)
+            }.value
+            #expect(outcome.names == ["mqtt-loop-0"])
+            #expect(outcome.payloads == (0..<200).map { "\($0)" })
+            try await client.disconnect()
+            let ownThread = try makeClient(broker) { $0.eventLoopGroup = nil }
+            #expect(ownThread.taskExecutor == nil)
+        }
+    }
+
+    @Test("a task executor outlives its group: once the loop thread has ended, its jobs run on the global executor")
+    func executorOutlivesItsGroup() async throws {
+        _ = testEventLoopGroup
+        let before = threads(named: "mqtt-loop")
+        var client: MQTTClient? = try {
+            var configuration = MQTTConfiguration(clientID: uniqueClientID("orphan"))
+            configuration.eventLoopGroup = try MQTTEventLoopGroup(numberOfThreads: 1, numberOfConnectThreads: 1)
+            return try MQTTClient(configuration: configuration)
+        }()
+        let executor = try #require(client?.taskExecutor)
+        // Once a job has run there, the thread has named itself.
+        #expect(await Task(executorPreference: executor) { Self.threadName() }.value == "mqtt-loop-0")
+        let ours = threads(named: "mqtt-loop").subtracting(before)
+        #expect(ours.count == 1)
+        client = nil  // and with it the last reference to the group
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !threads(named: "mqtt-loop").isDisjoint(with: ours), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(threads(named: "mqtt-loop").isDisjoint(with: ours))
+        let name = await Task(executorPreference: executor) { () async -> String in
+            try? await Task.sleep(for: .milliseconds(1))
+            return Self.threadName()
+        }.value
+        #expect(!name.hasPrefix("mqtt-loop"))
+    }
+
     @Test("a group needs 1 to 64 threads of each kind")
     func validatesThreadCounts() {
         for (loops, connectors, named) in [(0, 1, "numberOfThreads"), (65, 1, "numberOfThreads"), (1, 0, "numberOfConnectThreads"), (1, 65, "numberOfConnectThreads")] {

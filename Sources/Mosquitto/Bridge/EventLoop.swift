@@ -44,6 +44,8 @@ final class EventLoop: Sendable {
         case wake(UInt64)
         /// The group is gone: exit once no session is left.
         case shutdown
+        /// A task's job, enqueued on the loop as its `TaskExecutor`.
+        case job(UnownedJob)
     }
 
     private struct Inbox: ~Copyable {
@@ -52,6 +54,8 @@ final class EventLoop: Sendable {
         var writeQueued: Set<UInt64> = []
         /// Whether the `eventfd` was written since the loop last drained the inbox.
         var wakePending = false
+        /// Set when the thread has exited: jobs go to the global executor instead.
+        var exited = false
     }
 
     private let epoll: Int32
@@ -60,6 +64,8 @@ final class EventLoop: Sendable {
     private let executor: BlockingExecutor
     /// The loop's number in its group, for the thread name.
     private let index: Int
+    /// The loop thread's `pthread_self()`, once it runs (0 before).
+    private let thread = Atomic<UInt>(0)
 
     private static let nextToken = Atomic<UInt64>(1)
     /// The epoll token of the wake-up `eventfd`; sessions' tokens start at 1.
@@ -133,6 +139,11 @@ final class EventLoop: Sendable {
         if wake { signal() }
     }
 
+    /// Whether the caller runs on this loop's thread.
+    private var isLoopThread: Bool {
+        thread.load(ordering: .relaxed) == UInt(pthread_self())
+    }
+
     private func signal() {
         _ = eventfd_write(wakeDescriptor, 1)
     }
@@ -178,13 +189,15 @@ final class EventLoop: Sendable {
 
     private func run() {
         DriverThread.setName("mqtt-loop-\(index)")
+        thread.store(UInt(pthread_self()), ordering: .relaxed)
         var driver = Driver()
         let capacity = 256
         var tokens = [UInt64](repeating: 0, count: capacity)
         var events = [UInt32](repeating: 0, count: capacity)
         var nextSweep = ContinuousClock.now + Self.sweepInterval
-        while !(driver.shuttingDown && driver.entries.isEmpty) {
-            let timeout = (nextSweep - ContinuousClock.now).roundedUpMilliseconds
+        while !(driver.shuttingDown && driver.entries.isEmpty) || !inboxIsEmpty {
+            // Jobs this thread enqueued for itself (see `enqueue`) did not signal: do not sleep on them.
+            let timeout = inboxIsEmpty ? (nextSweep - ContinuousClock.now).roundedUpMilliseconds : 0
             let count = tokens.withUnsafeMutableBufferPointer { tokens in
                 events.withUnsafeMutableBufferPointer { events in
                     swift_mosquitto_epoll_wait(epoll, tokens.baseAddress, events.baseAddress, Int32(capacity), timeout)
@@ -207,7 +220,20 @@ final class EventLoop: Sendable {
                 nextSweep = ContinuousClock.now + Self.sweepInterval
             }
         }
+        let orphans = inbox.withLock { inbox -> [Message] in
+            inbox.exited = true
+            defer { inbox.messages.removeAll() }
+            return inbox.messages
+        }
+        for case .job(let job) in orphans {
+            globalConcurrentExecutor.enqueue(job)
+        }
         Self.closeDescriptors(epoll, wakeDescriptor)
+    }
+
+    /// Whether messages wait in the inbox.
+    private var inboxIsEmpty: Bool {
+        inbox.withLock { $0.messages.isEmpty }
     }
 
     private func drainInbox(into driver: inout Driver) {
@@ -239,6 +265,8 @@ final class EventLoop: Sendable {
                 checkStop(token, in: &driver)
             case .shutdown:
                 driver.shuttingDown = true
+            case .job(let job):
+                job.runSynchronously(on: asUnownedTaskExecutor())
             }
         }
     }
@@ -403,6 +431,37 @@ final class EventLoop: Sendable {
                 service(token, readable: false, keepAlive: true, in: &driver)
                 checkStop(token, in: &driver)
             }
+        }
+    }
+}
+
+// MARK: - EventLoop as a TaskExecutor
+
+extension EventLoop: TaskExecutor {
+    /// Runs `job` on the loop's thread, between two rounds of network work.
+    ///
+    /// DESIGN: a task that prefers this executor (``MQTTClient/taskExecutor``) runs on the thread
+    /// that reads its client's socket, as code on a SwiftNIO event loop does: a message, a
+    /// publish acknowledgement or a response resumes it without waking another thread, and what
+    /// it publishes is written from the same thread. From the loop's own thread (a continuation
+    /// resumed by a callback, or by another job) the job is appended without the `eventfd`
+    /// write: the loop drains its inbox before it next waits, and waits no time while the inbox
+    /// holds anything. After the thread has exited (its group released and no session left),
+    /// jobs run on the global concurrent executor, so a task never waits for a loop that is gone.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let onLoop = isLoopThread
+        let outcome = inbox.withLock { inbox -> (accepted: Bool, wake: Bool) in
+            guard !inbox.exited else { return (false, false) }
+            inbox.messages.append(.job(job))
+            if onLoop { return (true, false) }
+            defer { inbox.wakePending = true }
+            return (true, !inbox.wakePending)
+        }
+        if !outcome.accepted {
+            globalConcurrentExecutor.enqueue(job)
+        } else if outcome.wake {
+            signal()
         }
     }
 }

@@ -106,6 +106,8 @@ final class MosquittoBridge: Sendable {
     private let pendingPublishReports = Locked(0)
     /// This bridge's key in ``eventLoop``.
     let eventLoopToken: UInt64
+    /// The event loop as an executor for tasks (``MQTTClient/taskExecutor``).
+    var taskExecutor: (any TaskExecutor)? { eventLoop }
     /// On an event loop: the socket the loop has registered for this client (-1 when none), and
     /// the lock under which the loop, or a thread writing directly, does the connection's I/O.
     let loopSocket = Locked<Int32>(-1)

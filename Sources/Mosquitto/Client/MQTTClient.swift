@@ -67,6 +67,28 @@ public final class MQTTClient: Sendable {
     /// first connection.
     public var connectResult: MQTTConnectResult? { bridge.connectResult }
 
+    /// The event-loop thread that drives this client, as an executor for tasks; `nil` when the
+    /// client has a network thread of its own (``MQTTConfiguration/eventLoopGroup`` `nil`).
+    ///
+    /// A task that prefers it runs on the thread that reads and writes the client's socket, as
+    /// code on a SwiftNIO event loop does: a received message, an acknowledgement or a response
+    /// resumes it without waking another thread, and what it publishes is written from that
+    /// thread. The benchmark measures a round trip at about half the default's cost this way.
+    ///
+    /// ```swift
+    /// let consumer = Task(executorPreference: client.taskExecutor) {
+    ///     for try await message in subscription {
+    ///         handle(message)  // short and non-blocking: the loop drives other clients too
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// Such code must not block or compute for long: while it runs, the loop reads and writes
+    /// for none of its clients (keepalive and the dead-link watchdog included). Awaiting is
+    /// fine. Tasks can keep using the executor after the group is released: once its thread has
+    /// ended, their jobs run on the global concurrent executor.
+    public var taskExecutor: (any TaskExecutor)? { bridge.taskExecutor }
+
     /// The delegate for callback-style events, held weakly. See ``MQTTClientDelegate``.
     public var delegate: (any MQTTClientDelegate)? {
         get { router.delegate }
