@@ -195,9 +195,11 @@ final class EventLoop: Sendable {
         var tokens = [UInt64](repeating: 0, count: capacity)
         var events = [UInt32](repeating: 0, count: capacity)
         var nextSweep = ContinuousClock.now + Self.sweepInterval
-        while !(driver.shuttingDown && driver.entries.isEmpty) || !inboxIsEmpty {
+        while true {
             // Jobs this thread enqueued for itself (see `enqueue`) did not signal: do not sleep on them.
-            let timeout = inboxIsEmpty ? (nextSweep - ContinuousClock.now).roundedUpMilliseconds : 0
+            let pending = !inboxIsEmpty
+            if !pending, driver.shuttingDown, driver.entries.isEmpty { break }
+            let timeout = pending ? 0 : (nextSweep - ContinuousClock.now).roundedUpMilliseconds
             let count = tokens.withUnsafeMutableBufferPointer { tokens in
                 events.withUnsafeMutableBufferPointer { events in
                     swift_mosquitto_epoll_wait(epoll, tokens.baseAddress, events.baseAddress, Int32(capacity), timeout)
