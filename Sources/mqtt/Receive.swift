@@ -117,7 +117,11 @@ enum Receiver {
             return .failed(error)
         }
         return await withTaskGroup(of: Outcome.self) { group in
-            group.addTask { await receive(messages, session: session, plan: plan) }
+            // Printed on the client's event-loop thread, as mosquitto_sub prints in its
+            // libmosquitto callback: a message reaches the printer without waking another thread,
+            // and a full stdout pipe holds up reading from the broker (backpressure) as it does
+            // mosquitto_sub's.
+            group.addTask(executorPreference: session.client.taskExecutor) { await receive(messages, session: session, plan: plan) }
             if let seconds = plan.options.timeoutSeconds {
                 group.addTask {
                     do {

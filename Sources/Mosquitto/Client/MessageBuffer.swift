@@ -273,8 +273,7 @@ final class MessageBuffer: Sendable {
         }
 
         private func nextBatch() async throws(MQTTError) -> MQTTMessage? {
-            // The storage of a large batch (a message is about 300 bytes inline) is released
-            // rather than kept for the next one.
+            // The storage of a large batch is released rather than kept for the next one.
             batch.removeAll(keepingCapacity: batch.capacity <= 256)
             index = 0
             let buffer = reader.buffer
