@@ -39,3 +39,7 @@ MQTT_MEMORY_TEST=1 swift test --skip-build --filter listsAreFreed
 #    message lost, no QoS 2 message duplicated) and LeakSanitizer over 1,000 client cycles.
 bash scripts/soak.sh 60
 bash scripts/leak-check.sh 1000
+# 7. The benchmark, CI-sized (issue 5): every workload through the Swift client and the C baseline
+#    against a local broker. It fails only if a run fails outright (a role that cannot connect, a
+#    C role that does not build); the targets it prints are measured on a quiet machine, not here.
+bash scripts/bench.sh --quick
