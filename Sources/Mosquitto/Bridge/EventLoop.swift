@@ -88,12 +88,11 @@ final class EventLoop: Sendable {
         guard epoll >= 0, wakeDescriptor >= 0,
               swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_ADD, wakeDescriptor, EPOLLIN.rawValue, Self.wakeToken) == 0
         else {
+            // deinit closes what was opened (it runs when a fully initialised object's init throws).
             let reason = LibMosquitto.systemErrorString(errno)
-            Self.closeDescriptors(epoll, wakeDescriptor)
             throw MQTTError(.outOfMemory, operation: .configure, detail: "could not create an event loop: \(reason)")
         }
         guard DriverThread.start({ [self] in run() }) else {
-            Self.closeDescriptors(epoll, wakeDescriptor)
             throw MQTTError(.outOfMemory, operation: .configure, detail: "could not start an event loop thread")
         }
     }
@@ -230,6 +229,11 @@ final class EventLoop: Sendable {
         for case .job(let job) in orphans {
             globalConcurrentExecutor.enqueue(job)
         }
+        // The descriptors are closed in deinit, not here: a thread that has just posted may
+        // still be about to write the eventfd, and its number must not be reused before then.
+    }
+
+    deinit {
         Self.closeDescriptors(epoll, wakeDescriptor)
     }
 
