@@ -114,29 +114,20 @@ struct ConnectionsRun {
     ///   in the result instead.
     func run() async throws -> ConnectionsResult {
         var result = ConnectionsResult(options: options)
-        let broker: MosquittoBroker?
-        let host: String
-        let port: Int
-        if let external = options.host {
-            broker = nil
-            host = external
-            port = options.port
-            result.brokerDescription = "external broker \(host):\(port)"
-        } else {
-            // One descriptor per client plus headroom; `log_dest none`: 10,000 connect lines would only
-            // slow it down. `set_tcp_nodelay true`: otherwise Nagle holds each client's one PUBLISH
-            // until the client's delayed ACK of its SUBACK (20-30 ms, measured), which is the broker's
-            // latency, not the client's.
-            let limit = options.count + 1024
-            let started = try await MosquittoBroker.start(
-                MosquittoBrokerConfiguration(extraConfigLines: ["log_dest none", "set_tcp_nodelay true"], maximumOpenFiles: limit)
-            )
-            broker = started
-            host = started.host
-            port = started.port
-            result.brokerDescription = "mosquitto started on \(host):\(port) (open-file limit \(limit), TCP_NODELAY)"
-        }
-        defer { broker?.stop() }
+        // One descriptor per client plus headroom; `log_dest none`: 10,000 connect lines would only
+        // slow it down. `set_tcp_nodelay true`: otherwise Nagle holds each client's one PUBLISH
+        // until the client's delayed ACK of its SUBACK (20-30 ms, measured), which is the broker's
+        // latency, not the client's.
+        let limit = options.count + 1024
+        let broker = try await BenchmarkBroker.resolve(
+            host: options.host, port: options.port,
+            starting: MosquittoBrokerConfiguration(extraConfigLines: ["log_dest none", "set_tcp_nodelay true"], maximumOpenFiles: limit)
+        )
+        let (host, port) = (broker.host, broker.port)
+        defer { broker.stop() }
+        result.brokerDescription = broker.started == nil
+            ? "external broker \(host):\(port)"
+            : "mosquitto started on \(host):\(port) (open-file limit \(limit), TCP_NODELAY)"
 
         let controlPath = "\(Orchestrator.controlDirectory)/mqtt-bench-\(getpid())-connections"
         let control = try ControlBlock.map(path: controlPath, create: true)

@@ -77,25 +77,15 @@ struct Orchestrator {
     func run() async throws -> BenchmarkResults {
         var results = BenchmarkResults(options: options)
         results.loadBefore = LoadAverage.current
-        let broker: MosquittoBroker?
-        let host: String
-        let port: Int
-        if let external = options.host {
-            broker = nil
-            host = external
-            port = options.port
-        } else {
-            // `log_dest none` silences the fixture's `log_type all` (two debug lines per message would
-            // make the broker the bottleneck and hide client costs); the queue limit stays above the window.
-            let started = try await MosquittoBroker.start(
-                MosquittoBrokerConfiguration(extraConfigLines: ["log_dest none", "max_queued_messages 1000000"])
-            )
-            broker = started
-            host = started.host
-            port = started.port
-        }
-        defer { broker?.stop() }
-        results.brokerDescription = broker == nil ? "external \(host):\(port)" : "mosquitto started on \(host):\(port)"
+        // `log_dest none` silences the fixture's `log_type all` (two debug lines per message would
+        // make the broker the bottleneck and hide client costs); the queue limit stays above the window.
+        let broker = try await BenchmarkBroker.resolve(
+            host: options.host, port: options.port,
+            starting: MosquittoBrokerConfiguration(extraConfigLines: ["log_dest none", "max_queued_messages 1000000"])
+        )
+        let (host, port) = (broker.host, broker.port)
+        defer { broker.stop() }
+        results.brokerDescription = broker.started == nil ? "external \(host):\(port)" : "mosquitto started on \(host):\(port)"
 
         var run = 0
         for repetition in 0 ..< options.repetitions {
@@ -243,6 +233,32 @@ enum Environment {
     /// The value of `name`, or `nil` when unset.
     static func value(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
+    }
+}
+
+// MARK: - BenchmarkBroker
+
+/// The broker a run talks to: the external one named by `--host`/`--port`, or a mosquitto the
+/// fixture starts on a free loopback port (stopped by ``stop()``).
+struct BenchmarkBroker {
+    /// Its address.
+    let host: String
+    /// Its port.
+    let port: Int
+    /// The broker this run started, or `nil` for an external one.
+    let started: MosquittoBroker?
+
+    /// The external broker when `host` is given, otherwise one started with `configuration`.
+    /// - Throws: The fixture's error when the broker cannot be started.
+    static func resolve(host: String?, port: Int, starting configuration: @autoclosure () -> MosquittoBrokerConfiguration) async throws -> BenchmarkBroker {
+        if let host { return BenchmarkBroker(host: host, port: port, started: nil) }
+        let started = try await MosquittoBroker.start(configuration())
+        return BenchmarkBroker(host: started.host, port: started.port, started: started)
+    }
+
+    /// Stops the broker this run started, if any.
+    func stop() {
+        started?.stop()
     }
 }
 

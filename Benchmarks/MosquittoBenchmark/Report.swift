@@ -36,10 +36,10 @@ struct Report {
         let options = results.options
         return [
             "mqtt-bench: Swift client vs C libmosquitto \(major).\(minor).\(revision), one process per client, \(results.brokerDescription)",
-            "  Swift driver: " + (getenv("MQTT_BENCH_SWIFT_DRIVER").map { String(cString: $0) } == "thread"
+            "  Swift driver: " + (Environment.value("MQTT_BENCH_SWIFT_DRIVER") == "thread"
                 ? "a network thread per client (MQTT_BENCH_SWIFT_DRIVER=thread)"
                 : "the shared event-loop group (the default; MQTT_BENCH_SWIFT_DRIVER=thread for a thread per client)"),
-            "  Swift tasks: " + (getenv("MQTT_BENCH_SWIFT_EXECUTOR").map { String(cString: $0) } == "global"
+            "  Swift tasks: " + (Environment.value("MQTT_BENCH_SWIFT_EXECUTOR") == "global"
                 ? "the subscriber's consumer and the round trips on Swift's global executor (MQTT_BENCH_SWIFT_EXECUTOR=global)"
                 : "the subscriber's consumer and the round trips prefer the client's event loop (client.taskExecutor;"
                 + " MQTT_BENCH_SWIFT_EXECUTOR=global for Swift's global executor)"),
