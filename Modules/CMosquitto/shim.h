@@ -72,6 +72,31 @@ static inline int swift_mosquitto_close_wakeup_pair(struct mosquitto *mosq) {
     return 1;
 }
 
+/// Wakes a `mosquitto_loop` that waits in `select()` on the handle's own socket pair, as
+/// libmosquitto does itself whenever a command queues a packet; for a stop that queues nothing
+/// yet (the driver drains, then sends DISCONNECT from its own thread).
+///
+/// The pair is private (see `swift_mosquitto_close_wakeup_pair`): the layout is checked on every
+/// call, cheaply: the first field must be the handle's socket, and the third an `AF_UNIX` socket.
+/// Returns 1 if a byte was written, 0 otherwise (the loop then notices within its timeout).
+static inline int swift_mosquitto_wake_loop(struct mosquitto *mosq) {
+    int *fields = (int *)mosq;
+    if (fields[0] != mosquitto_socket(mosq)) {
+        return 0;
+    }
+    int writer = fields[2];
+    if (writer < 0 || writer == fields[0]) {
+        return 0;
+    }
+    int domain = 0;
+    socklen_t length = sizeof(domain);
+    if (getsockopt(writer, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 || domain != AF_UNIX) {
+        return 0;
+    }
+    char byte = 0;
+    return send(writer, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1 ? 1 : 0;
+}
+
 /// Names the calling thread (15 bytes at most), as `top -H` and debuggers show it.
 static inline void swift_mosquitto_set_thread_name(const char *name) {
     prctl(PR_SET_NAME, name, 0, 0, 0);

@@ -75,7 +75,14 @@ struct EventLoopGroupTests {
             var group: MQTTEventLoopGroup? = try MQTTEventLoopGroup(numberOfThreads: 3, numberOfConnectThreads: 1)
             #expect(group?.numberOfThreads == 3)
             var client: MQTTClient? = try await connectedClient(broker) { $0.eventLoopGroup = group }
-            let ours = threads(named: "mqtt-loop").subtracting(before)
+            // All three start with the first client; the two it does not use may take a moment
+            // (on a loaded machine) to run far enough to name themselves.
+            var ours = threads(named: "mqtt-loop").subtracting(before)
+            let started = ContinuousClock.now + .seconds(5)
+            while ours.count < 3, ContinuousClock.now < started {
+                try await Task.sleep(for: .milliseconds(10))
+                ours = threads(named: "mqtt-loop").subtracting(before)
+            }
             #expect(ours.count == 3)
             try await client?.disconnect()
             client = nil

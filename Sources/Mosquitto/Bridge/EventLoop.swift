@@ -167,8 +167,9 @@ final class EventLoop: Sendable {
         var interest: UInt32 = 0
         /// When the keepalive and the watchdog are next due.
         var nextCheck = ContinuousClock.now
-        /// Set when a stop was first seen: the queued DISCONNECT has until then to be written.
-        var stopDeadline: ContinuousClock.Instant?
+        /// Set when a stop was first seen: each pass then asks the bridge how the stop proceeds
+        /// (drain, DISCONNECT, write only; the deadline is the session's).
+        var stopping = false
     }
 
     /// The state only the loop's thread touches.
@@ -183,8 +184,6 @@ final class EventLoop: Sendable {
     private static let sweepInterval = Duration.milliseconds(100)
     /// The longest a session goes between two keepalive checks.
     private static let checkInterval = Duration.seconds(1)
-    /// How long a queued DISCONNECT may take to be written.
-    private static let stopGracePeriod = Duration.seconds(5)
 
     private func run() {
         DriverThread.setName("mqtt-loop-\(index)")
@@ -319,20 +318,35 @@ final class EventLoop: Sendable {
         guard var entry = driver.entries[token], case .active(let socket) = entry.phase else { return }
         let bridge = entry.bridge
         let handle = bridge.handle
-        let stopping = entry.stopDeadline != nil
+        let stopping = entry.stopping
+        var gaveUp = false
         let failure = bridge.loopSocket.withLock { attached -> Int32? in
             guard attached == socket, handle.socket == socket else { return MOSQ_ERR_NO_CONN.rawValue }
             bridge.prepareForPass(&entry.pass, stopping: stopping)
             var rc = MOSQ_ERR_SUCCESS.rawValue
-            if keepAlive {
+            // A stop: drain, then DISCONNECT, then only write (a read in libmosquitto's
+            // "disconnecting" state would close the socket, DISCONNECT unwritten).
+            var progress = stopping ? bridge.advanceStop() : .running
+            if progress == .giveUp {
+                gaveUp = true
+                return nil
+            }
+            if keepAlive, progress == .running {
                 rc = handle.keepAlive()
             }
-            if rc == MOSQ_ERR_SUCCESS.rawValue, readable, handle.socket == socket {
+            if rc == MOSQ_ERR_SUCCESS.rawValue, readable, progress == .running, handle.socket == socket {
                 rc = handle.read(maxPackets: Self.readBudget)
             }
             // Reading may have queued acknowledgements (PUBACK, PUBREC, ...): write them too.
             if rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket, handle.wantsWrite {
                 rc = handle.write()
+            }
+            // The queue may be written now: DISCONNECT follows at once.
+            if stopping, progress == .running, rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket {
+                progress = bridge.advanceStop()
+                if progress == .writeOnly, handle.wantsWrite {
+                    rc = handle.write()
+                }
             }
             guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
                 // libmosquitto closed the socket (which also took it out of epoll): the
@@ -340,7 +354,10 @@ final class EventLoop: Sendable {
                 attached = -1
                 return rc == MOSQ_ERR_SUCCESS.rawValue ? MOSQ_ERR_NO_CONN.rawValue : rc
             }
-            let interest = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (handle.wantsWrite ? EPOLLOUT.rawValue : 0)
+            // Writing only: readiness to read would wake the loop again and again for nothing.
+            let interest = progress == .writeOnly
+                ? EPOLLOUT.rawValue
+                : EPOLLIN.rawValue | EPOLLRDHUP.rawValue | (handle.wantsWrite ? EPOLLOUT.rawValue : 0)
             if interest != entry.interest, swift_mosquitto_epoll_ctl(epoll, EPOLL_CTL_MOD, socket, interest, token) == 0 {
                 entry.interest = interest
             }
@@ -354,7 +371,9 @@ final class EventLoop: Sendable {
         // Outside the I/O lock: a consumer woken here may publish at once, and then finds the
         // connection free to write to directly.
         bridge.didFinishPass()
-        if let failure {
+        if gaveUp {
+            end(token, in: &driver)
+        } else if let failure {
             connectionEnded(token, rc: failure, in: &driver)
         }
     }
@@ -363,7 +382,7 @@ final class EventLoop: Sendable {
     /// policy, or end the session.
     private func connectionEnded(_ token: UInt64, rc: Int32, in driver: inout Driver) {
         guard var entry = driver.entries[token] else { return }
-        if let delay = entry.bridge.connectionFailed(rc: rc, &entry.pass), entry.stopDeadline == nil {
+        if let delay = entry.bridge.connectionFailed(rc: rc, &entry.pass), !entry.stopping {
             entry.phase = .backingOff(until: ContinuousClock.now + delay)
             driver.entries[token] = entry
             // A stop requested meanwhile ends the backoff at once.
@@ -388,8 +407,8 @@ final class EventLoop: Sendable {
         bridge.closeSession()
     }
 
-    /// Acts on a requested stop: ends a backoff at once; gives an active connection's queued
-    /// DISCONNECT ``stopGracePeriod`` to be written.
+    /// Acts on a requested stop: ends a backoff at once; has an active connection drain its queue
+    /// and write DISCONNECT (by the session's deadline).
     private func checkStop(_ token: UInt64, in driver: inout Driver) {
         guard var entry = driver.entries[token], entry.bridge.isStopRequested else { return }
         switch entry.phase {
@@ -398,8 +417,8 @@ final class EventLoop: Sendable {
         case .backingOff:
             end(token, in: &driver)
         case .active:
-            if entry.stopDeadline == nil {
-                entry.stopDeadline = ContinuousClock.now + Self.stopGracePeriod
+            if !entry.stopping {
+                entry.stopping = true
                 driver.entries[token] = entry
             }
             service(token, readable: false, in: &driver)
@@ -426,8 +445,9 @@ final class EventLoop: Sendable {
                     }
                 }
             case .active:
-                if let deadline = entry.stopDeadline, now >= deadline {
-                    end(token, in: &driver)
+                if entry.stopping {
+                    // Drain, DISCONNECT, or the deadline: the pass asks the bridge.
+                    service(token, readable: false, in: &driver)
                     continue
                 }
                 guard now >= entry.nextCheck else { continue }

@@ -63,42 +63,49 @@ struct SubscribeAcknowledgement: Sendable {
 /// pattern). ``close()`` is idempotent; the handle is destroyed and the reference released
 /// exactly once, by whichever of `close()` and the ending session comes last.
 final class MosquittoBridge: Sendable {
-    enum Phase: Sendable { case idle, connecting, connected, reconnecting, disconnecting }
-
     struct State: ~Copyable {
-        var phase: Phase = .idle
-        var closed = false
+        /// The lifecycle: phase, stop, reconnect attempt (every decision about them is its own).
+        var session: SessionStateMachine
         var closeUsesHandle = false
-        var stopRequested = false
-        var driverRunning = false
-        var everConnected = false
-        var reconnectAttempt = 0
-        var disconnectReported = true
+        /// Completed when the session ends: failed when a requested DISCONNECT did not reach the wire.
         var driverExited = Promise<Void>(completed: .success(()))
+        /// The DISCONNECT that a requested stop sends once the queue is written.
+        var disconnectPacket = DisconnectPacket()
         var connectPromise: Promise<MQTTConnectResult>?
         /// The CONNACK of the current (or last) connection: the server's capabilities.
         var connectResult: MQTTConnectResult?
         /// What `connectResult` allows a publish (checked for every publish).
         var publishLimits: PublishLimits?
-        var stopError: MQTTError?
         var connectLog: [String] = []
         var publishes = PendingTable<MQTTPublishReceipt>()
         var reservedPublishes = 0
         var subscribes = PendingTable<SubscribeAcknowledgement>()
         /// What the broker accepted, to subscribe again after a session loss (by filter).
         var subscriptions: [String: (filter: MQTTTopicFilter, properties: MQTTProperties)] = [:]
-        /// Set by a CONNACK without session; the driver re-subscribes between loop iterations.
-        var resubscribeNeeded = false
         var unsubscribes = PendingTable<MQTTProperties>()
         /// Set by the dead-link watchdog when it aborts the connection: why it did.
         var deadLinkDetail: String?
+
+        init(policy: MQTTReconnectPolicy) {
+            session = SessionStateMachine(policy: policy)
+        }
     }
+
+    /// The reason code and properties of the DISCONNECT a requested stop sends.
+    struct DisconnectPacket: Sendable {
+        var reasonCode = MQTTReasonCode.success
+        var properties = MQTTProperties()
+    }
+
+    /// How long a stop without a caller's timeout (``close()``, an abandoned connect) gives the
+    /// queued packets and DISCONNECT to be written; both drivers use it.
+    static let stopGracePeriod = Duration.seconds(5)
 
     let configuration: MQTTConfiguration
     let clientID: String
     /// The libmosquitto handle; the network calls on it belong to the session's driver.
     let handle: MosquittoHandle
-    private let state = Locked(State())
+    private let state: Locked<State>
     private let sleeper = Sleeper()
     /// The shared event loop that drives this client's sessions, or `nil` for a thread of its own.
     private let eventLoop: EventLoop?
@@ -120,6 +127,7 @@ final class MosquittoBridge: Sendable {
         self.configuration = configuration
         self.clientID = clientID
         self.sink = sink
+        self.state = Locked(State(policy: configuration.reconnect))
         self.eventLoop = configuration.eventLoopGroup?.nextLoop()
         self.eventLoopToken = EventLoop.makeToken()
         let placeholder = UnsafeMutableRawPointer(bitPattern: 1)!
@@ -140,7 +148,7 @@ final class MosquittoBridge: Sendable {
     // MARK: Queries
 
     /// Whether the broker has accepted the current connection.
-    var isConnected: Bool { state.withLock { $0.phase == .connected } }
+    var isConnected: Bool { state.withLock { $0.session.isConnected } }
 
     /// The CONNACK of the current or last connection.
     var connectResult: MQTTConnectResult? { state.withLock { $0.connectResult } }
@@ -181,24 +189,23 @@ final class MosquittoBridge: Sendable {
         // A session that is ending (its driver thread winding down after a disconnect or a lost
         // connection) is waited for, so that reacting to `.disconnected` with connect() works.
         let ending: Promise<Void>? = state.withLock { state in
-            state.driverRunning && state.phase == .disconnecting ? state.driverExited : nil
+            state.session.isEnding || (state.session.isRunning && state.session.stopRequested) ? state.driverExited : nil
         }
         if let ending {
-            try await ending.wait(timeout: timeout, operation: .connect)
+            do {
+                try await ending.wait(timeout: timeout, operation: .connect)
+            } catch where error.code == .timeout || error.code == .cancelled {
+                throw error
+            } catch {
+                // The last session ended with an error (reported to its disconnect()): it ended.
+            }
         }
         let promise = Promise<MQTTConnectResult>()
         try state.withLock { (state) throws(MQTTError) in
-            guard !state.closed else { throw MQTTError(.clientClosed, operation: .connect) }
-            guard state.phase == .idle, !state.driverRunning else { throw MQTTError(.alreadyConnected, operation: .connect) }
-            state.phase = .connecting
-            state.stopRequested = false
-            state.everConnected = false
-            state.reconnectAttempt = 0
-            state.disconnectReported = false
-            state.stopError = nil
+            try state.session.connectRequested()
+            state.disconnectPacket = DisconnectPacket()
             state.connectLog = []
             state.connectPromise = promise
-            state.driverRunning = true
             state.driverExited = Promise()
             state.publishes.forgetStale()
         }
@@ -218,41 +225,42 @@ final class MosquittoBridge: Sendable {
         }
     }
 
-    /// Sends DISCONNECT (or abandons a connection attempt) and waits until the session ended.
+    /// Ends the session and waits until it ended: on a live connection everything queued before
+    /// this call is written first, then DISCONNECT (a connection attempt is abandoned instead).
+    ///
+    /// - Throws: ``MQTTError/Code/timeout`` when the queue and DISCONNECT were not written within
+    ///   `timeout` (the connection is then closed without DISCONNECT: the broker publishes the will).
     func disconnect(timeout: Duration, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = MQTTProperties()) async throws(MQTTError) {
         let list = try propertyList(properties, command: CMD_DISCONNECT, operation: .disconnect)
-        let exited: Promise<Void>? = state.withLock { state in
-            guard state.driverRunning else { return nil }
-            if state.phase == .connected { state.phase = .disconnecting }
-            state.stopRequested = true
-            return state.driverExited
+        let deadline = ContinuousClock.now + timeout
+        let stop: (action: SessionStateMachine.StopAction, exited: Promise<Void>)? = state.withLock { state in
+            guard state.session.isRunning else { return nil }
+            if !state.session.stopRequested {
+                state.disconnectPacket = DisconnectPacket(reasonCode: reasonCode, properties: properties)
+            }
+            return (state.session.stop(error: nil, deadline: deadline), state.driverExited)
         }
-        guard let exited else { return }
-        failConnectAttempt(with: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"))
-        handle.disconnect(reasonCode: reasonCode, properties: list)
-        wakeDriver()
-        try await exited.wait(timeout: timeout, operation: .disconnect)
+        guard let stop else { return }
+        perform(stop.action, abandonError: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"), list: list, reasonCode: reasonCode)
+        try await stop.exited.wait(timeout: timeout, operation: .disconnect)
     }
 
     /// Shuts the bridge down for good: disconnects cleanly if connected, fails pending operations
     /// with ``MQTTError/Code/clientClosed``, then destroys the handle. Never blocks; idempotent.
     func close() {
-        let driverRunning: Bool? = state.withLock { state in
-            guard !state.closed else { return nil }
-            state.closed = true
-            state.stopRequested = true
+        let deadline = ContinuousClock.now + Self.stopGracePeriod
+        let close: (action: SessionStateMachine.StopAction, driverRunning: Bool)? = state.withLock { state in
+            guard let action = state.session.close(deadline: deadline) else { return nil }
             // While this flag is set the exiting driver leaves the handle alone: we still use it.
-            state.closeUsesHandle = state.driverRunning
-            return state.driverRunning
+            state.closeUsesHandle = state.session.isRunning
+            return (action, state.session.isRunning)
         }
-        guard let driverRunning else { return }
-        if driverRunning {
-            failConnectAttempt(with: MQTTError(.clientClosed, operation: .connect))
-            handle.disconnect()
-            wakeDriver()
+        guard let close else { return }
+        if close.driverRunning {
+            perform(close.action, abandonError: MQTTError(.clientClosed, operation: .connect), list: PropertyList(), reasonCode: .success)
             let driverAlreadyExited = state.withLock { state in
                 state.closeUsesHandle = false
-                return !state.driverRunning
+                return !state.session.isRunning
             }
             // The driver ended while we used the handle, so it left the release to us.
             if driverAlreadyExited { releaseHandle() }
@@ -261,13 +269,26 @@ final class MosquittoBridge: Sendable {
         }
     }
 
+    /// Stops the session because of `error` (a connect that timed out or was cancelled, a
+    /// connection the driver cannot run).
     private func requestStop(because error: MQTTError) {
-        state.withLock { state in
-            state.stopRequested = true
-            if state.stopError == nil { state.stopError = error }
+        let action = state.withLock { $0.session.stop(error: error, deadline: ContinuousClock.now + Self.stopGracePeriod) }
+        perform(action, abandonError: error, list: PropertyList(), reasonCode: .success)
+    }
+
+    /// Carries out what a stop asks for at once (the rest happens on the driver's thread).
+    private func perform(_ action: SessionStateMachine.StopAction, abandonError: MQTTError, list: borrowing PropertyList, reasonCode: MQTTReasonCode) {
+        switch action {
+        case .none:
+            return
+        case .abandonConnection:
+            failConnectAttempt(with: abandonError)
+            // Sent right after CONNECT if a socket exists (else the driver sends it once one does).
+            handle.disconnect(reasonCode: reasonCode, properties: list)
+        case .drain:
+            // The driver writes the queue, then sends DISCONNECT itself.
+            break
         }
-        failConnectAttempt(with: error)
-        handle.disconnect()
         wakeDriver()
     }
 
@@ -282,7 +303,11 @@ final class MosquittoBridge: Sendable {
     /// loop write a queued DISCONNECT.
     private func wakeDriver() {
         sleeper.wake()
-        eventLoop?.wake(eventLoopToken)
+        if let eventLoop {
+            eventLoop.wake(eventLoopToken)
+        } else {
+            handle.wakeLoop()
+        }
     }
 
     /// Writes what a command just queued, on an event loop's connection: at once on the calling
@@ -338,8 +363,8 @@ final class MosquittoBridge: Sendable {
     ) throws(MQTTError) -> MQTTPendingPublish {
         let list = try propertyList(properties, command: CMD_PUBLISH, operation: .publish)
         try state.withLock { (state) throws(MQTTError) in
-            guard !state.closed else { throw MQTTError(.clientClosed, operation: .publish) }
-            guard state.driverRunning, state.phase != .disconnecting else { throw MQTTError(.notConnected, operation: .publish) }
+            guard !state.session.closed else { throw MQTTError(.clientClosed, operation: .publish) }
+            guard state.session.acceptsCommands else { throw MQTTError(.notConnected, operation: .publish) }
             if let limits = state.publishLimits {
                 try limits.check(qos: qos, retain: retain, estimatedPacketSize: topic.utf8.count + payload.count + 16)
             }
@@ -370,7 +395,7 @@ final class MosquittoBridge: Sendable {
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
             // That holds in any phase while the session lives, including the moment between a
             // lost socket and our `.reconnecting` (a session that ends fails it with the rest).
-            if rc == MOSQ_ERR_NO_CONN.rawValue, mid != 0, state.driverRunning {
+            if rc == MOSQ_ERR_NO_CONN.rawValue, mid != 0, state.session.isRunning {
                 rc = MOSQ_ERR_SUCCESS.rawValue
             }
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
@@ -440,8 +465,8 @@ final class MosquittoBridge: Sendable {
     /// Results are not awaited; a failure is logged.
     private func resubscribeIfNeeded() {
         let records = state.withLock { state -> [(filter: MQTTTopicFilter, properties: MQTTProperties)] in
-            guard state.resubscribeNeeded else { return [] }
-            state.resubscribeNeeded = false
+            guard state.session.resubscribeNeeded else { return [] }
+            state.session.resubscribeNeeded = false
             return Array(state.subscriptions.values)
         }
         for record in records {
@@ -459,8 +484,8 @@ final class MosquittoBridge: Sendable {
 
     private func requireConnected(for operation: MQTTError.Operation) throws(MQTTError) {
         try state.withLock { (state) throws(MQTTError) in
-            guard !state.closed else { throw MQTTError(.clientClosed, operation: operation) }
-            guard state.phase == .connected else { throw MQTTError(.notConnected, operation: operation) }
+            guard !state.session.closed else { throw MQTTError(.clientClosed, operation: operation) }
+            guard state.session.isConnected else { throw MQTTError(.notConnected, operation: operation) }
         }
     }
 
@@ -473,21 +498,31 @@ final class MosquittoBridge: Sendable {
         guard openSession() else { return }
         sendDisconnectIfStopping()
         var pass = DriverPass()
-        var stoppingIterations = 0
         var loopTimeout = Self.idleLoopTimeout
-        while true {
-            let stopping = isStopRequested
-            if stopping {
-                // Give a queued DISCONNECT up to ~5 s to be written, then give up on the socket.
-                if !handle.hasSocket || stoppingIterations >= 50 { break }
-                stoppingIterations += 1
-            }
-            prepareForPass(&pass, stopping: stopping)
-            let rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
-            sink.bridgeDidFinishLoopPass()
-            if rc == MOSQ_ERR_SUCCESS.rawValue {
-                loopTimeout = completePass(&pass)
-                continue
+        driving: while true {
+            var rc: Int32
+            switch advanceStop() {
+            case .giveUp:
+                break driving
+            case .writeOnly, .sendDisconnect:
+                // DISCONNECT is queued: write, never read (see SessionStateMachine).
+                guard handle.hasSocket else { break driving }
+                rc = handle.writeWhenWritable(timeoutMilliseconds: 100)
+                if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
+            case .running:
+                let stopping = isStopRequested
+                prepareForPass(&pass, stopping: stopping)
+                rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
+                // What the pass read may have queued acknowledgements (PUBACK, PUBREC, PUBCOMP):
+                // they are written before the messages reach Swift, as the docs promise.
+                if rc == MOSQ_ERR_SUCCESS.rawValue, handle.wantsWrite {
+                    rc = handle.write()
+                }
+                sink.bridgeDidFinishLoopPass()
+                if rc == MOSQ_ERR_SUCCESS.rawValue {
+                    loopTimeout = completePass(&pass)
+                    continue
+                }
             }
             if rc == MOSQ_ERR_INVAL.rawValue, handle.socket >= FD_SETSIZE {
                 // mosquitto_loop waits with select(), which cannot take descriptor numbers of
@@ -521,7 +556,33 @@ final class MosquittoBridge: Sendable {
     }
 
     /// Whether the session should end (a disconnect, a close, a failed or abandoned connect).
-    var isStopRequested: Bool { state.withLock { $0.stopRequested } }
+    var isStopRequested: Bool { state.withLock { $0.session.stopRequested } }
+
+    /// Between passes: how a requested stop proceeds (``SessionStateMachine/stopProgress(now:wantsWrite:)``).
+    /// Once the queue is written it queues DISCONNECT (and returns `.writeOnly`); when the
+    /// deadline passed it shuts the socket down, DISCONNECT unwritten (`.giveUp`). On an event
+    /// loop, call it under the connection's I/O lock.
+    func advanceStop() -> SessionStateMachine.StopProgress {
+        guard isStopRequested else { return .running }
+        let wantsWrite = handle.wantsWrite
+        let (progress, packet) = state.withLock { state in
+            (state.session.stopProgress(now: .now, wantsWrite: wantsWrite), state.disconnectPacket)
+        }
+        switch progress {
+        case .running, .writeOnly:
+            return progress
+        case .sendDisconnect:
+            let list = (try? propertyList(packet.properties, command: CMD_DISCONNECT, operation: .disconnect)) ?? PropertyList()
+            handle.disconnect(reasonCode: packet.reasonCode, properties: list)
+            return .writeOnly
+        case .giveUp:
+            if sink.wantsLog(.warning) {
+                sink.bridgeDidLog(level: .warning, message: "\(clientID): DISCONNECT not written in time; closing the connection without it")
+            }
+            handle.abortConnection()
+            return .giveUp
+        }
+    }
 
     /// Makes the session's first connection: blocks on DNS, TCP and the TLS handshake, then queues
     /// CONNECT. On failure the session has ended (``closeSession()`` is not called again).
@@ -645,7 +706,7 @@ final class MosquittoBridge: Sendable {
     /// - Returns: How long the next `mosquitto_loop` may wait (ms): until the limit at the latest.
     private func watchForDeadLink() -> Int32 {
         let keepAlive: Duration? = state.withLock { state in
-            guard state.phase == .connected else { return nil }
+            guard state.session.isConnected else { return nil }
             return state.connectResult?.serverKeepAlive ?? configuration.keepAlive
         }
         guard let keepAlive, keepAlive > .zero, let silent = handle.millisecondsSinceReceive else {
@@ -664,22 +725,18 @@ final class MosquittoBridge: Sendable {
         return 1
     }
 
-    /// Decides whether to reconnect after `mosquitto_loop` failed; returns the attempt number.
+    /// Decides whether to reconnect after the connection failed; returns the attempt number.
     private func nextReconnectAttempt(afterLoopError rc: Int32) -> Int? {
         state.withLock { state in
-            guard !state.stopRequested, state.everConnected, configuration.reconnect.isEnabled else {
-                if state.stopError == nil, !state.stopRequested {
-                    // Before the first CONNACK this is a failed connect (e.g. a TLS handshake that
-                    // failed inside the loop): keep OpenSSL's reason from the log.
-                    state.stopError = state.everConnected
-                        ? MQTTError(mosquittoCode: rc, operation: .connection)
-                        : MQTTError(mosquittoCode: rc, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
-                }
-                return nil
+            // Before the first CONNACK this is a failed connect (e.g. a TLS handshake that
+            // failed inside the loop): keep OpenSSL's reason from the log.
+            let error = state.session.everConnected
+                ? MQTTError(mosquittoCode: rc, operation: .connection)
+                : MQTTError(mosquittoCode: rc, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+            switch state.session.connectionLost(error: error, now: .now) {
+            case .reconnect(let attempt): return attempt
+            case .end: return nil
             }
-            state.phase = .reconnecting
-            state.reconnectAttempt += 1
-            return state.reconnectAttempt
         }
     }
 
@@ -696,19 +753,15 @@ final class MosquittoBridge: Sendable {
             var release: Bool
             var closed: Bool
             var requested: Bool
+            var stopped: Bool
             var error: MQTTError?
         }
         let leftovers = state.withLock { state in
-            state.phase = .idle
-            state.driverRunning = false
+            let end = state.session.sessionEnded(error: error)
             // The broker keeps subscriptions only if the session outlives the connection; so do we.
-            let requestedEnd = state.stopRequested && state.stopError == nil && error == nil
-            if !(requestedEnd && configuration.sessionOutlivesConnection) {
+            if !(end.requested && configuration.sessionOutlivesConnection) {
                 state.subscriptions.removeAll()
             }
-            state.resubscribeNeeded = false
-            let report = !state.disconnectReported
-            state.disconnectReported = true
             defer { state.connectPromise = nil }
             return Leftovers(
                 publishes: state.publishes.removeAll(),
@@ -716,11 +769,12 @@ final class MosquittoBridge: Sendable {
                 unsubscribes: state.unsubscribes.removeAll(),
                 connect: state.connectPromise,
                 exited: state.driverExited,
-                report: report,
-                release: state.closed && !state.closeUsesHandle,
-                closed: state.closed,
-                requested: state.stopRequested && state.stopError == nil,
-                error: error ?? state.stopError
+                report: end.report,
+                release: state.session.closed && !state.closeUsesHandle,
+                closed: state.session.closed,
+                requested: end.requested,
+                stopped: state.session.stopRequested,
+                error: end.error
             )
         }
         let connectError = leftovers.error ?? MQTTError(.connectionLost, operation: .connect, detail: "the connection closed before CONNACK")
@@ -738,7 +792,12 @@ final class MosquittoBridge: Sendable {
             sink.bridgeConnectionDidChange(.disconnected(sessionError))
         }
         sink.bridgeSessionDidEnd(error: sessionError)
-        leftovers.exited.succeed(())
+        if leftovers.stopped, !leftovers.requested, let error = leftovers.error, error.operation == .disconnect {
+            // A requested DISCONNECT that did not reach the wire: disconnect() must say so.
+            leftovers.exited.fail(error)
+        } else {
+            leftovers.exited.succeed(())
+        }
         if leftovers.release {
             releaseHandle()
         }
@@ -763,31 +822,25 @@ final class MosquittoBridge: Sendable {
             var error = MQTTError.connectRefused(returnCode: returnCode, version: configuration.protocolVersion)
             error.detail = properties.reasonString
             // A refusal is final: retrying a bad password only hammers the broker.
-            state.withLock { state in
-                state.stopRequested = true
-                state.stopError = error
-            }
+            state.withLock { $0.session.connackRefused(error) }
             failConnectAttempt(with: error)
             return
         }
         let result = MQTTConnectResult(sessionPresent: sessionPresent, properties: properties)
-        let promise = state.withLock { state in
-            state.phase = .connected
-            if !sessionPresent, configuration.resubscribeOnSessionLoss, !state.subscriptions.isEmpty {
-                state.resubscribeNeeded = true
-            }
+        let (promise, report) = state.withLock { state in
+            let resubscribe = !sessionPresent && configuration.resubscribeOnSessionLoss && !state.subscriptions.isEmpty
+            let report = state.session.connackAccepted(now: .now, resubscribe: resubscribe)
             state.connectResult = result
             state.publishLimits = result.publishLimits
-            state.everConnected = true
-            state.reconnectAttempt = 0
-            state.disconnectReported = false
             state.connectLog = []
             state.deadLinkDetail = nil
             defer { state.connectPromise = nil }
-            return state.connectPromise
+            return (state.connectPromise, report)
         }
         promise?.succeed(result)
-        sink.bridgeConnectionDidChange(.connected(sessionPresent: sessionPresent))
+        if report {
+            sink.bridgeConnectionDidChange(.connected(sessionPresent: sessionPresent))
+        }
     }
 
     func didDisconnect(returnCode: Int32, properties: MQTTProperties) {
@@ -812,19 +865,17 @@ final class MosquittoBridge: Sendable {
             var report: Bool
         }
         let outcome = state.withLock { state in
-            let wasConnected = state.phase == .connected || state.phase == .disconnecting
-            let willReconnect = !state.stopRequested && state.everConnected && configuration.reconnect.isEnabled
-            if state.phase == .connected { state.phase = willReconnect ? .reconnecting : .disconnecting }
-            if !willReconnect, error != nil, state.stopError == nil {
+            let (report, willReconnect) = state.session.disconnected(now: .now)
+            if !willReconnect, let error {
                 // Before the first CONNACK, a drop is a failed connect: say why (TLS, reset, ...).
-                state.stopError = state.everConnected || returnCode >= 0x80
-                    ? error
-                    : MQTTError(mosquittoCode: returnCode, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+                state.session.recordEndError(
+                    state.session.everConnected || returnCode >= 0x80
+                        ? error
+                        : MQTTError(mosquittoCode: returnCode, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+                )
             }
             // SUBSCRIBE/UNSUBSCRIBE are not resent after a reconnect; QoS 1/2 PUBLISHes are.
             state.publishes.forgetIgnored()
-            let report = wasConnected && !state.disconnectReported
-            if report { state.disconnectReported = true }
             return Outcome(
                 failed: state.subscribes.removeAll(),
                 failedUnsubscribes: state.unsubscribes.removeAll(),
@@ -875,7 +926,7 @@ final class MosquittoBridge: Sendable {
 
     func didLog(level: Int32, text: UnsafePointer<CChar>) {
         let isError = UInt32(level) & UInt32(MOSQ_LOG_ERR) != 0
-        let capture = isError && state.withLock { $0.phase == .connecting }
+        let capture = isError && state.withLock { $0.session.phase == .connecting }
         let logLevel = MQTTLogLevel(mosquittoLevel: level)
         let wanted = sink.wantsLog(logLevel)
         guard capture || wanted else { return }

@@ -180,6 +180,22 @@ struct MosquittoHandle: @unchecked Sendable {
         mosquitto_loop_misc(pointer)
     }
 
+    /// Writes what is queued once the socket takes it: waits up to `timeoutMilliseconds` for it to
+    /// be writable, then `mosquitto_loop_write`. Never reads (a stopping session's last steps).
+    ///
+    /// - Returns: `MOSQ_ERR_SUCCESS` (written, or not writable yet), or libmosquitto's error.
+    func writeWhenWritable(timeoutMilliseconds: Int32) -> Int32 {
+        var descriptor = pollfd(fd: mosquitto_socket(pointer), events: Int16(POLLOUT), revents: 0)
+        guard descriptor.fd >= 0 else { return MOSQ_ERR_NO_CONN.rawValue }
+        guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return MOSQ_ERR_SUCCESS.rawValue }
+        return mosquitto_loop_write(pointer, 1)
+    }
+
+    /// Wakes a ``loop(timeoutMilliseconds:)`` waiting on another thread (thread-per-client handles).
+    func wakeLoop() {
+        _ = swift_mosquitto_wake_loop(pointer)
+    }
+
     /// Installs or removes libmosquitto's log callback (driver thread, between loop iterations).
     func setLogging(_ enabled: Bool) {
         BridgeCallbacks.setLogging(enabled, on: pointer)

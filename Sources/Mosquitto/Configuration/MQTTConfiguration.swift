@@ -216,6 +216,12 @@ public struct MQTTReconnectPolicy: Sendable, Hashable {
     public var jitter: Bool
     /// Whether reconnection is on.
     public var isEnabled: Bool
+    /// How long a connection must stay up before the backoff starts again from ``minimumDelay``.
+    ///
+    /// A CONNACK alone does not reset it: a broker that accepts each connection and then drops
+    /// it (or sends a malformed packet right after CONNACK) is retried with a delay that keeps
+    /// doubling up to ``maximumDelay``, not at the first delay for ever.
+    public var stablePeriod: Duration = .seconds(10)
 
     /// Never reconnect: a lost connection ends the session and the client returns to disconnected.
     public static let disabled = MQTTReconnectPolicy(minimumDelay: .zero, maximumDelay: .zero, jitter: false, isEnabled: false)
@@ -226,12 +232,17 @@ public struct MQTTReconnectPolicy: Sendable, Hashable {
     ///   - minimumDelay: The first delay. Defaults to 1 second.
     ///   - maximumDelay: The largest delay. Defaults to 30 seconds.
     ///   - jitter: Whether to add random jitter. Defaults to `true`.
+    ///   - stablePeriod: How long a connection must stay up before the backoff starts again
+    ///     from `minimumDelay` (``stablePeriod``). Defaults to 10 seconds.
     public static func exponentialBackoff(
         minimumDelay: Duration = .seconds(1),
         maximumDelay: Duration = .seconds(30),
-        jitter: Bool = true
+        jitter: Bool = true,
+        stablePeriod: Duration = .seconds(10)
     ) -> MQTTReconnectPolicy {
-        MQTTReconnectPolicy(minimumDelay: minimumDelay, maximumDelay: max(minimumDelay, maximumDelay), jitter: jitter, isEnabled: true)
+        MQTTReconnectPolicy(
+            minimumDelay: minimumDelay, maximumDelay: max(minimumDelay, maximumDelay), jitter: jitter, isEnabled: true, stablePeriod: stablePeriod
+        )
     }
 
     /// The delay before reconnection attempt `attempt` (1-based).

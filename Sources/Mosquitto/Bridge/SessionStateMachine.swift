@@ -1,0 +1,284 @@
+// MARK: - SessionStateMachine
+
+/// The lifecycle of a client's sessions as a pure state machine: no I/O, no locks, no clock.
+///
+/// A session runs from ``connectRequested()`` to ``sessionEnded()``: the first connection, then
+/// reconnects per the policy, until a stop (a disconnect, a close, a failed or abandoned connect)
+/// or a loss that the policy does not retry. ``MosquittoBridge`` holds one machine under its lock,
+/// feeds it every event (with the time, which the machine never reads itself) and carries out
+/// the returned actions outside the lock: it stays the only place that calls libmosquitto.
+///
+/// DESIGN: this replaces a phase plus seven Bools that the bridge and both drivers kept in step
+/// by hand (postgres-nio's `ConnectionStateMachine` is the model). What it decides:
+/// - whether commands may run (``acceptsCommands``, ``isConnected``);
+/// - the reconnect attempt, which counts on across connections until one has stayed up for the
+///   policy's ``MQTTReconnectPolicy/stablePeriod`` (a broker that accepts and then drops every
+///   connection is retried with a growing delay, not five times a second);
+/// - how a stop ends a live connection: first everything queued before it is written (draining:
+///   libmosquitto still reads acknowledgements normally), then DISCONNECT, after which the driver
+///   only writes, so no acknowledgement read in libmosquitto's "disconnecting" state can close
+///   the socket with the DISCONNECT still unwritten; a deadline bounds both steps, and a
+///   DISCONNECT that missed it is an error for the caller, not a silent success;
+/// - whether a disconnection is reported once, and whether the end was the one requested.
+struct SessionStateMachine: Sendable {
+    /// Where the session is.
+    enum Phase: Sendable, Equatable {
+        /// No session: the driver is not running.
+        case idle
+        /// The first connection of the session: the blocking connect, then waiting for CONNACK.
+        case connecting
+        /// The broker accepted the connection at `since`.
+        case connected(since: ContinuousClock.Instant)
+        /// The connection was lost; the driver waits for the backoff or reconnects.
+        case reconnecting
+        /// A stop was requested on a live connection: what was queued before it is being written,
+        /// then DISCONNECT follows (acknowledgements are still read meanwhile).
+        case draining(deadline: ContinuousClock.Instant)
+        /// The session is ending: DISCONNECT is queued (or the connection is gone or was never
+        /// made); the driver only writes until the socket closes or the deadline passes.
+        case disconnecting(deadline: ContinuousClock.Instant)
+    }
+
+    /// What a stop request asks the bridge to do at once.
+    enum StopAction: Sendable, Equatable {
+        /// Nothing runs, or a stop is already under way.
+        case none
+        /// No live connection: fail the connect attempt, queue DISCONNECT (libmosquitto sends it
+        /// if a socket exists) and wake the driver (which ends a backoff at once).
+        case abandonConnection
+        /// A live connection: wake the driver, which drains and then sends DISCONNECT.
+        case drain
+    }
+
+    /// What the driver does next while the session is stopping (``stopProgress(now:wantsWrite:)``).
+    enum StopProgress: Sendable, Equatable {
+        /// Not stopping, or draining: run ordinary passes (read and write).
+        case running
+        /// The queue has been written: queue DISCONNECT now, then only write.
+        case sendDisconnect
+        /// DISCONNECT is queued: only write, never read, until the socket closes.
+        case writeOnly
+        /// The deadline passed with DISCONNECT unwritten: close the connection without it.
+        case giveUp
+    }
+
+    /// What follows a lost connection (``connectionLost(error:now:)``).
+    enum LossAction: Sendable, Equatable {
+        /// Report `.reconnecting` and reconnect after the policy's delay for `attempt`.
+        case reconnect(attempt: Int)
+        /// The session ends.
+        case end
+    }
+
+    /// The policy's settings the machine needs.
+    let reconnectEnabled: Bool
+    let stablePeriod: Duration
+
+    private(set) var phase = Phase.idle
+    /// Whether the client was closed (for good).
+    private(set) var closed = false
+    /// Whether the session should end (a disconnect, a close, a failed or abandoned connect).
+    private(set) var stopRequested = false
+    /// Why the session ends, when not as requested.
+    private(set) var stopError: MQTTError?
+    /// Whether the broker accepted a connection in this session.
+    private(set) var everConnected = false
+    /// The reconnect attempt: 0 until a connection is lost, then counting until one is stable.
+    private(set) var reconnectAttempt = 0
+    /// Whether the current connection's end has been reported (or there is nothing to report).
+    private(set) var disconnectReported = true
+    /// A CONNACK without session asked for the recorded subscriptions to be made again.
+    var resubscribeNeeded = false
+    /// When the broker accepted the current (or last lost) connection, until the loss is handled.
+    private var connectedSince: ContinuousClock.Instant?
+
+    /// A machine for `policy`.
+    init(policy: MQTTReconnectPolicy) {
+        reconnectEnabled = policy.isEnabled
+        stablePeriod = policy.stablePeriod
+    }
+
+    // MARK: Queries
+
+    /// Whether the broker has accepted the current connection and no stop was requested.
+    var isConnected: Bool {
+        if case .connected = phase { return true }
+        return false
+    }
+
+    /// Whether the driver runs (from connect until the session ended).
+    var isRunning: Bool { phase != .idle }
+
+    /// Whether publishes may be queued: a session runs and is not stopping (QoS 1/2 queued while
+    /// reconnecting are sent after the reconnect).
+    var acceptsCommands: Bool {
+        switch phase {
+        case .connecting, .connected, .reconnecting: return !stopRequested
+        case .idle, .draining, .disconnecting: return false
+        }
+    }
+
+    /// Whether a session is winding down (so that a new connect waits for its end).
+    var isEnding: Bool {
+        switch phase {
+        case .draining, .disconnecting: return true
+        case .idle, .connecting, .connected, .reconnecting: return false
+        }
+    }
+
+    // MARK: Events
+
+    /// `connect()` was called: a session starts.
+    ///
+    /// - Throws: ``MQTTError/Code/clientClosed`` or ``MQTTError/Code/alreadyConnected``.
+    mutating func connectRequested() throws(MQTTError) {
+        guard !closed else { throw MQTTError(.clientClosed, operation: .connect) }
+        guard phase == .idle else { throw MQTTError(.alreadyConnected, operation: .connect) }
+        phase = .connecting
+        stopRequested = false
+        stopError = nil
+        everConnected = false
+        reconnectAttempt = 0
+        disconnectReported = false
+        resubscribeNeeded = false
+        connectedSince = nil
+    }
+
+    /// The broker accepted the connection. The reconnect attempt is not reset here: only a
+    /// connection that stays up for ``stablePeriod`` does that (see ``connectionLost(error:now:)``).
+    ///
+    /// - Parameter resubscribe: Whether recorded subscriptions must be made again (no session).
+    /// - Returns: Whether to report `.connected` (not when a stop came first).
+    mutating func connackAccepted(now: ContinuousClock.Instant, resubscribe: Bool) -> Bool {
+        everConnected = true
+        guard !stopRequested else { return false }
+        phase = .connected(since: now)
+        connectedSince = now
+        disconnectReported = false
+        if resubscribe { resubscribeNeeded = true }
+        return true
+    }
+
+    /// The broker refused the connection: final (retrying a bad password only hammers the broker).
+    mutating func connackRefused(_ error: MQTTError) {
+        stopRequested = true
+        if stopError == nil { stopError = error }
+    }
+
+    /// A stop: `disconnect()` (`error == nil`), a connect that timed out or was cancelled, a
+    /// configuration the driver cannot run, or ``close()``.
+    ///
+    /// - Parameter deadline: Until when queued packets and DISCONNECT may be written.
+    mutating func stop(error: MQTTError?, deadline: ContinuousClock.Instant) -> StopAction {
+        guard isRunning else { return .none }
+        let first = !stopRequested
+        stopRequested = true
+        if let error, stopError == nil { stopError = error }
+        switch phase {
+        case .connected:
+            phase = .draining(deadline: deadline)
+            return .drain
+        case .connecting, .reconnecting:
+            phase = .disconnecting(deadline: deadline)
+            return .abandonConnection
+        case .idle, .draining, .disconnecting:
+            return first ? .abandonConnection : .none
+        }
+    }
+
+    /// ``MosquittoBridge/close()``: the client ends for good; a running session stops.
+    ///
+    /// - Returns: `nil` if it was closed already; otherwise the stop action (`.none` without a session).
+    mutating func close(deadline: ContinuousClock.Instant) -> StopAction? {
+        guard !closed else { return nil }
+        closed = true
+        return stop(error: nil, deadline: deadline)
+    }
+
+    /// The driver asks, between passes, how a stop proceeds.
+    ///
+    /// - Parameter wantsWrite: Whether libmosquitto still has bytes queued for the socket.
+    mutating func stopProgress(now: ContinuousClock.Instant, wantsWrite: Bool) -> StopProgress {
+        switch phase {
+        case .draining(let deadline):
+            if now >= deadline { return giveUp() }
+            if wantsWrite { return .running }
+            phase = .disconnecting(deadline: deadline)
+            return .sendDisconnect
+        case .disconnecting(let deadline):
+            if now >= deadline { return giveUp() }
+            return .writeOnly
+        case .idle, .connecting, .connected, .reconnecting:
+            return .running
+        }
+    }
+
+    private mutating func giveUp() -> StopProgress {
+        if stopError == nil {
+            stopError = MQTTError(
+                .timeout, operation: .disconnect,
+                detail: "the queued packets and DISCONNECT could not be written in time; the connection was closed without DISCONNECT"
+            )
+        }
+        return .giveUp
+    }
+
+    /// libmosquitto reported the connection closed (`on_disconnect`): a live connection moves to
+    /// `.reconnecting`, or to `.disconnecting` when the session ends with it.
+    ///
+    /// - Returns: Whether to report `.disconnected` (once per connection that was reported up),
+    ///   and whether the session will reconnect (pending QoS 1/2 publishes then stay).
+    mutating func disconnected(now: ContinuousClock.Instant) -> (report: Bool, willReconnect: Bool) {
+        let willReconnect = !stopRequested && everConnected && reconnectEnabled
+        let wasUp: Bool
+        switch phase {
+        case .connected:
+            wasUp = true
+            phase = willReconnect ? .reconnecting : .disconnecting(deadline: now)
+        case .draining, .disconnecting:
+            wasUp = everConnected
+        case .idle, .connecting, .reconnecting:
+            wasUp = false
+        }
+        let report = wasUp && !disconnectReported
+        if report { disconnectReported = true }
+        return (report, willReconnect)
+    }
+
+    /// Records why the session ends when nothing else has (the first reason wins).
+    mutating func recordEndError(_ error: MQTTError) {
+        if stopError == nil, !stopRequested { stopError = error }
+    }
+
+    /// The driver found the connection gone (or a reconnect failed): reconnect or end.
+    ///
+    /// The attempt counts on from the last one unless the connection that was lost had stayed
+    /// up for ``stablePeriod``: then the backoff starts again at attempt 1.
+    mutating func connectionLost(error: MQTTError, now: ContinuousClock.Instant) -> LossAction {
+        guard !stopRequested, everConnected, reconnectEnabled else {
+            recordEndError(error)
+            return .end
+        }
+        if let since = connectedSince, now - since >= stablePeriod {
+            reconnectAttempt = 0
+        }
+        connectedSince = nil
+        phase = .reconnecting
+        reconnectAttempt += 1
+        return .reconnect(attempt: reconnectAttempt)
+    }
+
+    /// The driver has ended the session.
+    ///
+    /// - Returns: Whether a disconnection is still to be reported, whether the end was the
+    ///   requested one (a stop without error), and the error that ended it otherwise.
+    mutating func sessionEnded(error: MQTTError?) -> (report: Bool, requested: Bool, error: MQTTError?) {
+        phase = .idle
+        resubscribeNeeded = false
+        connectedSince = nil
+        let report = !disconnectReported
+        disconnectReported = true
+        let requested = stopRequested && stopError == nil && error == nil
+        return (report, requested, error ?? stopError)
+    }
+}
