@@ -45,11 +45,11 @@ struct SessionStateMachineTests {
     func closedRefuses() {
         var machine = machine()
         do {
-            let value = machine.close(deadline: start)
+            let value = machine.close(now: start, deadline: start)
             #expect(value == SessionStateMachine.StopAction.none)
         }
         do {
-            let value = machine.close(deadline: start)
+            let value = machine.close(now: start, deadline: start)
             #expect(value == nil)
         }
         let error = #expect(throws: MQTTError.self) { try machine.connectRequested() }
@@ -179,7 +179,7 @@ struct SessionStateMachineTests {
         var machine = try connected()
         let deadline = start + .seconds(5)
         do {
-            let value = machine.stop(error: nil, deadline: deadline)
+            let value = machine.stop(error: nil, now: start, deadline: deadline)
             #expect(value == .drain)
         }
         #expect(!machine.acceptsCommands && !machine.isConnected && machine.isEnding)
@@ -201,7 +201,7 @@ struct SessionStateMachineTests {
             #expect(value == .writeOnly)
         }
         do {
-            let value = machine.stop(error: nil, deadline: deadline)
+            let value = machine.stop(error: nil, now: start, deadline: deadline)
             #expect(value == SessionStateMachine.StopAction.none, "a second disconnect only waits")
         }
         let disconnected = machine.disconnected(now: start + .seconds(2))
@@ -214,11 +214,34 @@ struct SessionStateMachineTests {
         #expect(end.requested && end.error == nil && !end.report)
     }
 
+    @Test("a drain waits for acknowledgements in flight for half the time, then sends DISCONNECT anyway")
+    func drainWaitsForAcknowledgements() throws {
+        var machine = try connected()
+        do {
+            let value = machine.stop(error: nil, now: start, deadline: start + .seconds(4))
+            #expect(value == .drain)
+        }
+        do {
+            let value = machine.stopProgress(now: start + .seconds(1), wantsWrite: false, awaitingAcknowledgements: true)
+            #expect(value == .running)
+        }
+        do {
+            let value = machine.stopProgress(now: start + .seconds(2), wantsWrite: false, awaitingAcknowledgements: true)
+            #expect(value == .sendDisconnect)
+        }
+        var acknowledged = try connected()
+        _ = acknowledged.stop(error: nil, now: start, deadline: start + .seconds(4))
+        do {
+            let value = acknowledged.stopProgress(now: start + .milliseconds(10), wantsWrite: false, awaitingAcknowledgements: false)
+            #expect(value == .sendDisconnect)
+        }
+    }
+
     @Test("a DISCONNECT not written by the deadline gives up with a timeout error, not a silent success")
     func drainDeadline() throws {
         var machine = try connected()
         do {
-            let value = machine.stop(error: nil, deadline: start + .seconds(1))
+            let value = machine.stop(error: nil, now: start, deadline: start + .seconds(1))
             #expect(value == .drain)
         }
         do {
@@ -237,7 +260,7 @@ struct SessionStateMachineTests {
         var connecting = machine()
         try connecting.connectRequested()
         do {
-            let value = connecting.stop(error: nil, deadline: start)
+            let value = connecting.stop(error: nil, now: start, deadline: start)
             #expect(value == .abandonConnection)
         }
         do {
@@ -256,7 +279,7 @@ struct SessionStateMachineTests {
             #expect(value == .reconnect(attempt: 1))
         }
         do {
-            let value = reconnecting.stop(error: nil, deadline: start)
+            let value = reconnecting.stop(error: nil, now: start, deadline: start)
             #expect(value == .abandonConnection)
         }
         do {
@@ -274,7 +297,7 @@ struct SessionStateMachineTests {
         var machine = machine()
         try machine.connectRequested()
         do {
-            let value = machine.stop(error: MQTTError(.timeout, operation: .connect), deadline: start)
+            let value = machine.stop(error: MQTTError(.timeout, operation: .connect), now: start, deadline: start)
             #expect(value == .abandonConnection)
         }
         let end = machine.sessionEnded(error: nil)
@@ -285,7 +308,7 @@ struct SessionStateMachineTests {
     @Test("a new session starts clean after the last one ended")
     func sessionsAreIndependent() throws {
         var machine = try connected()
-        _ = machine.stop(error: MQTTError(.timeout, operation: .connect), deadline: start)
+        _ = machine.stop(error: MQTTError(.timeout, operation: .connect), now: start, deadline: start)
         _ = machine.sessionEnded(error: nil)
         try machine.connectRequested()
         #expect(!machine.stopRequested && machine.stopError == nil && machine.reconnectAttempt == 0 && !machine.everConnected)

@@ -232,13 +232,14 @@ final class MosquittoBridge: Sendable {
     ///   `timeout` (the connection is then closed without DISCONNECT: the broker publishes the will).
     func disconnect(timeout: Duration, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = MQTTProperties()) async throws(MQTTError) {
         let list = try propertyList(properties, command: CMD_DISCONNECT, operation: .disconnect)
-        let deadline = ContinuousClock.now + timeout
+        let now = ContinuousClock.now
+        let deadline = now + timeout
         let stop: (action: SessionStateMachine.StopAction, exited: Promise<Void>)? = state.withLock { state in
             guard state.session.isRunning else { return nil }
             if !state.session.stopRequested {
                 state.disconnectPacket = DisconnectPacket(reasonCode: reasonCode, properties: properties)
             }
-            return (state.session.stop(error: nil, deadline: deadline), state.driverExited)
+            return (state.session.stop(error: nil, now: now, deadline: deadline), state.driverExited)
         }
         guard let stop else { return }
         perform(stop.action, abandonError: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"), list: list, reasonCode: reasonCode)
@@ -248,9 +249,9 @@ final class MosquittoBridge: Sendable {
     /// Shuts the bridge down for good: disconnects cleanly if connected, fails pending operations
     /// with ``MQTTError/Code/clientClosed``, then destroys the handle. Never blocks; idempotent.
     func close() {
-        let deadline = ContinuousClock.now + Self.stopGracePeriod
+        let now = ContinuousClock.now
         let close: (action: SessionStateMachine.StopAction, driverRunning: Bool)? = state.withLock { state in
-            guard let action = state.session.close(deadline: deadline) else { return nil }
+            guard let action = state.session.close(now: now, deadline: now + Self.stopGracePeriod) else { return nil }
             // While this flag is set the exiting driver leaves the handle alone: we still use it.
             state.closeUsesHandle = state.session.isRunning
             return (action, state.session.isRunning)
@@ -272,7 +273,8 @@ final class MosquittoBridge: Sendable {
     /// Stops the session because of `error` (a connect that timed out or was cancelled, a
     /// connection the driver cannot run).
     private func requestStop(because error: MQTTError) {
-        let action = state.withLock { $0.session.stop(error: error, deadline: ContinuousClock.now + Self.stopGracePeriod) }
+        let now = ContinuousClock.now
+        let action = state.withLock { $0.session.stop(error: error, now: now, deadline: now + Self.stopGracePeriod) }
         perform(action, abandonError: error, list: PropertyList(), reasonCode: .success)
     }
 
@@ -366,7 +368,10 @@ final class MosquittoBridge: Sendable {
             guard !state.session.closed else { throw MQTTError(.clientClosed, operation: .publish) }
             guard state.session.acceptsCommands else { throw MQTTError(.notConnected, operation: .publish) }
             if let limits = state.publishLimits {
-                try limits.check(qos: qos, retain: retain, estimatedPacketSize: topic.utf8.count + payload.count + 16)
+                let size = limits.maximumPacketSize == nil ? 0 : PacketSize.publish(
+                    topicLength: topic.utf8.count, payloadLength: payload.count, qos: qos, properties: properties, version: configuration.protocolVersion
+                )
+                try limits.check(qos: qos, retain: retain, packetSize: size)
             }
             if qos != .atMostOnce {
                 guard state.publishes.count + state.reservedPublishes < configuration.maxPendingPublishes else {
@@ -418,7 +423,9 @@ final class MosquittoBridge: Sendable {
     /// - Returns: The SUBACK's reason codes, one per filter, once it arrives.
     func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: MQTTProperties) throws(MQTTError) -> Promise<SubscribeAcknowledgement> {
         let list = try propertyList(properties, command: CMD_SUBSCRIBE, operation: .subscribe)
-        try requireConnected(for: .subscribe)
+        try requireConnected(for: .subscribe)?.check(
+            packetSize: PacketSize.subscribe(filters: filters, properties: properties, version: configuration.protocolVersion), operation: .subscribe
+        )
         let (rc, mid) = handle.subscribe(filters: filters, qos: qos, options: options, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .subscribe) }
         requestWrite()
@@ -434,7 +441,9 @@ final class MosquittoBridge: Sendable {
     /// - Returns: A promise completed by the UNSUBACK.
     func unsubscribe(filters: [String], properties: MQTTProperties) throws(MQTTError) -> Promise<MQTTProperties> {
         let list = try propertyList(properties, command: CMD_UNSUBSCRIBE, operation: .unsubscribe)
-        try requireConnected(for: .unsubscribe)
+        try requireConnected(for: .unsubscribe)?.check(
+            packetSize: PacketSize.unsubscribe(filters: filters, properties: properties, version: configuration.protocolVersion), operation: .unsubscribe
+        )
         let (rc, mid) = handle.unsubscribe(filters: filters, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .unsubscribe) }
         requestWrite()
@@ -482,10 +491,12 @@ final class MosquittoBridge: Sendable {
         }
     }
 
-    private func requireConnected(for operation: MQTTError.Operation) throws(MQTTError) {
+    /// - Returns: The broker's limits, when it sent a Maximum Packet Size.
+    private func requireConnected(for operation: MQTTError.Operation) throws(MQTTError) -> PublishLimits? {
         try state.withLock { (state) throws(MQTTError) in
             guard !state.session.closed else { throw MQTTError(.clientClosed, operation: operation) }
             guard state.session.isConnected else { throw MQTTError(.notConnected, operation: operation) }
+            return state.publishLimits?.maximumPacketSize == nil ? nil : state.publishLimits
         }
     }
 
@@ -566,12 +577,16 @@ final class MosquittoBridge: Sendable {
         guard isStopRequested else { return .running }
         let wantsWrite = handle.wantsWrite
         let (progress, packet) = state.withLock { state in
-            (state.session.stopProgress(now: .now, wantsWrite: wantsWrite), state.disconnectPacket)
+            let awaiting = state.publishes.count + state.reservedPublishes > 0
+            return (state.session.stopProgress(now: .now, wantsWrite: wantsWrite, awaitingAcknowledgements: awaiting), state.disconnectPacket)
         }
         switch progress {
         case .running, .writeOnly:
             return progress
         case .sendDisconnect:
+            // Read what has arrived first: a socket closed with unread data sends a reset, which
+            // may make the peer drop the DISCONNECT it has not read yet.
+            _ = handle.read(maxPackets: 64)
             let list = (try? propertyList(packet.properties, command: CMD_DISCONNECT, operation: .disconnect)) ?? PropertyList()
             handle.disconnect(reasonCode: packet.reasonCode, properties: list)
             return .writeOnly

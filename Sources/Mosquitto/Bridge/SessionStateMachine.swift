@@ -91,6 +91,8 @@ struct SessionStateMachine: Sendable {
     var resubscribeNeeded = false
     /// When the broker accepted the current (or last lost) connection, until the loss is handled.
     private var connectedSince: ContinuousClock.Instant?
+    /// Until when a drain waits for the acknowledgements of QoS 1/2 publishes in flight.
+    private var acknowledgementsUntil: ContinuousClock.Instant?
 
     /// A machine for `policy`.
     init(policy: MQTTReconnectPolicy) {
@@ -168,8 +170,14 @@ struct SessionStateMachine: Sendable {
     /// A stop: `disconnect()` (`error == nil`), a connect that timed out or was cancelled, a
     /// configuration the driver cannot run, or ``close()``.
     ///
-    /// - Parameter deadline: Until when queued packets and DISCONNECT may be written.
-    mutating func stop(error: MQTTError?, deadline: ContinuousClock.Instant) -> StopAction {
+    /// - Parameters:
+    ///   - now: When the stop was requested.
+    ///   - deadline: Until when queued packets and DISCONNECT may be written. For the first half
+    ///     of that time the drain also waits for the acknowledgements of QoS 1/2 publishes in
+    ///     flight (as Paho's disconnect does), so that no PUBACK arrives after DISCONNECT: a
+    ///     socket closed with unread data sends a reset, and the peer's kernel may then drop the
+    ///     DISCONNECT it has not read yet.
+    mutating func stop(error: MQTTError?, now: ContinuousClock.Instant, deadline: ContinuousClock.Instant) -> StopAction {
         guard isRunning else { return .none }
         let first = !stopRequested
         stopRequested = true
@@ -177,6 +185,7 @@ struct SessionStateMachine: Sendable {
         switch phase {
         case .connected:
             phase = .draining(deadline: deadline)
+            acknowledgementsUntil = now + (deadline - now) / 2
             return .drain
         case .connecting, .reconnecting:
             phase = .disconnecting(deadline: deadline)
@@ -189,20 +198,23 @@ struct SessionStateMachine: Sendable {
     /// ``MosquittoBridge/close()``: the client ends for good; a running session stops.
     ///
     /// - Returns: `nil` if it was closed already; otherwise the stop action (`.none` without a session).
-    mutating func close(deadline: ContinuousClock.Instant) -> StopAction? {
+    mutating func close(now: ContinuousClock.Instant, deadline: ContinuousClock.Instant) -> StopAction? {
         guard !closed else { return nil }
         closed = true
-        return stop(error: nil, deadline: deadline)
+        return stop(error: nil, now: now, deadline: deadline)
     }
 
     /// The driver asks, between passes, how a stop proceeds.
     ///
-    /// - Parameter wantsWrite: Whether libmosquitto still has bytes queued for the socket.
-    mutating func stopProgress(now: ContinuousClock.Instant, wantsWrite: Bool) -> StopProgress {
+    /// - Parameters:
+    ///   - wantsWrite: Whether libmosquitto still has bytes queued for the socket.
+    ///   - awaitingAcknowledgements: Whether QoS 1/2 publishes await their acknowledgement.
+    mutating func stopProgress(now: ContinuousClock.Instant, wantsWrite: Bool, awaitingAcknowledgements: Bool = false) -> StopProgress {
         switch phase {
         case .draining(let deadline):
             if now >= deadline { return giveUp() }
             if wantsWrite { return .running }
+            if awaitingAcknowledgements, let until = acknowledgementsUntil, now < until { return .running }
             phase = .disconnecting(deadline: deadline)
             return .sendDisconnect
         case .disconnecting(let deadline):

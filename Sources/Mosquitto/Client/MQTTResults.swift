@@ -65,15 +65,29 @@ struct PublishLimits: Sendable {
     let maximumPacketSize: Int?
 
     /// Refuses, before sending, a publish the broker said it will not accept.
-    func check(qos: MQTTQoS, retain: Bool, estimatedPacketSize: Int) throws(MQTTError) {
+    ///
+    /// - Parameter packetSize: The PUBLISH's exact encoded size (``PacketSize/publish(topicLength:payloadLength:qos:properties:version:)``).
+    func check(qos: MQTTQoS, retain: Bool, packetSize: Int) throws(MQTTError) {
         if qos > maximumQoS {
             throw MQTTError(.qosNotSupported, operation: .publish, detail: "the broker's maximum QoS is \(maximumQoS.rawValue)")
         }
         if retain, !retainAvailable {
             throw MQTTError(.retainNotSupported, operation: .publish, detail: "the broker does not accept retained messages")
         }
-        if let maximumPacketSize, estimatedPacketSize > maximumPacketSize {
-            throw MQTTError(.payloadTooLarge, operation: .publish, detail: "the broker accepts packets up to \(maximumPacketSize) bytes")
+        if let maximumPacketSize, packetSize > maximumPacketSize {
+            throw MQTTError(
+                .payloadTooLarge, operation: .publish, detail: "a \(packetSize)-byte PUBLISH; the broker accepts packets up to \(maximumPacketSize) bytes"
+            )
+        }
+    }
+
+    /// Refuses, before sending, a SUBSCRIBE or UNSUBSCRIBE larger than the broker accepts.
+    func check(packetSize: Int, operation: MQTTError.Operation) throws(MQTTError) {
+        if let maximumPacketSize, packetSize > maximumPacketSize {
+            let packet = operation == .subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE"
+            throw MQTTError(
+                .packetTooLarge, operation: operation, detail: "a \(packetSize)-byte \(packet); the broker accepts packets up to \(maximumPacketSize) bytes"
+            )
         }
     }
 }

@@ -17,7 +17,7 @@ extension MQTTError {
             case unsubscriptionRefused, publishRefused, payloadTooLarge, queueFull
             case messageBufferOverflow, protocolError, outOfMemory, notSupported
             case malformedUTF8, malformedPacket, unknown
-            case propertyNotAllowed, qosNotSupported, retainNotSupported
+            case propertyNotAllowed, qosNotSupported, retainNotSupported, packetTooLarge
         }
 
         private let value: Value
@@ -76,6 +76,9 @@ extension MQTTError {
         /// The payload is larger than MQTT allows (268,435,455 bytes) or than the broker accepts.
         /// Corresponds to `MOSQ_ERR_PAYLOAD_SIZE` / `MOSQ_ERR_OVERSIZE_PACKET`.
         public static let payloadTooLarge = Code(.payloadTooLarge)
+        /// A SUBSCRIBE or UNSUBSCRIBE would be larger than the broker's Maximum Packet Size
+        /// (MQTT 5 CONNACK); refused before sending. (An oversized PUBLISH is ``payloadTooLarge``.)
+        public static let packetTooLarge = Code(.packetTooLarge)
         /// Too many QoS 1/2 messages await acknowledgement; see
         /// ``MQTTConfiguration/maxPendingPublishes``.
         public static let queueFull = Code(.queueFull)
@@ -130,6 +133,7 @@ extension MQTTError {
             case .unsubscriptionRefused: "unsubscription refused by the broker"
             case .publishRefused: "publish refused by the broker"
             case .payloadTooLarge: "payload too large"
+            case .packetTooLarge: "packet larger than the broker accepts"
             case .queueFull: "too many messages awaiting acknowledgement"
             case .messageBufferOverflow: "message buffer overflow"
             case .protocolError: "protocol error"

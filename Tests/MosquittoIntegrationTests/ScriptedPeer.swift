@@ -1,0 +1,157 @@
+import Foundation
+import Glibc
+import Mosquitto
+import Synchronization
+
+// MARK: - ScriptedPeer
+
+/// A scripted MQTT peer on 127.0.0.1: a broker stand-in that answers exactly as its script says
+/// and sees every byte the client sends, for lifecycle cases a real broker will not produce on
+/// demand (an acknowledgement at an exact moment, CONNACK then close, a slow reader).
+///
+/// Connections are served one after another on a thread of the peer's own; every read is bounded
+/// by a receive timeout, so a script never hangs a test.
+final class ScriptedPeer: Sendable {
+    /// The port the client connects to.
+    let port: Int
+    private let listener: Int32
+    private let stopping = Atomic<Bool>(false)
+    private let accepted = Atomic<Int>(0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Starts listening; `script` runs once per accepted connection (then the connection closes).
+    init(readTimeout: Duration = .seconds(10), script: @escaping @Sendable (PeerConnection) -> Void) throws {
+        (listener, port) = try makeLoopbackListener(backlog: 16)
+        Thread.detachNewThread { [self] in
+            defer { finished.signal() }
+            while !stopping.load(ordering: .relaxed) {
+                var descriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+                guard poll(&descriptor, 1, 50) > 0 else { continue }
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { continue }
+                accepted.add(1, ordering: .relaxed)
+                let peer = PeerConnection(descriptor: connection, readTimeout: readTimeout)
+                script(peer)
+                peer.close()
+            }
+        }
+    }
+
+    /// How many connections the peer has accepted.
+    var connectionCount: Int { accepted.load(ordering: .relaxed) }
+
+    /// Stops accepting and waits for the current script to end.
+    func stop() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        finished.wait()
+        Glibc.close(listener)
+    }
+
+    deinit { stop() }
+}
+
+// MARK: - PeerConnection
+
+/// One accepted connection, used only on the peer's thread.
+final class PeerConnection {
+    /// A control packet: the first byte (type and flags) and what follows the remaining length.
+    struct Packet {
+        let header: UInt8
+        let body: [UInt8]
+        /// The packet type (the header's high nibble: 1 CONNECT, 3 PUBLISH, 14 DISCONNECT, ...).
+        var type: UInt8 { header >> 4 }
+        /// A PUBLISH's QoS.
+        var qos: UInt8 { (header >> 1) & 3 }
+        /// The packet identifier of a PUBLISH (QoS 1/2, MQTT 3.1.1: after the topic), SUBSCRIBE or UNSUBSCRIBE.
+        var packetID: UInt16 {
+            var offset = 0
+            if type == 3 {
+                offset = 2 + Int(body[0]) << 8 + Int(body[1])
+            }
+            return UInt16(body[offset]) << 8 | UInt16(body[offset + 1])
+        }
+    }
+
+    private(set) var descriptor: Int32
+    private var buffer = [UInt8]()
+    private var position = 0
+
+    init(descriptor: Int32, readTimeout: Duration) {
+        self.descriptor = descriptor
+        var timeout = timeval(tv_sec: Int(readTimeout.components.seconds), tv_usec: Int(readTimeout.components.attoseconds / 1_000_000_000_000))
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// The next packet, or `nil` at end of stream, on a timeout or on an error.
+    func readPacket() -> Packet? {
+        guard let header = readByte() else { return nil }
+        var length = 0
+        var shift = 0
+        repeat {
+            guard let byte = readByte() else { return nil }
+            length |= Int(byte & 0x7f) << shift
+            shift += 7
+            if byte & 0x80 == 0 { break }
+        } while shift < 28
+        var body = [UInt8]()
+        body.reserveCapacity(length)
+        while body.count < length {
+            guard fill() else { return nil }
+            let take = min(length - body.count, buffer.count - position)
+            body.append(contentsOf: buffer[position..<position + take])
+            position += take
+        }
+        return Packet(header: header, body: body)
+    }
+
+    /// Reads packets until one of `type` arrives (returned), or the stream ends (`nil`).
+    func read(until type: UInt8) -> Packet? {
+        while let packet = readPacket() {
+            if packet.type == type { return packet }
+        }
+        return nil
+    }
+
+    /// Writes `bytes` (all of them, or until the client is gone).
+    func send(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
+
+    /// Reads CONNECT and accepts it (CONNACK, no session present, MQTT 3.1.1 form).
+    @discardableResult
+    func acceptConnect() -> Bool {
+        guard read(until: 1) != nil else { return false }
+        send([0x20, 0x02, 0x00, 0x00])
+        return true
+    }
+
+    /// Closes the connection (idempotent).
+    func close() {
+        if descriptor >= 0 {
+            Glibc.close(descriptor)
+            descriptor = -1
+        }
+    }
+
+    private func readByte() -> UInt8? {
+        guard fill() else { return nil }
+        defer { position += 1 }
+        return buffer[position]
+    }
+
+    /// Makes sure at least one unread byte is buffered.
+    private func fill() -> Bool {
+        if position < buffer.count { return true }
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return false }
+        buffer = Array(chunk[0..<count])
+        position = 0
+        return true
+    }
+}

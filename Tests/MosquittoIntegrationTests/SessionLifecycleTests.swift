@@ -1,0 +1,137 @@
+import Foundation
+import Mosquitto
+import Synchronization
+import Testing
+
+/// The lifecycle against a scripted peer that sees every byte: a disconnect that must reach the
+/// wire, a backlog that must be written before it, a reconnect storm that must not happen. Both
+/// drivers (scripts/test.sh runs this suite once per driver).
+@Suite("Session lifecycle against a scripted peer")
+struct SessionLifecycleTests {
+    /// The race of the lifecycle issue: QoS 1, QoS 0, then disconnect() while the PUBACK is on
+    /// its way (the peer answers right after the QoS 0 publish). A PUBACK read after DISCONNECT
+    /// was queued used to close the socket with DISCONNECT unwritten, reported as success.
+    @Test("disconnect() with a PUBACK in flight writes DISCONNECT before the socket closes, 200 of 200")
+    func disconnectReachesTheWireWithAnAcknowledgementInFlight() async throws {
+        let repetitions = 200
+        let outcomes = Mutex<[Bool]>([])
+        let peer = try ScriptedPeer { connection in
+            var seen: [UInt8] = []
+            defer {
+                // (A QoS 1 message left unacknowledged by an earlier repetition's disconnect is
+                // sent again first: libmosquitto keeps it for the next connection.)
+                let complete = seen.count >= 4 && seen.first == 1 && seen.dropFirst().dropLast().allSatisfy { $0 == 3 } && seen.last == 14
+                if !complete { print("peer saw packet types \(seen)") }
+                outcomes.withLock { $0.append(complete) }
+            }
+            // CONNECT, PUBLISHes (each QoS 1 one acknowledged at once), then DISCONNECT and EOF.
+            guard connection.acceptConnect() else { return }
+            seen.append(1)
+            while let packet = connection.readPacket() {
+                seen.append(packet.type)
+                if packet.type == 3, packet.qos == 1 {
+                    connection.send([0x40, 0x02, UInt8(packet.packetID >> 8), UInt8(packet.packetID & 0xff)])
+                }
+            }
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port)
+        for _ in 0..<repetitions {
+            try await client.connect()
+            _ = try client.beginPublish(to: "lifecycle/q1", payload: "one", qos: .atLeastOnce)
+            try await client.publish(to: "lifecycle/q0", payload: "zero")
+            try await client.disconnect()
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while outcomes.withLock({ $0.count }) < repetitions, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let results = outcomes.withLock { $0 }
+        #expect(results.count == repetitions)
+        #expect(results.filter { $0 }.count == repetitions, "connections that ended without DISCONNECT: \(results.filter { !$0 }.count)")
+    }
+
+    /// A clean disconnect writes everything queued before it: 200,000 QoS 0 messages, with a peer
+    /// that starts reading late, so that the backlog outlasts any fixed number of loop passes.
+    @Test("disconnect() writes a 200,000-message QoS 0 backlog first, then DISCONNECT")
+    func disconnectWritesTheBacklogFirst() async throws {
+        let count = 200_000
+        let seen = Mutex<(publishes: Int, disconnect: Bool)?>(nil)
+        let peer = try ScriptedPeer { connection in
+            guard connection.acceptConnect() else { return }
+            Thread.sleep(forTimeInterval: 0.3)
+            var publishes = 0
+            var disconnect = false
+            while let packet = connection.readPacket() {
+                if packet.type == 3 { publishes += 1 }
+                if packet.type == 14 { disconnect = true; break }
+            }
+            seen.withLock { $0 = (publishes, disconnect) }
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port)
+        try await client.connect()
+        let payload = [UInt8](repeating: 0x61, count: 16)
+        for _ in 0..<count {
+            _ = try client.beginPublish(to: "lifecycle/backlog", payload: payload)
+        }
+        try await client.disconnect(timeout: .seconds(60))
+        let deadline = ContinuousClock.now + .seconds(10)
+        while seen.withLock({ $0 == nil }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let result = seen.withLock { $0 }
+        #expect(result?.publishes == count)
+        #expect(result?.disconnect == true)
+    }
+
+    /// A backlog that cannot be written in time (the peer never reads) makes disconnect() throw,
+    /// instead of reporting a clean disconnect the broker never saw.
+    @Test("disconnect() throws when its backlog and DISCONNECT cannot be written within the timeout")
+    func disconnectThatCannotBeWrittenThrows() async throws {
+        let release = DispatchSemaphoreBox()
+        let peer = try ScriptedPeer { connection in
+            guard connection.acceptConnect() else { return }
+            release.wait(upTo: .seconds(20))
+        }
+        defer {
+            release.signal()
+            peer.stop()
+        }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port)
+        try await client.connect()
+        let payload = [UInt8](repeating: 0x62, count: 1_024)
+        for _ in 0..<20_000 {  // 20 MiB: more than the socket buffers hold
+            _ = try client.beginPublish(to: "lifecycle/stuck", payload: payload)
+        }
+        let error = await thrownError { try await client.disconnect(timeout: .seconds(1)) }
+        #expect(error?.code == .timeout)
+        #expect(!client.isConnected)
+    }
+
+    /// A broker that accepts each connection and closes it at once: the backoff keeps growing
+    /// (1, 2, 4, 8 s) instead of restarting after every CONNACK (which made 20 connections in 20 s).
+    @Test("against a peer that CONNACKs and closes, 20 s hold the policy's 5 connections (1 s doubling), not 20")
+    func reconnectBackoffGrowsUntilAConnectionIsStable() async throws {
+        let peer = try ScriptedPeer { connection in
+            connection.acceptConnect()
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port) {
+            $0.reconnect = .exponentialBackoff(minimumDelay: .seconds(1), maximumDelay: .seconds(30), jitter: false, stablePeriod: .seconds(10))
+        }
+        let start = ContinuousClock.now
+        try await client.connect()
+        try await Task.sleep(until: start + .seconds(20))
+        // Connections at about 0, 1, 3, 7 and 15 s; the next is due at 31 s.
+        #expect(peer.connectionCount == 5)
+        try await client.disconnect()
+    }
+}
+
+/// A semaphore a script can wait on, bounded.
+final class DispatchSemaphoreBox: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    func wait(upTo timeout: Duration) { _ = semaphore.wait(timeout: .now() + .milliseconds(Int(timeout.components.seconds) * 1_000)) }
+    func signal() { semaphore.signal() }
+}
