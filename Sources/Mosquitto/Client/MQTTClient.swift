@@ -130,6 +130,12 @@ public final class MQTTClient: Sendable {
     /// in progress. Does nothing when not connected. The broker discards the will, unless an
     /// MQTT 5 client sends ``MQTTReasonCode/disconnectWithWillMessage``.
     ///
+    /// Everything published before this call is written first (QoS 0 too), and for up to half
+    /// of `timeout` the acknowledgements of QoS 1/2 publishes in flight are awaited; only then is
+    /// DISCONNECT sent. If the queue and DISCONNECT cannot be written within `timeout`, the
+    /// connection is closed without DISCONNECT (the broker publishes the will) and this throws
+    /// ``MQTTError/Code/timeout``.
+    ///
     /// - Parameters:
     ///   - reasonCode: The MQTT 5 reason code to send. Defaults to normal disconnection.
     ///   - properties: MQTT 5 DISCONNECT properties (session expiry interval, reason string, user
