@@ -22,9 +22,12 @@ struct SensorService: Service {
 
     func run() async throws {
         var index = 0
-        // Wait until the MQTT service has connected.
+        // Wait until the MQTT service has connected (it may not have started connecting yet).
         while !client.isConnected {
-            try await Task.sleep(for: .milliseconds(20))
+            // Before the MQTT service has begun to connect there is nothing to wait for yet.
+            if (try? await client.waitUntilConnected(timeout: .seconds(10))) == nil {
+                try await Task.sleep(for: .milliseconds(20))
+            }
         }
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let json = #"{"temperature":\#(20.0 + Double(index % 10) / 2),"humidity":\#(40 + index % 7)}"#

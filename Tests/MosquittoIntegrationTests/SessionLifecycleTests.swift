@@ -1,5 +1,6 @@
 import Foundation
 import Mosquitto
+import MosquittoTesting
 import Synchronization
 import Testing
 
@@ -126,6 +127,77 @@ struct SessionLifecycleTests {
         // Connections at about 0, 1, 3, 7 and 15 s; the next is due at 31 s.
         #expect(peer.connectionCount == 5)
         try await client.disconnect()
+    }
+}
+
+/// What there is to await: the connection, and the current state at the start of an event sequence.
+@Suite("Awaiting the connection")
+struct AwaitingConnectionTests {
+    @Test("a connection-event sequence made after connect() starts with .connected")
+    func eventsStartWithTheCurrentState() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try await connectedClient(broker)
+            var iterator = client.connectionEvents.makeAsyncIterator()
+            let first = await iterator.next()
+            guard case .connected(let sessionPresent) = first else {
+                Issue.record("first event \(String(describing: first))")
+                return
+            }
+            #expect(!sessionPresent)
+            try await client.disconnect()
+            // Then each change once: the disconnection, not .connected again.
+            let next = await iterator.next()
+            guard case .disconnected(nil) = next else {
+                Issue.record("next event \(String(describing: next))")
+                return
+            }
+        }
+    }
+
+    @Test("waitUntilConnected: notConnected before connect(), returns once a connect under way succeeds, at once when connected")
+    func waitUntilConnected() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try makeClient(broker)
+            let early = await thrownError { try await client.waitUntilConnected(timeout: .seconds(1)) }
+            #expect(early?.code == .notConnected)
+            let connecting = Task { try await client.connect() }
+            // Whether the connect has begun yet or not: wait until it has, then for the CONNACK.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !client.isConnected, ContinuousClock.now < deadline {
+                if let error = await thrownError({ try await client.waitUntilConnected(timeout: .seconds(10)) }) {
+                    #expect(error.code == .notConnected, "only before the connect has begun")
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            #expect(client.isConnected)
+            _ = try await connecting.value
+            try await client.waitUntilConnected(timeout: .milliseconds(1))
+            try await client.disconnect()
+            let after = await thrownError { try await client.waitUntilConnected() }
+            #expect(after?.code == .notConnected)
+        }
+    }
+
+    @Test("waitUntilConnected fails with the session's error when the connect fails")
+    func waitUntilConnectedFailsWithTheSession() async throws {
+        let peer = try ScriptedPeer { connection in
+            // CONNACK: refused, not authorized (MQTT 3.1.1 code 5).
+            guard connection.read(until: 1) != nil else { return }
+            Thread.sleep(forTimeInterval: 0.2)
+            connection.send([0x20, 0x02, 0x00, 0x05])
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port)
+        let connecting = Task { try await client.connect() }
+        var waitError: MQTTError?
+        let deadline = ContinuousClock.now + .seconds(10)
+        repeat {
+            // notConnected only until the connect has begun.
+            waitError = await thrownError { try await client.waitUntilConnected(timeout: .seconds(5)) }
+            if waitError?.code == .notConnected { try await Task.sleep(for: .milliseconds(1)) }
+        } while waitError?.code == .notConnected && ContinuousClock.now < deadline
+        #expect(waitError?.code == .notAuthorized)
+        _ = try? await connecting.value
     }
 }
 

@@ -150,6 +150,9 @@ final class MosquittoBridge: Sendable {
     /// Whether the broker has accepted the current connection.
     var isConnected: Bool { state.withLock { $0.session.isConnected } }
 
+    /// Whether a session runs (from connect() until it ended: connecting, connected, reconnecting).
+    var isSessionRunning: Bool { state.withLock { $0.session.isRunning && !$0.session.stopRequested } }
+
     /// The CONNACK of the current or last connection.
     var connectResult: MQTTConnectResult? { state.withLock { $0.connectResult } }
 

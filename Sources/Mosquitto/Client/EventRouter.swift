@@ -46,6 +46,11 @@ final class EventRouter: BridgeEventSink {
         /// once by ``bridgeDidFinishLoopPass()`` (a buffer reports only its first unflushed message).
         var unflushed: [MessageBuffer] = []
         var eventListeners: [UInt64: AsyncStream<MQTTConnectionEvent>.Continuation] = [:]
+        /// The last connection event: a new event sequence starts with it (the current state).
+        var lastEvent: MQTTConnectionEvent?
+        /// Completed by the next `.connected` (or failed when the session ends): what
+        /// ``MQTTClient/waitUntilConnected(timeout:)`` awaits. One for all waiters, so bounded.
+        var nextConnection: Promise<Void>?
         weak var client: MQTTClient?
         weak var delegate: (any MQTTClientDelegate)?
         var delegateEvents: AsyncStream<DelegateEvent>.Continuation?
@@ -128,6 +133,9 @@ final class EventRouter: BridgeEventSink {
         let id = state.withLock { state in
             state.nextID += 1
             state.eventListeners[state.nextID] = continuation
+            // Under the lock that also orders the events: the current state first, then every
+            // change after it, none twice.
+            if let current = state.lastEvent { continuation.yield(current) }
             return state.nextID
         }
         continuation.onTermination = { [weak self] _ in
@@ -249,12 +257,35 @@ final class EventRouter: BridgeEventSink {
     func bridgeConnectionDidChange(_ event: MQTTConnectionEvent) {
         telemetry.log(event)
         telemetry.metrics?.record(event)
-        let listeners = state.withLock { Array($0.eventListeners.values) }
-        listeners.forEach { $0.yield(event) }
+        let connected: Promise<Void>? = state.withLock { state in
+            state.lastEvent = event
+            // Yielding never blocks (a bounded buffer); under the lock a new sequence cannot
+            // miss this event or see it twice.
+            for listener in state.eventListeners.values { listener.yield(event) }
+            guard case .connected = event else { return nil }
+            defer { state.nextConnection = nil }
+            return state.nextConnection
+        }
+        connected?.succeed(())
         toDelegate(.connection(event))
     }
 
+    /// The promise the next `.connected` completes (shared by every waiter).
+    func nextConnection() -> Promise<Void> {
+        state.withLock { state in
+            if let promise = state.nextConnection { return promise }
+            let promise = Promise<Void>()
+            state.nextConnection = promise
+            return promise
+        }
+    }
+
     func bridgeSessionDidEnd(error: MQTTError?) {
+        let waiting: Promise<Void>? = state.withLock { state in
+            defer { state.nextConnection = nil }
+            return state.nextConnection
+        }
+        waiting?.fail(error ?? MQTTError(.notConnected, operation: .connect, detail: "the session ended before a connection was made"))
         // The broker keeps a persistent session's subscriptions (and queues their messages) across
         // a clean disconnect, so their sequences stay open for the next connect().
         if error == nil, keepsSequencesAcrossDisconnect { return }

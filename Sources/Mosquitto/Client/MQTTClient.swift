@@ -102,11 +102,32 @@ public final class MQTTClient: Sendable {
     }
 
     /// A new sequence of connection changes: connecting, connected, disconnected, reconnecting.
+    ///
+    /// It starts with the current state (the last event, if there was one), so a sequence made
+    /// after the client connected still sees `.connected` first; every later change follows once.
     public var connectionEvents: MQTTConnectionEvents {
         router.makeConnectionEvents()
     }
 
     // MARK: Connecting
+
+    /// Waits until the broker has accepted a connection: returns at once when connected, else
+    /// when the connect or reconnect under way succeeds (for a task that must not publish before,
+    /// such as a service started next to ``MQTTClientService``).
+    ///
+    /// - Parameter timeout: How long to wait; `nil` waits as long as the session runs.
+    /// - Throws: ``MQTTError/Code/notConnected`` when no session runs (``connect(timeout:)`` was
+    ///   not called, or the client disconnected), the error that ended the session if it ends
+    ///   first, ``MQTTError/Code/timeout`` or ``MQTTError/Code/cancelled``.
+    public func waitUntilConnected(timeout: Duration? = nil) async throws(MQTTError) {
+        // Taken before the checks: a `.connected` between them completes it.
+        let connection = router.nextConnection()
+        if bridge.isConnected { return }
+        guard bridge.isSessionRunning else {
+            throw MQTTError(.notConnected, operation: .connect, detail: "no connection is being made: call connect() first")
+        }
+        try await connection.wait(timeout: timeout, operation: .connect)
+    }
 
     /// Connects and waits for the broker's CONNACK.
     ///
