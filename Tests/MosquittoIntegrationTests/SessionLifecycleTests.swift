@@ -201,6 +201,55 @@ struct AwaitingConnectionTests {
     }
 }
 
+/// SUBSCRIBE and UNSUBSCRIBE in flight when the connection drops: sent again after the reconnect.
+@Suite("Subscribing across a connection loss")
+struct SubscribeAcrossReconnectTests {
+    func throughProxy(_ body: (MosquittoBroker, TCPFaultProxy, MQTTClient) async throws -> Void) async throws {
+        try await withMosquittoBroker { broker in
+            let proxy = try TCPFaultProxy(forwardingTo: broker)
+            defer { proxy.stop() }
+            let client = try makeClient(host: proxy.host, port: proxy.port) {
+                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(200), jitter: false)
+            }
+            try await client.connect()
+            try await body(broker, proxy, client)
+            try await client.disconnect()
+        }
+    }
+
+    @Test("a SUBSCRIBE lost with its connection completes after the reconnect, and its sequence receives")
+    func subscribeInFlightSurvivesAReconnect() async throws {
+        try await throughProxy { broker, proxy, client in
+            let topic = uniqueTopic()
+            // The SUBSCRIBE goes into a black hole: no SUBACK. Then the connection is cut.
+            proxy.blackHole()
+            let subscribing = Task { try await client.subscribe(to: topic, qos: .atLeastOnce, timeout: .seconds(15)) }
+            try await Task.sleep(for: .milliseconds(300))
+            proxy.cut()
+            let subscription = try await subscribing.value
+            let publisher = try await connectedClient(broker)
+            try await publisher.publish(to: topic, payload: "after the reconnect", qos: .atLeastOnce)
+            let messages = try await collect(1, from: subscription)
+            #expect(messages.map(\.payloadString) == ["after the reconnect"])
+            try await publisher.disconnect()
+        }
+    }
+
+    @Test("an UNSUBSCRIBE lost with its connection completes after the reconnect")
+    func unsubscribeInFlightSurvivesAReconnect() async throws {
+        try await throughProxy { _, proxy, client in
+            let topic = uniqueTopic()
+            _ = try await client.subscribe(to: topic)
+            proxy.blackHole()
+            let unsubscribing = Task { try await client.unsubscribe(from: topic, timeout: .seconds(15)) }
+            try await Task.sleep(for: .milliseconds(300))
+            proxy.cut()
+            _ = try await unsubscribing.value
+            #expect(client.isConnected)
+        }
+    }
+}
+
 /// A semaphore a script can wait on, bounded.
 final class DispatchSemaphoreBox: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)

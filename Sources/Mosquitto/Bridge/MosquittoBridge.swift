@@ -83,6 +83,8 @@ final class MosquittoBridge: Sendable {
         /// What the broker accepted, to subscribe again after a session loss (by filter).
         var subscriptions: [String: (filter: MQTTTopicFilter, properties: MQTTProperties)] = [:]
         var unsubscribes = PendingTable<MQTTProperties>()
+        /// What the SUBSCRIBEs and UNSUBSCRIBEs in flight asked for, to send them again after a reconnect.
+        var commands = PendingCommands()
         /// Set by the dead-link watchdog when it aborts the connection: why it did.
         var deadLinkDetail: String?
 
@@ -423,38 +425,73 @@ final class MosquittoBridge: Sendable {
 
     /// Queues one SUBSCRIBE for `filters` at `qos`.
     ///
-    /// - Returns: The SUBACK's reason codes, one per filter, once it arrives.
+    /// - Returns: The SUBACK's reason codes, one per filter, once it arrives (sent again after a
+    ///   reconnect if the connection is lost first).
     func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: MQTTProperties) throws(MQTTError) -> Promise<SubscribeAcknowledgement> {
-        let list = try propertyList(properties, command: CMD_SUBSCRIBE, operation: .subscribe)
+        let request = PendingCommands.Subscribe(filters: filters, qos: qos, options: options, properties: properties, promise: Promise())
+        try send(request)
+        return request.promise
+    }
+
+    private func send(_ request: PendingCommands.Subscribe) throws(MQTTError) {
+        let list = try propertyList(request.properties, command: CMD_SUBSCRIBE, operation: .subscribe)
         try requireConnected(for: .subscribe)?.check(
-            packetSize: PacketSize.subscribe(filters: filters, properties: properties, version: configuration.protocolVersion), operation: .subscribe
+            packetSize: PacketSize.subscribe(filters: request.filters, properties: request.properties, version: configuration.protocolVersion),
+            operation: .subscribe
         )
-        let (rc, mid) = handle.subscribe(filters: filters, qos: qos, options: options, properties: list)
+        let (rc, mid) = handle.subscribe(filters: request.filters, qos: request.qos, options: request.options, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .subscribe) }
         requestWrite()
-        let promise = Promise<SubscribeAcknowledgement>()
-        if let early = state.withLock({ $0.subscribes.register(promise, for: mid) }) {
-            promise.complete(early)
+        let early = state.withLock { state in
+            let early = state.subscribes.register(request.promise, for: mid)
+            if early == nil { state.commands.sent(.subscribe(request), mid: mid) }
+            return early
         }
-        return promise
+        if let early { request.promise.complete(early) }
     }
 
     /// Queues one UNSUBSCRIBE for `filters`.
     ///
-    /// - Returns: A promise completed by the UNSUBACK.
+    /// - Returns: A promise completed by the UNSUBACK (sent again after a reconnect if the
+    ///   connection is lost first).
     func unsubscribe(filters: [String], properties: MQTTProperties) throws(MQTTError) -> Promise<MQTTProperties> {
-        let list = try propertyList(properties, command: CMD_UNSUBSCRIBE, operation: .unsubscribe)
+        let request = PendingCommands.Unsubscribe(filters: filters, properties: properties, promise: Promise())
+        try send(request)
+        return request.promise
+    }
+
+    private func send(_ request: PendingCommands.Unsubscribe) throws(MQTTError) {
+        let list = try propertyList(request.properties, command: CMD_UNSUBSCRIBE, operation: .unsubscribe)
         try requireConnected(for: .unsubscribe)?.check(
-            packetSize: PacketSize.unsubscribe(filters: filters, properties: properties, version: configuration.protocolVersion), operation: .unsubscribe
+            packetSize: PacketSize.unsubscribe(filters: request.filters, properties: request.properties, version: configuration.protocolVersion),
+            operation: .unsubscribe
         )
-        let (rc, mid) = handle.unsubscribe(filters: filters, properties: list)
+        let (rc, mid) = handle.unsubscribe(filters: request.filters, properties: list)
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .unsubscribe) }
         requestWrite()
-        let promise = Promise<MQTTProperties>()
-        if let early = state.withLock({ $0.unsubscribes.register(promise, for: mid) }) {
-            promise.complete(early)
+        let early = state.withLock { state in
+            let early = state.unsubscribes.register(request.promise, for: mid)
+            if early == nil { state.commands.sent(.unsubscribe(request), mid: mid) }
+            return early
         }
-        return promise
+        if let early { request.promise.complete(early) }
+    }
+
+    /// Sends again, in their order, the SUBSCRIBEs and UNSUBSCRIBEs a lost connection took with
+    /// it (on the driver thread, once the broker accepted the new connection). One that cannot be
+    /// sent fails its caller.
+    private func resendCommandsIfNeeded() {
+        let commands = state.withLock { state in
+            state.session.isConnected && state.commands.hasCommandsToResend ? state.commands.takeCommandsToResend() : []
+        }
+        for command in commands {
+            switch command {
+            case .subscribe(let request):
+                do { try send(request) } catch { request.promise.fail(error) }
+            case .unsubscribe(let request):
+                do { try send(request) } catch { request.promise.fail(error) }
+            }
+        }
     }
 
     // MARK: Subscription registry
@@ -658,6 +695,7 @@ final class MosquittoBridge: Sendable {
     /// - Returns: How long (ms) the driver may wait for activity before the next pass.
     func completePass(_ pass: inout DriverPass) -> Int32 {
         resubscribeIfNeeded()
+        resendCommandsIfNeeded()
         let now = ContinuousClock.now
         let sinceCheck = now - pass.lastWatchdogCheck
         guard sinceCheck >= .milliseconds(100) else {
@@ -781,10 +819,19 @@ final class MosquittoBridge: Sendable {
                 state.subscriptions.removeAll()
             }
             defer { state.connectPromise = nil }
+            var subscribes = state.subscribes.removeAll()
+            var unsubscribes = state.unsubscribes.removeAll()
+            // Commands waiting to be sent again are no longer in the tables: fail them too.
+            for command in state.commands.removeAll() {
+                switch command {
+                case .subscribe(let request): subscribes.append(request.promise)
+                case .unsubscribe(let request): unsubscribes.append(request.promise)
+                }
+            }
             return Leftovers(
                 publishes: state.publishes.removeAll(),
-                subscribes: state.subscribes.removeAll(),
-                unsubscribes: state.unsubscribes.removeAll(),
+                subscribes: subscribes,
+                unsubscribes: unsubscribes,
                 connect: state.connectPromise,
                 exited: state.driverExited,
                 report: end.report,
@@ -892,11 +939,19 @@ final class MosquittoBridge: Sendable {
                         : MQTTError(mosquittoCode: returnCode, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
                 )
             }
-            // SUBSCRIBE/UNSUBSCRIBE are not resent after a reconnect; QoS 1/2 PUBLISHes are.
+            // QoS 1/2 PUBLISHes are sent again by libmosquitto, SUBSCRIBE/UNSUBSCRIBE by us
+            // (resendCommandsIfNeeded), with new packet IDs: their waits go on.
             state.publishes.forgetIgnored()
+            let subscribes = state.subscribes.removeAll()
+            let unsubscribes = state.unsubscribes.removeAll()
+            if willReconnect {
+                state.commands.connectionLost()
+            } else {
+                _ = state.commands.removeAll()
+            }
             return Outcome(
-                failed: state.subscribes.removeAll(),
-                failedUnsubscribes: state.unsubscribes.removeAll(),
+                failed: willReconnect ? [] : subscribes,
+                failedUnsubscribes: willReconnect ? [] : unsubscribes,
                 failedPublishes: willReconnect ? [] : state.publishes.removeAll(),
                 report: report
             )
@@ -931,13 +986,19 @@ final class MosquittoBridge: Sendable {
 
     func didSubscribe(mid: Int32, reasonCodes: [MQTTReasonCode], properties: MQTTProperties) {
         let acknowledgement = SubscribeAcknowledgement(reasonCodes: reasonCodes, properties: properties)
-        let promise = state.withLock { $0.subscribes.resolve(mid, with: .success(acknowledgement)) }
+        let promise = state.withLock { state in
+            state.commands.acknowledged(mid)
+            return state.subscribes.resolve(mid, with: .success(acknowledgement))
+        }
         promise?.succeed(acknowledgement)
         sink.bridgeDidAcknowledge(.subscribed(messageID: UInt16(truncatingIfNeeded: mid), reasonCodes: reasonCodes))
     }
 
     func didUnsubscribe(mid: Int32, properties: MQTTProperties) {
-        let promise = state.withLock { $0.unsubscribes.resolve(mid, with: .success(properties)) }
+        let promise = state.withLock { state in
+            state.commands.acknowledged(mid)
+            return state.unsubscribes.resolve(mid, with: .success(properties))
+        }
         promise?.succeed(properties)
         sink.bridgeDidAcknowledge(.unsubscribed(messageID: UInt16(truncatingIfNeeded: mid)))
     }

@@ -1,0 +1,71 @@
+// MARK: - PendingCommands
+
+/// The SUBSCRIBEs and UNSUBSCRIBEs awaiting their acknowledgement, with what they asked for, so
+/// that a reconnect sends them again: libmosquitto re-sends unacknowledged QoS 1/2 PUBLISHes
+/// itself, but not these. Always used under ``MosquittoBridge``'s lock.
+///
+/// A command lost with its connection (while reconnect is on) waits here and is sent again,
+/// under a new packet ID and in its original order, once the broker has accepted the next
+/// connection; its caller's wait simply goes on. Only when the session ends do they fail.
+struct PendingCommands {
+    /// What a SUBSCRIBE asked for.
+    struct Subscribe: Sendable {
+        let filters: [String]
+        let qos: MQTTQoS
+        let options: Int32
+        let properties: MQTTProperties
+        let promise: Promise<SubscribeAcknowledgement>
+    }
+
+    /// What an UNSUBSCRIBE asked for.
+    struct Unsubscribe: Sendable {
+        let filters: [String]
+        let properties: MQTTProperties
+        let promise: Promise<MQTTProperties>
+    }
+
+    /// One command.
+    enum Command: Sendable {
+        case subscribe(Subscribe)
+        case unsubscribe(Unsubscribe)
+    }
+
+    private var inFlight: [Int32: (order: UInt64, command: Command)] = [:]
+    private var lost: [Command] = []
+    private var nextOrder: UInt64 = 0
+
+    /// Whether commands wait to be sent again.
+    var hasCommandsToResend: Bool { !lost.isEmpty }
+
+    /// `command` went out as packet `mid`.
+    mutating func sent(_ command: Command, mid: Int32) {
+        nextOrder += 1
+        inFlight[mid] = (nextOrder, command)
+    }
+
+    /// Packet `mid` was acknowledged.
+    mutating func acknowledged(_ mid: Int32) {
+        inFlight.removeValue(forKey: mid)
+    }
+
+    /// The connection was lost and a reconnect follows: what was in flight is to be sent again.
+    mutating func connectionLost() {
+        lost += inFlight.values.sorted { $0.order < $1.order }.map(\.command)
+        inFlight.removeAll()
+    }
+
+    /// The commands to send again now (the broker accepted a new connection).
+    mutating func takeCommandsToResend() -> [Command] {
+        defer { lost.removeAll() }
+        return lost
+    }
+
+    /// Everything, in flight or waiting (to fail it: the session ended).
+    mutating func removeAll() -> [Command] {
+        defer {
+            inFlight.removeAll()
+            lost.removeAll()
+        }
+        return lost + inFlight.values.sorted { $0.order < $1.order }.map(\.command)
+    }
+}
