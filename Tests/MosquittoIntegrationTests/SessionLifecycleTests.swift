@@ -250,6 +250,35 @@ struct SubscribeAcrossReconnectTests {
     }
 }
 
+/// Messages that arrive before anything can take them are counted, not silently lost.
+@Suite("Messages nobody takes")
+struct UnroutedMessageTests {
+    @Test("a persistent session's queued messages that arrive before any sequence exists are counted")
+    func queuedMessagesWithoutAConsumerAreCounted() async throws {
+        try await withMosquittoBroker { broker in
+            let clientID = uniqueClientID("persistent")
+            let topic = uniqueTopic()
+            let first = try await connectedClient(broker, clientID: clientID) { $0.cleanSession = false }
+            _ = try await first.subscribe(to: topic, qos: .atLeastOnce)
+            try await first.disconnect()
+            let publisher = try await connectedClient(broker)
+            for number in 0..<3 {
+                try await publisher.publish(to: topic, payload: "queued \(number)", qos: .atLeastOnce)
+            }
+            try await publisher.disconnect()
+            // A new client object for the same session, with no sequence and no delegate.
+            let second = try await connectedClient(broker, clientID: clientID) { $0.cleanSession = false }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while second.unroutedMessageCount < 3, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(second.unroutedMessageCount == 3)
+            #expect(first.unroutedMessageCount == 0)
+            try await second.disconnect()
+        }
+    }
+}
+
 /// A semaphore a script can wait on, bounded.
 final class DispatchSemaphoreBox: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)

@@ -67,6 +67,8 @@ struct ClientTelemetry: Sendable {
 ///
 /// - `mqtt.messages.sent`, `mqtt.bytes.sent` (counters, by `qos`): messages handed to the broker.
 /// - `mqtt.messages.received`, `mqtt.bytes.received` (counters, by `qos`).
+/// - `mqtt.messages.unrouted` (counter, by `qos`): messages received (and acknowledged) while no
+///   message sequence matched them and no delegate was set: nobody saw them.
 /// - `mqtt.reconnects` (counter): reconnection attempts.
 /// - `mqtt.publishes.in_flight` (gauge): QoS 1/2 publishes awaiting acknowledgement.
 /// - `mqtt.connect.duration` (timer): from the start of a connection attempt to its CONNACK.
@@ -75,6 +77,7 @@ final class ClientMetrics: Sendable {
     private let bytesSent: [Counter]
     private let messagesReceived: [Counter]
     private let bytesReceived: [Counter]
+    private let messagesUnrouted: [Counter]
     private let reconnects: Counter
     private let inFlight: Gauge
     private let connectDuration: Timer
@@ -90,6 +93,7 @@ final class ClientMetrics: Sendable {
         bytesSent = byQoS("mqtt.bytes.sent")
         messagesReceived = byQoS("mqtt.messages.received")
         bytesReceived = byQoS("mqtt.bytes.received")
+        messagesUnrouted = byQoS("mqtt.messages.unrouted")
         reconnects = Counter(label: "mqtt.reconnects", dimensions: dimensions)
         inFlight = Gauge(label: "mqtt.publishes.in_flight", dimensions: dimensions)
         connectDuration = Timer(label: "mqtt.connect.duration", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
@@ -105,6 +109,11 @@ final class ClientMetrics: Sendable {
     func received(qos: MQTTQoS, bytes: Int) {
         messagesReceived[qos.rawValue].increment()
         bytesReceived[qos.rawValue].increment(by: bytes)
+    }
+
+    /// A message arrived that no sequence and no delegate took.
+    func unrouted(qos: MQTTQoS) {
+        messagesUnrouted[qos.rawValue].increment()
     }
 
     /// The number of QoS 1/2 publishes awaiting acknowledgement changed.

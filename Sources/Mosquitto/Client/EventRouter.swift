@@ -54,6 +54,8 @@ final class EventRouter: BridgeEventSink {
         weak var client: MQTTClient?
         weak var delegate: (any MQTTClientDelegate)?
         var delegateEvents: AsyncStream<DelegateEvent>.Continuation?
+        /// Messages that arrived while nothing consumed them (``MQTTClient/unroutedMessageCount``).
+        var unrouted = 0
     }
 
     enum DelegateEvent: Sendable {
@@ -227,22 +229,41 @@ final class EventRouter: BridgeEventSink {
         // and never calls back into the router, so it happens under the lock; only the rare
         // overflow (the buffer has already ended its sequence with the error) is handled after
         // it, which saves building an array of targets for every message.
-        let (overflowed, delegateEvents) = state.withLock { state in
+        let (overflowed, delegateEvents, unrouted) = state.withLock { state in
             var overflowed: [UInt64] = []
+            var taken = false
             for (id, listener) in state.listeners where listener.accepts(message) {
                 switch listener.buffer.append(message) {
-                case .appended(needsFlush: true): state.unflushed.append(listener.buffer)
-                case .appended(needsFlush: false), .closed: break
+                case .appended(needsFlush: true): state.unflushed.append(listener.buffer); taken = true
+                case .appended(needsFlush: false): taken = true
+                case .closed: break
                 case .overflowed: overflowed.append(id)
                 }
             }
-            return (overflowed, state.delegate == nil ? nil : state.delegateEvents)
+            let delegateEvents = state.delegate == nil ? nil : state.delegateEvents
+            if !taken, delegateEvents == nil, overflowed.isEmpty { state.unrouted += 1 }
+            return (overflowed, delegateEvents, !taken && delegateEvents == nil && overflowed.isEmpty ? state.unrouted : 0)
         }
         for id in overflowed {
             removeListener(id)
         }
+        if unrouted > 0 {
+            // libmosquitto has acknowledged it already: never silently.
+            telemetry.metrics?.unrouted(qos: message.qos)
+            if unrouted == 1 || unrouted % 1_000 == 0, telemetry.logs(.warning) {
+                telemetry.log(
+                    .warning,
+                    "a message on \"\(message.topic)\" arrived with no message sequence or delegate to take it "
+                        + "(\(unrouted) so far): it was acknowledged and dropped; create the sequence (client.messages, "
+                        + "subscribe) or set the delegate before connect() to see a persistent session's queued messages"
+                )
+            }
+        }
         delegateEvents?.yield(.message(message))
     }
+
+    /// How many messages arrived while nothing consumed them.
+    var unroutedMessageCount: Int { state.withLock { $0.unrouted } }
 
     func bridgeDidFinishLoopPass() {
         // Flushing only resumes a continuation (never blocks, never calls back into the router),

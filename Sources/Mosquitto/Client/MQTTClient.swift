@@ -101,6 +101,14 @@ public final class MQTTClient: Sendable {
         router.makeMessageSequence(filters: nil).sequence
     }
 
+    /// How many received messages no message sequence and no delegate took (for example a
+    /// persistent session's queued messages, which arrive right after CONNACK, before any sequence
+    /// exists). libmosquitto acknowledges a message before it reaches Swift, so these were
+    /// acknowledged and dropped; each is also counted in the `mqtt.messages.unrouted` metric and
+    /// logged (the first, then every 1,000th). Create `messages` or the subscription's sequence,
+    /// or set the delegate, before ``connect(timeout:)`` to receive them.
+    public var unroutedMessageCount: Int { router.unroutedMessageCount }
+
     /// A new sequence of connection changes: connecting, connected, disconnected, reconnecting.
     ///
     /// It starts with the current state (the last event, if there was one), so a sequence made
