@@ -37,6 +37,14 @@ struct PacketSizeLimitTests {
             }
         }
 
+        /// Waits (bounded) until the peer has read the client's DISCONNECT: everything before it is recorded.
+        func waitForDisconnect() async throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while recorded(14).isEmpty, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+
         func recorded(_ type: UInt8) -> [Int] {
             recorder.sizes.withLock { $0.filter { $0.type == type }.map(\.size) }
         }
@@ -74,6 +82,7 @@ struct PacketSizeLimitTests {
         #expect(error?.code == .payloadTooLarge)
         #expect(client.isConnected)
         try await client.disconnect()
+        try await peer.waitForDisconnect()
         #expect(peer.recorded(3) == [29, 30])
     }
 
@@ -97,6 +106,7 @@ struct PacketSizeLimitTests {
         #expect(unsubscribeError?.code == .packetTooLarge)
         #expect(client.isConnected)
         try await client.disconnect()
+        try await peer.waitForDisconnect()
         #expect(peer.recorded(8) == [29, 30])
         #expect(peer.recorded(10) == [29, 30])
     }

@@ -1,0 +1,186 @@
+import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Publish, subscribe and unsubscribe (any task), and the subscription registry.
+
+extension MosquittoBridge {
+    // MARK: Publish, subscribe, unsubscribe
+
+    /// Queues a PUBLISH. The payload is copied by libmosquitto before this returns.
+    func publish(
+        topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties
+    ) throws(MQTTError) -> MQTTPendingPublish {
+        let list = try propertyList(properties, command: CMD_PUBLISH, operation: .publish)
+        try state.withLock { (state) throws(MQTTError) in
+            guard !state.session.closed else { throw MQTTError(.clientClosed, operation: .publish) }
+            guard state.session.acceptsCommands else { throw MQTTError(.notConnected, operation: .publish) }
+            if let limits = state.publishLimits {
+                let size = limits.maximumPacketSize == nil ? 0 : PacketSize.publish(
+                    topicLength: topic.utf8.count, payloadLength: payload.count, qos: qos, properties: properties, version: configuration.protocolVersion
+                )
+                try limits.check(qos: qos, retain: retain, packetSize: size)
+            }
+            if qos != .atMostOnce {
+                guard state.publishes.count + state.reservedPublishes < configuration.maxPendingPublishes else {
+                    throw MQTTError(.queueFull, operation: .publish, detail: "\(configuration.maxPendingPublishes) publishes await acknowledgement")
+                }
+                state.reservedPublishes += 1
+            }
+        }
+        if qos != .atMostOnce { reportPendingPublishes() }
+        var (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
+        let messageID = UInt16(truncatingIfNeeded: mid)
+        if qos == .atMostOnce {
+            // The hot path of QoS 0: nothing to wait for, so no promise. `on_publish` still fires
+            // for the ID once the packet is written; mark it ignored.
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+                throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
+            }
+            state.withLock { $0.publishes.ignore(mid) }
+            requestWrite()
+            return MQTTPendingPublish(completed: MQTTPublishReceipt(messageID: messageID, qos: qos))
+        }
+        let promise = Promise<MQTTPublishReceipt>()
+        let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
+            state.reservedPublishes -= 1
+            // Without a socket libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
+            // keeps the message and sends it after the (re)connect: it is queued, not failed.
+            // That holds in any phase while the session lives, including the moment between a
+            // lost socket and our `.reconnecting` (a session that ends fails it with the rest).
+            if rc == MOSQ_ERR_NO_CONN.rawValue, mid != 0, state.session.isRunning {
+                rc = MOSQ_ERR_SUCCESS.rawValue
+            }
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
+            return state.publishes.register(promise, for: mid)
+        }
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            reportPendingPublishes()
+            throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
+        }
+        if early != nil { reportPendingPublishes() }
+        requestWrite()
+        if let early {
+            promise.complete(early)
+        }
+        return MQTTPendingPublish(messageID: messageID, qos: qos, promise: promise, defaultTimeout: configuration.operationTimeout)
+    }
+
+    /// Queues one SUBSCRIBE for `filters` at `qos`.
+    ///
+    /// - Returns: The SUBACK's reason codes, one per filter, once it arrives (sent again after a
+    ///   reconnect if the connection is lost first).
+    func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: MQTTProperties) throws(MQTTError) -> Promise<SubscribeAcknowledgement> {
+        let request = PendingCommands.Subscribe(filters: filters, qos: qos, options: options, properties: properties, promise: Promise())
+        try send(request)
+        return request.promise
+    }
+
+    func send(_ request: PendingCommands.Subscribe) throws(MQTTError) {
+        let list = try propertyList(request.properties, command: CMD_SUBSCRIBE, operation: .subscribe)
+        try requireConnected(for: .subscribe)?.check(
+            packetSize: PacketSize.subscribe(filters: request.filters, properties: request.properties, version: configuration.protocolVersion),
+            operation: .subscribe
+        )
+        let (rc, mid) = handle.subscribe(filters: request.filters, qos: request.qos, options: request.options, properties: list)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .subscribe) }
+        requestWrite()
+        let early = state.withLock { state in
+            let early = state.subscribes.register(request.promise, for: mid)
+            if early == nil { state.commands.sent(.subscribe(request), mid: mid) }
+            return early
+        }
+        if let early { request.promise.complete(early) }
+    }
+
+    /// Queues one UNSUBSCRIBE for `filters`.
+    ///
+    /// - Returns: A promise completed by the UNSUBACK (sent again after a reconnect if the
+    ///   connection is lost first).
+    func unsubscribe(filters: [String], properties: MQTTProperties) throws(MQTTError) -> Promise<MQTTProperties> {
+        let request = PendingCommands.Unsubscribe(filters: filters, properties: properties, promise: Promise())
+        try send(request)
+        return request.promise
+    }
+
+    func send(_ request: PendingCommands.Unsubscribe) throws(MQTTError) {
+        let list = try propertyList(request.properties, command: CMD_UNSUBSCRIBE, operation: .unsubscribe)
+        try requireConnected(for: .unsubscribe)?.check(
+            packetSize: PacketSize.unsubscribe(filters: request.filters, properties: request.properties, version: configuration.protocolVersion),
+            operation: .unsubscribe
+        )
+        let (rc, mid) = handle.unsubscribe(filters: request.filters, properties: list)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .unsubscribe) }
+        requestWrite()
+        let early = state.withLock { state in
+            let early = state.unsubscribes.register(request.promise, for: mid)
+            if early == nil { state.commands.sent(.unsubscribe(request), mid: mid) }
+            return early
+        }
+        if let early { request.promise.complete(early) }
+    }
+
+    /// Sends again, in their order, the SUBSCRIBEs and UNSUBSCRIBEs a lost connection took with
+    /// it (on the driver thread, once the broker accepted the new connection). One that cannot be
+    /// sent fails its caller.
+    func resendCommandsIfNeeded() {
+        let commands = state.withLock { state in
+            state.session.isConnected && state.commands.hasCommandsToResend ? state.commands.takeCommandsToResend() : []
+        }
+        for command in commands {
+            switch command {
+            case .subscribe(let request):
+                do { try send(request) } catch { request.promise.fail(error) }
+            case .unsubscribe(let request):
+                do { try send(request) } catch { request.promise.fail(error) }
+            }
+        }
+    }
+
+    // MARK: Subscription registry
+
+    /// Records accepted subscriptions, to restore them after a session loss.
+    func remember(_ filters: [MQTTTopicFilter], properties: MQTTProperties) {
+        state.withLock { state in
+            for filter in filters { state.subscriptions[filter.filter] = (filter, properties) }
+        }
+    }
+
+    /// Forgets unsubscribed filters.
+    func forget(_ filters: [String]) {
+        state.withLock { state in
+            for filter in filters { state.subscriptions.removeValue(forKey: filter) }
+        }
+    }
+
+    /// Subscribes again to everything recorded (on the driver thread, outside any callback).
+    /// Results are not awaited; a failure is logged.
+    func resubscribeIfNeeded() {
+        let records = state.withLock { state -> [(filter: MQTTTopicFilter, properties: MQTTProperties)] in
+            guard state.session.resubscribeNeeded else { return [] }
+            state.session.resubscribeNeeded = false
+            return Array(state.subscriptions.values)
+        }
+        for record in records {
+            do {
+                _ = try subscribe(
+                    filters: [record.filter.filter], qos: record.filter.qos, options: record.filter.optionBits, properties: record.properties
+                )
+            } catch {
+                if sink.wantsLog(.error) {
+                    sink.bridgeDidLog(level: .error, message: "re-subscribing to \(record.filter.filter) failed: \(error)")
+                }
+            }
+        }
+    }
+
+    /// - Returns: The broker's limits, when it sent a Maximum Packet Size.
+    func requireConnected(for operation: MQTTError.Operation) throws(MQTTError) -> PublishLimits? {
+        try state.withLock { (state) throws(MQTTError) in
+            guard !state.session.closed else { throw MQTTError(.clientClosed, operation: operation) }
+            guard state.session.isConnected else { throw MQTTError(.notConnected, operation: operation) }
+            return state.publishLimits?.maximumPacketSize == nil ? nil : state.publishLimits
+        }
+    }
+}

@@ -1,0 +1,348 @@
+import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The session's steps, run by its driver (a thread of the client's own or an EventLoop).
+
+extension MosquittoBridge {
+    // MARK: Driver
+
+    /// The body of the client's own driver thread: connect, loop, reconnect per policy, then
+    /// clean up. (An ``EventLoop`` runs the same steps for many sessions at once.)
+    func runOwnThread() {
+        DriverThread.setName("mqtt-client")
+        guard openSession() else { return }
+        sendDisconnectIfStopping()
+        var pass = DriverPass()
+        var loopTimeout = Self.idleLoopTimeout
+        driving: while true {
+            var rc: Int32
+            switch advanceStop() {
+            case .giveUp:
+                break driving
+            case .writeOnly, .sendDisconnect:
+                // DISCONNECT is queued: write, never read (see SessionStateMachine).
+                guard handle.hasSocket else { break driving }
+                rc = handle.writeWhenWritable(timeoutMilliseconds: 100)
+                if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
+            case .running:
+                let stopping = isStopRequested
+                prepareForPass(&pass, stopping: stopping)
+                rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
+                // What the pass read may have queued acknowledgements (PUBACK, PUBREC, PUBCOMP):
+                // they are written before the messages reach Swift, as the docs promise.
+                if rc == MOSQ_ERR_SUCCESS.rawValue, handle.wantsWrite {
+                    rc = handle.write()
+                }
+                sink.bridgeDidFinishLoopPass()
+                if rc == MOSQ_ERR_SUCCESS.rawValue {
+                    loopTimeout = completePass(&pass)
+                    continue
+                }
+            }
+            if rc == MOSQ_ERR_INVAL.rawValue, handle.socket >= FD_SETSIZE {
+                // mosquitto_loop waits with select(), which cannot take descriptor numbers of
+                // FD_SETSIZE (1,024) or more: in a process with that many files open, only an
+                // event loop can drive the connection.
+                requestStop(because: MQTTError(
+                    .notSupported, operation: isConnected ? .connection : .connect,
+                    detail: "the connection's descriptor is \(handle.socket), and a client's own network thread (libmosquitto's select() loop) "
+                        + "cannot use descriptors above \(FD_SETSIZE - 1); use an MQTTEventLoopGroup (MQTTConfiguration.eventLoopGroup)"
+                ))
+                break
+            }
+            guard let delay = connectionFailed(rc: rc, &pass) else { break }
+            sleeper.sleep(delay)
+            if isStopRequested { break }
+            reconnectSocket()
+        }
+        closeSession()
+    }
+
+    // MARK: Session steps (the driver's thread)
+
+    /// What the driver of a session keeps between its passes over the connection.
+    struct DriverPass {
+        /// Whether libmosquitto's log callback is installed.
+        var logging = true
+        /// When the dead-link watchdog last looked.
+        var lastWatchdogCheck = ContinuousClock.now
+        /// How long (ms) the watchdog allowed the driver to wait, as of its last look.
+        var watchdogWait = MosquittoBridge.idleLoopTimeout
+    }
+
+    /// Whether the session should end (a disconnect, a close, a failed or abandoned connect).
+    var isStopRequested: Bool { state.withLock { $0.session.stopRequested } }
+
+    /// Between passes: how a requested stop proceeds (``SessionStateMachine/stopProgress(now:wantsWrite:)``).
+    /// Once the queue is written it queues DISCONNECT (and returns `.writeOnly`); when the
+    /// deadline passed it shuts the socket down, DISCONNECT unwritten (`.giveUp`). On an event
+    /// loop, call it under the connection's I/O lock.
+    func advanceStop() -> SessionStateMachine.StopProgress {
+        guard isStopRequested else { return .running }
+        let wantsWrite = handle.wantsWrite
+        let (progress, packet) = state.withLock { state in
+            let awaiting = state.publishes.count + state.reservedPublishes > 0
+            return (state.session.stopProgress(now: .now, wantsWrite: wantsWrite, awaitingAcknowledgements: awaiting), state.disconnectPacket)
+        }
+        switch progress {
+        case .running, .writeOnly:
+            return progress
+        case .sendDisconnect:
+            // Read what has arrived first: a socket closed with unread data sends a reset, which
+            // may make the peer drop the DISCONNECT it has not read yet.
+            _ = handle.read(maxPackets: 64)
+            let list = (try? propertyList(packet.properties, command: CMD_DISCONNECT, operation: .disconnect)) ?? PropertyList()
+            handle.disconnect(reasonCode: packet.reasonCode, properties: list)
+            return .writeOnly
+        case .giveUp:
+            if sink.wantsLog(.warning) {
+                sink.bridgeDidLog(level: .warning, message: "\(clientID): DISCONNECT not written in time; closing the connection without it")
+            }
+            handle.abortConnection()
+            return .giveUp
+        }
+    }
+
+    /// Makes the session's first connection: blocks on DNS, TCP and the TLS handshake, then queues
+    /// CONNECT. On failure the session has ended (``closeSession()`` is not called again).
+    ///
+    /// - Returns: Whether the session goes on.
+    func openSession() -> Bool {
+        let keepAlive = Int(configuration.keepAlive.wholeSeconds)
+        let properties: PropertyList
+        do {
+            properties = try propertyList(configuration.connectProperties, command: CMD_CONNECT, operation: .connect)
+        } catch {
+            finishDriver(error: error)
+            return false
+        }
+        let (rc, errno) = handle.connect(
+            host: configuration.host, port: configuration.port, keepAlive: keepAlive, bindAddress: configuration.bindAddress, properties: properties
+        )
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            finishDriver(error: connectError(rc: rc, errno: errno))
+            return false
+        }
+        return true
+    }
+
+    /// Queues DISCONNECT right after CONNECT when a stop was requested while the blocking
+    /// connect ran (libmosquitto ignores `mosquitto_disconnect` without a socket), so that the
+    /// session ends at once instead of after the grace period.
+    func sendDisconnectIfStopping() {
+        if isStopRequested {
+            handle.disconnect()
+        }
+    }
+
+    /// After a pass that may have received messages: their consumers are woken (once per pass,
+    /// not per message).
+    func didFinishPass() {
+        sink.bridgeDidFinishLoopPass()
+    }
+
+    /// Before a pass over the connection. Log lines are needed while connecting (OpenSSL's reasons
+    /// for a failed connect) and when someone reads them; otherwise libmosquitto need not format
+    /// one per packet.
+    func prepareForPass(_ pass: inout DriverPass, stopping: Bool) {
+        let wantsLogging = stopping || !isConnected || sink.wantsLog(.error)
+        if wantsLogging != pass.logging {
+            handle.setLogging(wantsLogging)
+            pass.logging = wantsLogging
+        }
+    }
+
+    /// After a pass that left the connection healthy: subscribes again after a lost session, and
+    /// lets the dead-link watchdog look (it asks the kernel, `TCP_INFO`: at most every 100 ms,
+    /// not per packet).
+    ///
+    /// - Returns: How long (ms) the driver may wait for activity before the next pass.
+    func completePass(_ pass: inout DriverPass) -> Int32 {
+        resubscribeIfNeeded()
+        resendCommandsIfNeeded()
+        let now = ContinuousClock.now
+        let sinceCheck = now - pass.lastWatchdogCheck
+        guard sinceCheck >= .milliseconds(100) else {
+            // Not looking again yet; but the wait it allowed at its last look keeps running out.
+            return max(1, pass.watchdogWait - sinceCheck.roundedUpMilliseconds)
+        }
+        pass.lastWatchdogCheck = now
+        pass.watchdogWait = watchForDeadLink()
+        return pass.watchdogWait
+    }
+
+    /// After the connection failed (libmosquitto has closed the socket): decides, per the
+    /// reconnect policy, whether to reconnect, and reports `.reconnecting`.
+    ///
+    /// - Returns: The delay before ``reconnectSocket()``, or `nil` when the session ends.
+    func connectionFailed(rc: Int32, _ pass: inout DriverPass) -> Duration? {
+        if !pass.logging {
+            handle.setLogging(true)
+            pass.logging = true
+        }
+        guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { return nil }
+        let delay = configuration.reconnect.delay(forAttempt: attempt)
+        sink.bridgeConnectionDidChange(.reconnecting(attempt: attempt, delay: delay))
+        return delay
+    }
+
+    /// Connects again (blocking, like ``openSession()``). A failure shows as a missing socket, on
+    /// which the driver calls ``connectionFailed(rc:_:)`` again.
+    func reconnectSocket() {
+        _ = handle.reconnect()
+    }
+
+    /// Ends the session: fails what still waits and reports the disconnection.
+    func closeSession() {
+        finishDriver(error: nil)
+    }
+
+    /// How long `mosquitto_loop` waits for activity when nothing else is due (ms).
+    static let idleLoopTimeout: Int32 = 1000
+
+    /// How long (ms) a link may stay silent before the watchdog aborts it: 1.5 × keepalive, less
+    /// a margin (a tenth of the keepalive, at least 750 ms) so that the disconnection event reaches
+    /// the application within 1.5 × keepalive even on a busy machine; never less than keepalive
+    /// + 1.5 s, the longest silence of a healthy link (libmosquitto pings after one keepalive, at
+    /// most a second late).
+    static func deadLinkLimit(keepAliveSeconds: Int) -> Int {
+        let margin = max(750, keepAliveSeconds * 100)
+        return max(keepAliveSeconds * 1_500 - margin, keepAliveSeconds * 1_000 + 1_500)
+    }
+
+    /// The dead-link watchdog, run between loop iterations.
+    ///
+    /// On a healthy connection data arrives from the broker at least once per keepalive interval:
+    /// libmosquitto sends PINGREQ when it has heard nothing for that long, and the broker answers.
+    /// On a black-holed link (a pulled cable, a vanished NAT entry, a frozen peer) nothing arrives
+    /// and no error either; libmosquitto alone notices only when its PINGREQ has gone unanswered
+    /// for another whole interval, 1–2 keepalives (plus a second) after the link died. Once the
+    /// kernel reports nothing received for 1.5 × keepalive (the limit MQTT gives the broker for
+    /// the client) less a margin (``deadLinkLimit(keepAliveSeconds:)``), this aborts the connection, so that the
+    /// disconnection is reported, and the reconnect policy applies, within 1.5 × keepalive of the
+    /// last sign of life. (A healthy link is never that quiet: libmosquitto pings after one
+    /// keepalive, at most a second late, and keepalives are at least 5 s.)
+    ///
+    /// - Returns: How long the next `mosquitto_loop` may wait (ms): until the limit at the latest.
+    func watchForDeadLink() -> Int32 {
+        let keepAlive: Duration? = state.withLock { state in
+            guard state.session.isConnected else { return nil }
+            return state.connectResult?.serverKeepAlive ?? configuration.keepAlive
+        }
+        guard let keepAlive, keepAlive > .zero, let silent = handle.millisecondsSinceReceive else {
+            return Self.idleLoopTimeout
+        }
+        let limit = Self.deadLinkLimit(keepAliveSeconds: Int(keepAlive.wholeSeconds))
+        guard silent >= limit else {
+            return Int32(min(Int(Self.idleLoopTimeout), limit - silent))
+        }
+        let detail = "dead link: nothing received from the broker for \(silent) ms (keepalive \(keepAlive.wholeSeconds) s)"
+        state.withLock { $0.deadLinkDetail = detail }
+        if sink.wantsLog(.warning) {
+            sink.bridgeDidLog(level: .warning, message: "\(clientID): \(detail); closing the connection")
+        }
+        handle.abortConnection()
+        return 1
+    }
+
+    /// Decides whether to reconnect after the connection failed; returns the attempt number.
+    func nextReconnectAttempt(afterLoopError rc: Int32) -> Int? {
+        state.withLock { state in
+            // Before the first CONNACK this is a failed connect (e.g. a TLS handshake that
+            // failed inside the loop): keep OpenSSL's reason from the log.
+            let error = state.session.everConnected
+                ? MQTTError(mosquittoCode: rc, operation: .connection)
+                : MQTTError(mosquittoCode: rc, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+            switch state.session.connectionLost(error: error, now: .now) {
+            case .reconnect(let attempt): return attempt
+            case .end: return nil
+            }
+        }
+    }
+
+    /// Ends a session: fails whatever still waits, reports the disconnection, and destroys the
+    /// handle if the client was closed meanwhile.
+    func finishDriver(error: MQTTError?) {
+        struct Leftovers: ~Copyable {
+            var publishes: [Promise<MQTTPublishReceipt>]
+            var subscribes: [Promise<SubscribeAcknowledgement>]
+            var unsubscribes: [Promise<MQTTProperties>]
+            var connect: Promise<MQTTConnectResult>?
+            var exited: Promise<Void>
+            var report: Bool
+            var release: Bool
+            var closed: Bool
+            var requested: Bool
+            var stopped: Bool
+            var error: MQTTError?
+        }
+        let leftovers = state.withLock { state in
+            let end = state.session.sessionEnded(error: error)
+            // The broker keeps subscriptions only if the session outlives the connection; so do we.
+            if !(end.requested && configuration.sessionOutlivesConnection) {
+                state.subscriptions.removeAll()
+            }
+            defer { state.connectPromise = nil }
+            var subscribes = state.subscribes.removeAll()
+            var unsubscribes = state.unsubscribes.removeAll()
+            // Commands waiting to be sent again are no longer in the tables: fail them too.
+            for command in state.commands.removeAll() {
+                switch command {
+                case .subscribe(let request): subscribes.append(request.promise)
+                case .unsubscribe(let request): unsubscribes.append(request.promise)
+                }
+            }
+            return Leftovers(
+                publishes: state.publishes.removeAll(),
+                subscribes: subscribes,
+                unsubscribes: unsubscribes,
+                connect: state.connectPromise,
+                exited: state.driverExited,
+                report: end.report,
+                release: state.session.closed && !state.closeUsesHandle,
+                closed: state.session.closed,
+                requested: end.requested,
+                stopped: state.session.stopRequested,
+                error: end.error
+            )
+        }
+        let connectError = leftovers.error ?? MQTTError(.connectionLost, operation: .connect, detail: "the connection closed before CONNACK")
+        leftovers.connect?.fail(connectError)
+        let pendingError: MQTTError =
+            leftovers.closed ? MQTTError(.clientClosed, operation: .connection)
+            : leftovers.requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
+            : MQTTError(.connectionLost, operation: .connection)
+        leftovers.publishes.forEach { $0.fail(pendingError) }
+        if !leftovers.publishes.isEmpty { reportPendingPublishes() }
+        leftovers.subscribes.forEach { $0.fail(pendingError) }
+        leftovers.unsubscribes.forEach { $0.fail(pendingError) }
+        let sessionError = leftovers.requested ? nil : (leftovers.error ?? connectError)
+        if leftovers.report {
+            sink.bridgeConnectionDidChange(.disconnected(sessionError))
+        }
+        sink.bridgeSessionDidEnd(error: sessionError)
+        if leftovers.stopped, !leftovers.requested, let error = leftovers.error, error.operation == .disconnect {
+            // A requested DISCONNECT that did not reach the wire: disconnect() must say so.
+            leftovers.exited.fail(error)
+        } else {
+            leftovers.exited.succeed(())
+        }
+        if leftovers.release {
+            releaseHandle()
+        }
+    }
+
+    /// The error for a failed `mosquitto_connect_bind_v5`, with OpenSSL's reason when there is one.
+    func connectError(rc: Int32, errno: Int32) -> MQTTError {
+        let log = state.withLock { $0.connectLog }
+        let detail = Self.failureDetail(log, fallback: "\(configuration.host):\(configuration.port)")
+        return MQTTError(mosquittoCode: rc, operation: .connect, errno: errno, detail: detail)
+    }
+
+    /// libmosquitto's error lines from a failed connect (OpenSSL's reasons among them), or `fallback`.
+    static func failureDetail(_ log: [String], fallback: String?) -> String? {
+        log.isEmpty ? fallback : log.joined(separator: " | ")
+    }
+}
