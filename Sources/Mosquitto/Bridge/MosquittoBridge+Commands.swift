@@ -73,25 +73,8 @@ extension MosquittoBridge {
     ///   reconnect if the connection is lost first).
     func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: MQTTProperties) throws(MQTTError) -> Promise<SubscribeAcknowledgement> {
         let request = PendingCommands.Subscribe(filters: filters, qos: qos, options: options, properties: properties, promise: Promise())
-        try send(request)
+        try send(.subscribe(request))
         return request.promise
-    }
-
-    func send(_ request: PendingCommands.Subscribe) throws(MQTTError) {
-        let list = try propertyList(request.properties, command: CMD_SUBSCRIBE, operation: .subscribe)
-        try requireConnected(for: .subscribe)?.check(
-            packetSize: PacketSize.subscribe(filters: request.filters, properties: request.properties, version: configuration.protocolVersion),
-            operation: .subscribe
-        )
-        let (rc, mid) = handle.subscribe(filters: request.filters, qos: request.qos, options: request.options, properties: list)
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .subscribe) }
-        requestWrite()
-        let early = state.withLock { state in
-            let early = state.subscribes.register(request.promise, for: mid)
-            if early == nil { state.commands.sent(.subscribe(request), mid: mid) }
-            return early
-        }
-        if let early { request.promise.complete(early) }
     }
 
     /// Queues one UNSUBSCRIBE for `filters`.
@@ -100,25 +83,41 @@ extension MosquittoBridge {
     ///   connection is lost first).
     func unsubscribe(filters: [String], properties: MQTTProperties) throws(MQTTError) -> Promise<MQTTProperties> {
         let request = PendingCommands.Unsubscribe(filters: filters, properties: properties, promise: Promise())
-        try send(request)
+        try send(.unsubscribe(request))
         return request.promise
     }
 
-    func send(_ request: PendingCommands.Unsubscribe) throws(MQTTError) {
-        let list = try propertyList(request.properties, command: CMD_UNSUBSCRIBE, operation: .unsubscribe)
-        try requireConnected(for: .unsubscribe)?.check(
-            packetSize: PacketSize.unsubscribe(filters: request.filters, properties: request.properties, version: configuration.protocolVersion),
-            operation: .unsubscribe
-        )
-        let (rc, mid) = handle.unsubscribe(filters: request.filters, properties: list)
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: .unsubscribe) }
-        requestWrite()
-        let early = state.withLock { state in
-            let early = state.unsubscribes.register(request.promise, for: mid)
-            if early == nil { state.commands.sent(.unsubscribe(request), mid: mid) }
-            return early
+    /// Queues a SUBSCRIBE or UNSUBSCRIBE and registers its caller's promise (recording the
+    /// command, so that a reconnect can send it again).
+    func send(_ command: PendingCommands.Command) throws(MQTTError) {
+        let operation = command.operation
+        let list = try propertyList(command.properties, command: command.packetType, operation: operation)
+        try requireConnected(for: operation)?.check(packetSize: command.packetSize(version: configuration.protocolVersion), operation: operation)
+        let (rc, mid) = switch command {
+        case .subscribe(let request):
+            handle.subscribe(filters: request.filters, qos: request.qos, options: request.options, properties: list)
+        case .unsubscribe(let request):
+            handle.unsubscribe(filters: request.filters, properties: list)
         }
-        if let early { request.promise.complete(early) }
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: operation) }
+        requestWrite()
+        // The acknowledgement may have come already (parked by the table): complete at once.
+        switch command {
+        case .subscribe(let request):
+            let early = state.withLock { state in
+                let early = state.subscribes.register(request.promise, for: mid)
+                if early == nil { state.commands.sent(command, mid: mid) }
+                return early
+            }
+            if let early { request.promise.complete(early) }
+        case .unsubscribe(let request):
+            let early = state.withLock { state in
+                let early = state.unsubscribes.register(request.promise, for: mid)
+                if early == nil { state.commands.sent(command, mid: mid) }
+                return early
+            }
+            if let early { request.promise.complete(early) }
+        }
     }
 
     /// Sends again, in their order, the SUBSCRIBEs and UNSUBSCRIBEs a lost connection took with
@@ -129,12 +128,7 @@ extension MosquittoBridge {
             state.session.isConnected && state.commands.hasCommandsToResend ? state.commands.takeCommandsToResend() : []
         }
         for command in commands {
-            switch command {
-            case .subscribe(let request):
-                do { try send(request) } catch { request.promise.fail(error) }
-            case .unsubscribe(let request):
-                do { try send(request) } catch { request.promise.fail(error) }
-            }
+            do { try send(command) } catch { command.fail(error) }
         }
     }
 

@@ -18,7 +18,8 @@ extension MosquittoBridge {
         var loopTimeout = Self.idleLoopTimeout
         driving: while true {
             var rc: Int32
-            switch advanceStop() {
+            let stopping = isStopRequested
+            switch stopping ? advanceStop() : .running {
             case .giveUp:
                 break driving
             case .writeOnly, .sendDisconnect:
@@ -27,7 +28,6 @@ extension MosquittoBridge {
                 rc = handle.writeWhenWritable(timeoutMilliseconds: 100)
                 if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
             case .running:
-                let stopping = isStopRequested
                 prepareForPass(&pass, stopping: stopping)
                 rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
                 // What the pass read may have queued acknowledgements (PUBACK, PUBREC, PUBCOMP):
@@ -78,9 +78,8 @@ extension MosquittoBridge {
     /// Between passes: how a requested stop proceeds (``SessionStateMachine/stopProgress(now:wantsWrite:)``).
     /// Once the queue is written it queues DISCONNECT (and returns `.writeOnly`); when the
     /// deadline passed it shuts the socket down, DISCONNECT unwritten (`.giveUp`). On an event
-    /// loop, call it under the connection's I/O lock.
+    /// loop, call it under the connection's I/O lock, and only once a stop was requested.
     func advanceStop() -> SessionStateMachine.StopProgress {
-        guard isStopRequested else { return .running }
         let wantsWrite = handle.wantsWrite
         let (progress, packet) = state.withLock { state in
             let awaiting = state.publishes.count + state.reservedPublishes > 0

@@ -1,3 +1,5 @@
+import CMosquitto
+
 // MARK: - PendingCommands
 
 /// The SUBSCRIBEs and UNSUBSCRIBEs awaiting their acknowledgement, with what they asked for, so
@@ -28,6 +30,46 @@ struct PendingCommands {
     enum Command: Sendable {
         case subscribe(Subscribe)
         case unsubscribe(Unsubscribe)
+
+        /// The operation named in its errors.
+        var operation: MQTTError.Operation {
+            switch self {
+            case .subscribe: .subscribe
+            case .unsubscribe: .unsubscribe
+            }
+        }
+
+        /// Its MQTT 5 properties.
+        var properties: MQTTProperties {
+            switch self {
+            case .subscribe(let request): request.properties
+            case .unsubscribe(let request): request.properties
+            }
+        }
+
+        /// The packet type (`CMD_SUBSCRIBE` or `CMD_UNSUBSCRIBE`), for the property checks.
+        var packetType: UInt32 {
+            switch self {
+            case .subscribe: CMD_SUBSCRIBE
+            case .unsubscribe: CMD_UNSUBSCRIBE
+            }
+        }
+
+        /// The packet's exact size.
+        func packetSize(version: MQTTProtocolVersion) -> Int {
+            switch self {
+            case .subscribe(let request): PacketSize.subscribe(filters: request.filters, properties: request.properties, version: version)
+            case .unsubscribe(let request): PacketSize.unsubscribe(filters: request.filters, properties: request.properties, version: version)
+            }
+        }
+
+        /// Fails its caller's wait.
+        func fail(_ error: MQTTError) {
+            switch self {
+            case .subscribe(let request): request.promise.fail(error)
+            case .unsubscribe(let request): request.promise.fail(error)
+            }
+        }
     }
 
     private var inFlight: [Int32: (order: UInt64, command: Command)] = [:]
