@@ -107,6 +107,7 @@ struct SessionLifecycleTests {
         }
         let error = await thrownError { try await client.disconnect(timeout: .seconds(1)) }
         #expect(error?.code == .timeout)
+        #expect(error?.detail?.contains("without DISCONNECT") == true, "the session's own error: \(String(describing: error))")
         #expect(!client.isConnected)
     }
 

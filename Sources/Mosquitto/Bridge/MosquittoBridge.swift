@@ -252,7 +252,9 @@ final class MosquittoBridge: Sendable {
         }
         guard let stop else { return }
         perform(stop.action, abandonError: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"), list: list, reasonCode: reasonCode)
-        try await stop.exited.wait(timeout: timeout, operation: .disconnect)
+        // A little past the session's own deadline, so that a DISCONNECT that missed it is
+        // reported by the session (saying so), not by this wait's timer racing it.
+        try await stop.exited.wait(timeout: timeout + .milliseconds(250), operation: .disconnect)
     }
 
     /// Shuts the bridge down for good: disconnects cleanly if connected, fails pending operations
