@@ -138,18 +138,33 @@ struct AwaitingConnectionTests {
     func eventsStartWithTheCurrentState() async throws {
         try await withMosquittoBroker { broker in
             let client = try await connectedClient(broker)
-            var iterator = client.connectionEvents.makeAsyncIterator()
-            let first = await iterator.next()
-            guard case .connected(let sessionPresent) = first else {
-                Issue.record("first event \(String(describing: first))")
+            // Read on a task of its own into a list, so that a missing event fails (bounded)
+            // instead of hanging the test.
+            let seen = EventLog()
+            let events = client.connectionEvents
+            let reader = Task {
+                for await event in events { seen.events.withLock { $0.append(event) } }
+            }
+            defer { reader.cancel() }
+            func waitFor(_ count: Int) async throws -> [MQTTConnectionEvent] {
+                let deadline = ContinuousClock.now + .seconds(5)
+                while seen.events.withLock({ $0.count }) < count, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                return seen.events.withLock { $0 }
+            }
+            let first = try await waitFor(1)
+            guard case .connected(let sessionPresent)? = first.first else {
+                Issue.record("first events \(first)")
                 return
             }
             #expect(!sessionPresent)
             try await client.disconnect()
             // Then each change once: the disconnection, not .connected again.
-            let next = await iterator.next()
-            guard case .disconnected(nil) = next else {
-                Issue.record("next event \(String(describing: next))")
+            let all = try await waitFor(2)
+            #expect(all.count == 2)
+            guard all.count == 2, case .disconnected(nil) = all[1] else {
+                Issue.record("events \(all)")
                 return
             }
         }
@@ -278,6 +293,11 @@ struct UnroutedMessageTests {
             try await second.disconnect()
         }
     }
+}
+
+/// Connection events read by a task, for a bounded look from the test.
+final class EventLog: Sendable {
+    let events = Mutex<[MQTTConnectionEvent]>([])
 }
 
 /// A semaphore a script can wait on, bounded.
