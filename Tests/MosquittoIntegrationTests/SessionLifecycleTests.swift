@@ -196,25 +196,34 @@ struct AwaitingConnectionTests {
 
     @Test("waitUntilConnected fails with the session's error when the connect fails")
     func waitUntilConnectedFailsWithTheSession() async throws {
+        let connectSeen = Flag()
         let peer = try ScriptedPeer { connection in
-            // CONNACK: refused, not authorized (MQTT 3.1.1 code 5).
+            // CONNACK: refused, not authorized (MQTT 3.1.1 code 5), a second after CONNECT, so
+            // that the test waits while the attempt is surely under way.
             guard connection.read(until: 1) != nil else { return }
-            Thread.sleep(forTimeInterval: 0.2)
+            connectSeen.set()
+            Thread.sleep(forTimeInterval: 1)
             connection.send([0x20, 0x02, 0x00, 0x05])
         }
         defer { peer.stop() }
         let client = try makeClient(host: "127.0.0.1", port: peer.port)
         let connecting = Task { try await client.connect() }
-        var waitError: MQTTError?
         let deadline = ContinuousClock.now + .seconds(10)
-        repeat {
-            // notConnected only until the connect has begun.
-            waitError = await thrownError { try await client.waitUntilConnected(timeout: .seconds(5)) }
-            if waitError?.code == .notConnected { try await Task.sleep(for: .milliseconds(1)) }
-        } while waitError?.code == .notConnected && ContinuousClock.now < deadline
+        while !connectSeen.isSet, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(connectSeen.isSet)
+        let waitError = await thrownError { try await client.waitUntilConnected(timeout: .seconds(5)) }
         #expect(waitError?.code == .notAuthorized)
         _ = try? await connecting.value
     }
+}
+
+/// A flag one thread sets and another reads.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 /// SUBSCRIBE and UNSUBSCRIBE in flight when the connection drops: sent again after the reconnect.
