@@ -120,11 +120,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // Integration tests: a real `mosquitto` started through the fixture. They also run the
-        // `mqtt` executable (built alongside) as a separate process.
+        // `mqtt` and `mqtt-soak` executables (built alongside) as separate processes.
         .testTarget(
             name: "MosquittoIntegrationTests",
             dependencies: [
-                "Mosquitto", "MosquittoTesting", "mqtt",
+                "Mosquitto", "MosquittoTesting", "mqtt", "MosquittoSoak",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),

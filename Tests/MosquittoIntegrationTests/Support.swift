@@ -112,16 +112,19 @@ func receivesNothing<S: AsyncSequence & Sendable>(
 // MARK: - The command-line client
 
 /// The path of the `mqtt` executable built next to the test bundle.
-func mqttExecutablePath() -> String {
+func mqttExecutablePath() -> String { builtExecutablePath("mqtt") }
+
+/// The path of an executable of this package built alongside the tests (`mqtt`, `mqtt-soak`).
+func builtExecutablePath(_ name: String) -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
     let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     let executable = length > 0 ? String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
     var directory = executable
     while let slash = directory.lastIndex(of: "/") {
         directory = String(directory[..<slash])
-        if access(directory + "/mqtt", X_OK) == 0 { return directory + "/mqtt" }
+        if access(directory + "/" + name, X_OK) == 0 { return directory + "/" + name }
     }
-    return "mqtt"
+    return name
 }
 
 // MARK: - Errors

@@ -7,6 +7,8 @@ enum SoakCommand: Equatable {
     case soak(SoakOptions)
     /// `cycles`: connect / subscribe / publish / receive / unsubscribe / disconnect, again and again.
     case cycles(CycleOptions)
+    /// `exit-on-message`: receive one message and exit the process at once, without DISCONNECT.
+    case exitOnMessage(ExitOnMessageOptions)
     /// `help`, `-h`, `--help`: print the usage.
     case help
 
@@ -15,6 +17,7 @@ enum SoakCommand: Equatable {
         usage: mqtt-soak soak [--duration SECONDS] [--restart-every SECONDS] [--kill]
                               [--autosave changes|seconds] [--rate PER_SECOND] [--drain-timeout SECONDS]
                mqtt-soak cycles [--count N] [--leak-on-purpose]
+               mqtt-soak exit-on-message --port PORT [--topic FILTER] [--qos 0|1|2] [--thread]
 
           soak    Starts a persistent local mosquitto, a persistent-session subscriber and one
                   publisher per QoS, publishes numbered messages for --duration seconds (default 60)
@@ -27,6 +30,12 @@ enum SoakCommand: Equatable {
                   unsubscribe, disconnect and release against one local broker: the leak check's
                   workload. --leak-on-purpose keeps every client alive forever (a deliberate leak,
                   to prove that scripts/leak-check.sh fails).
+          exit-on-message
+                  Connects to 127.0.0.1:PORT (clean session, MQTT 3.1.1), subscribes to --topic
+                  (default `#`) at --qos (default 1), prints the first message's topic and exits
+                  the process at once, without DISCONNECT: what a process that dies right after a
+                  message leaves on the wire (the acknowledgement must already be there). --thread
+                  drives the client on a thread of its own instead of the shared event loop.
         """
 
     /// Parses the arguments that follow the program name.
@@ -66,6 +75,22 @@ enum SoakCommand: Equatable {
                 }
             }
             return .cycles(options)
+        case "exit-on-message":
+            var options = ExitOnMessageOptions()
+            while let flag = reader.nextFlag() {
+                switch flag {
+                case "--port": options.port = try reader.positiveInteger(for: flag)
+                case "--topic": options.topic = try reader.value(for: flag)
+                case "--qos":
+                    let text = try reader.value(for: flag)
+                    guard let qos = Int(text), (0...2).contains(qos) else { throw UsageError("--qos takes 0, 1 or 2, not \"\(text)\"") }
+                    options.qos = qos
+                case "--thread": options.ownThread = true
+                default: throw UsageError("unknown option \(flag) for exit-on-message")
+                }
+            }
+            guard options.port > 0 else { throw UsageError("exit-on-message needs --port") }
+            return .exitOnMessage(options)
         case "help", "-h", "--help":
             return .help
         default:
@@ -111,6 +136,18 @@ struct CycleOptions: Equatable {
     var count = 1000
     /// Whether each client is retained forever (a deliberate leak for the leak check's self-test).
     var leaksOnPurpose = false
+}
+
+/// The settings of `mqtt-soak exit-on-message`.
+struct ExitOnMessageOptions: Equatable {
+    /// The loopback port of the broker (or scripted peer).
+    var port = 0
+    /// The filter to subscribe to.
+    var topic = "#"
+    /// The subscription's QoS.
+    var qos = 1
+    /// Whether the client runs on a thread of its own (`MQTTConfiguration.eventLoopGroup = nil`).
+    var ownThread = false
 }
 
 // MARK: - Reading arguments

@@ -2,6 +2,7 @@
 //
 //   mqtt-soak soak --duration 60      mixed QoS 0/1/2 load across broker restarts (scripts/soak.sh)
 //   mqtt-soak cycles --count 1000     short-lived clients, for LeakSanitizer (scripts/leak-check.sh)
+//   mqtt-soak exit-on-message --port P  dies right after its first message (a lifecycle test)
 //
 // Exit status: 0 passed, 1 failed, 2 bad command line.
 
@@ -38,6 +39,9 @@ func runCommandLine() async -> Int32 {
         case .cycles(let options):
             print(try await CycleRun(options: options).run())
             return 0
+        case .exitOnMessage(let options):
+            try await exitOnFirstMessage(options)
+            return 1
         }
     } catch {
         printError("mqtt-soak: \(error)")
