@@ -55,6 +55,41 @@ struct ReconnectTests {
         }
     }
 
+    @Test("`.resubscribed` says when the restored subscriptions are in place: a single publish right after it arrives, each filter at its QoS")
+    func resubscribedEventMarksTheEndOfRestoration() async throws {
+        try await withMosquittoBroker { broker in
+            let client = try reconnectingClient(broker)
+            let events = EventRecorder(client.connectionEvents)
+            try await client.connect()
+            let topics = [uniqueTopic(), uniqueTopic()]
+            let atLeastOnce = MessageCollector(try await client.subscribe(to: topics[0], qos: .atLeastOnce))
+            let exactlyOnce = MessageCollector(try await client.subscribe(to: topics[1], qos: .exactlyOnce))
+            broker.kill()
+            try await broker.restart()
+            let restored = await events.next(after: -1, timeout: .seconds(20)) { if case .resubscribed = $0 { true } else { false } }
+            #expect(restored != nil, "no .resubscribed in \(events.events)")
+            let seen = events.events.filter {
+                switch $0 {
+                case .connecting, .reconnecting: false
+                default: true
+                }
+            }
+            // Connected, lost, connected again without the session, then the restoration.
+            #expect(seen.count == 4)
+            #expect(seen.first == .connected(sessionPresent: false))
+            #expect(seen.dropFirst(2).first == .connected(sessionPresent: false))
+            #expect(seen.last == .resubscribed(refused: []))
+            let publisher = try await connectedClient(broker)
+            try await publisher.publish(to: topics[0], payload: "once", qos: .atLeastOnce)
+            try await publisher.publish(to: topics[1], payload: "once", qos: .exactlyOnce)
+            let first = try await atLeastOnce.waitFor(1)
+            let second = try await exactlyOnce.waitFor(1)
+            #expect(first.map(\.qos) == [.atLeastOnce])
+            #expect(second.map(\.qos) == [.exactlyOnce])
+            try await publisher.disconnect()
+        }
+    }
+
     @Test("without re-subscription a lost session stays lost")
     func noResubscriptionWhenTurnedOff() async throws {
         try await withMosquittoBroker { broker in

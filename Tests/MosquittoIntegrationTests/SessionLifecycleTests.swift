@@ -275,6 +275,45 @@ struct SubscribeAcrossReconnectTests {
     }
 }
 
+/// A re-subscription the broker refuses after a session loss is reported, not silently lost.
+@Suite("Restoring subscriptions after a session loss", .timeLimit(.minutes(1)))
+struct ResubscriptionTests {
+    @Test("a filter refused on re-subscription is reported in `.resubscribed` and ends its sequence with subscriptionRefused")
+    func refusedResubscriptionIsReported() async throws {
+        let connections = Atomic<Int>(0)
+        let peer = try ScriptedPeer { connection in
+            let index = connections.add(1, ordering: .relaxed).newValue
+            guard connection.acceptConnect(), let subscribe = connection.read(until: 8) else { return }
+            let id = subscribe.packetID
+            // The first connection grants QoS 1, then drops; the next refuses (0x80).
+            connection.send([0x90, 0x03, UInt8(id >> 8), UInt8(id & 0xff), index == 1 ? 0x01 : 0x80])
+            if index == 1 {
+                Thread.sleep(forTimeInterval: 0.2)
+                return
+            }
+            while connection.readPacket() != nil {}
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port) {
+            $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(50), maximumDelay: .milliseconds(100), jitter: false)
+        }
+        let events = EventRecorder(client.connectionEvents)
+        try await client.connect()
+        let subscription = try await client.subscribe(to: "acl/refused", qos: .atLeastOnce)
+        let restored = await events.next(after: -1) { if case .resubscribed = $0 { true } else { false } }
+        guard case .resubscribed(let refused) = restored?.event else {
+            Issue.record("no .resubscribed in \(events.events)")
+            return
+        }
+        #expect(refused.map(\.filter) == ["acl/refused"])
+        #expect(refused.map(\.reasonCode) == [.unspecifiedError])
+        let ended = await thrownError { for try await _ in subscription {} }
+        #expect(ended?.code == .subscriptionRefused, "\(String(describing: ended))")
+        #expect(client.isConnected)
+        try await client.disconnect()
+    }
+}
+
 /// Messages that arrive before anything can take them are counted, not silently lost.
 @Suite("Messages nobody takes")
 struct UnroutedMessageTests {

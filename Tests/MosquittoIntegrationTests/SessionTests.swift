@@ -98,6 +98,7 @@ struct SessionTests {
                 case .connected: seen.append("connected")
                 case .disconnected(let error): seen.append(error == nil ? "disconnected" : "lost")
                 case .reconnecting: if seen.last != "reconnecting" { seen.append("reconnecting") }
+                case .resubscribed: seen.append("resubscribed")
                 }
                 if seen.filter({ $0 == "connected" }).count == 2 { break }
             }

@@ -213,6 +213,50 @@ func makeLoopbackListener(backlog: Int32 = 8) throws -> (descriptor: Int32, port
 
 // MARK: - Connection events
 
+/// Records a client's connection events with the time each was seen, for ordered and timed assertions.
+final class EventRecorder: Sendable {
+    typealias Entry = (event: MQTTConnectionEvent, at: ContinuousClock.Instant)
+
+    private final class Log: Sendable {
+        let entries = Mutex<[Entry]>([])
+    }
+
+    private let log = Log()
+    private let reader: Task<Void, Never>
+
+    init(_ events: MQTTConnectionEvents) {
+        let log = log
+        reader = Task {
+            for await event in events {
+                let now = ContinuousClock.now
+                log.entries.withLock { $0.append((event, now)) }
+            }
+        }
+    }
+
+    deinit {
+        reader.cancel()
+    }
+
+    /// The events seen so far, in order.
+    var events: [MQTTConnectionEvent] { log.entries.withLock { $0.map(\.event) } }
+
+    /// Waits (at most `timeout`) for the first event at an index above `index` that matches `predicate`.
+    func next(
+        after index: Int, timeout: Duration = .seconds(10), _ predicate: (MQTTConnectionEvent) -> Bool
+    ) async -> (index: Int, event: MQTTConnectionEvent, at: ContinuousClock.Instant)? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let entries = log.entries.withLock { $0 }
+            if let found = entries.indices.first(where: { $0 > index && predicate(entries[$0].event) }) {
+                return (found, entries[found].event, entries[found].at)
+            }
+            guard ContinuousClock.now < deadline, (try? await Task.sleep(for: .milliseconds(5))) != nil else { return nil }
+        }
+    }
+}
+
+
 /// Waits for the next `.disconnected` event and returns its error.
 func nextDisconnection(on events: MQTTConnectionEvents) async -> MQTTError? {
     for await event in events {

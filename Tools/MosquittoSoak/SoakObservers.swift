@@ -31,7 +31,7 @@ final class ConnectionTally: Sendable {
             switch event {
             case .connected: counts.withLock { $0.connections += 1 }
             case .disconnected(.some): counts.withLock { $0.losses += 1 }
-            case .disconnected(nil), .connecting, .reconnecting: break
+            case .disconnected(nil), .connecting, .reconnecting, .resubscribed: break
             }
         }
     }

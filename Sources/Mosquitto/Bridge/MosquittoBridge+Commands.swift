@@ -148,24 +148,50 @@ extension MosquittoBridge {
         }
     }
 
-    /// Subscribes again to everything recorded (on the driver thread, outside any callback).
-    /// Results are not awaited; a failure is logged.
+    /// Subscribes again to everything recorded, each filter with its own QoS, options and
+    /// properties (on the driver thread, outside any callback). The driver does not wait: a task
+    /// collects the SUBACKs and reports ``MQTTConnectionEvent/resubscribed(refused:)`` once all
+    /// are in; a refused filter is logged and forgotten (its sequences end with the refusal).
     func resubscribeIfNeeded() {
         let records = state.withLock { state -> [(filter: MQTTTopicFilter, properties: MQTTProperties)] in
             guard state.session.resubscribeNeeded else { return [] }
             state.session.resubscribeNeeded = false
-            return Array(state.subscriptions.values)
+            return state.subscriptions.values.sorted { $0.filter.filter < $1.filter.filter }
         }
+        guard !records.isEmpty else { return }
+        var refused: [MQTTSubscribeResult] = []
+        var answers: [(filter: String, acknowledgement: Promise<SubscribeAcknowledgement>)] = []
         for record in records {
             do {
-                _ = try subscribe(
+                let promise = try subscribe(
                     filters: [record.filter.filter], qos: record.filter.qos, options: record.filter.optionBits, properties: record.properties
                 )
+                answers.append((record.filter.filter, promise))
             } catch {
-                if sink.wantsLog(.error) {
-                    sink.bridgeDidLog(level: .error, message: "re-subscribing to \(record.filter.filter) failed: \(error)")
+                refused.append(MQTTSubscribeResult(filter: record.filter.filter, reasonCode: error.reasonCode ?? .unspecifiedError))
+            }
+        }
+        Task { [self, refused, answers] in
+            var refused = refused
+            for answer in answers {
+                do {
+                    let acknowledgement = try await answer.acknowledgement.wait(timeout: nil, operation: .subscribe)
+                    if let code = acknowledgement.reasonCodes.first(where: \.isFailure) {
+                        refused.append(MQTTSubscribeResult(filter: answer.filter, reasonCode: code))
+                    }
+                } catch {
+                    // The session ended first; `.disconnected` has said so.
+                    return
                 }
             }
+            if !refused.isEmpty {
+                forget(refused.map(\.filter))
+                if sink.wantsLog(.error) {
+                    let list = refused.map { "\($0.filter) (\($0.reasonCode))" }.joined(separator: ", ")
+                    sink.bridgeDidLog(level: .error, message: "\(clientID): re-subscribing after a session loss was refused for \(list)")
+                }
+            }
+            sink.bridgeConnectionDidChange(.resubscribed(refused: refused))
         }
     }
 

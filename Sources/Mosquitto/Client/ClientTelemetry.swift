@@ -56,6 +56,13 @@ struct ClientTelemetry: Sendable {
                 "MQTT reconnecting",
                 metadata: ["mqtt.attempt": .stringConvertible(attempt), "mqtt.delay": .stringConvertible(delay)]
             )
+        case .resubscribed(let refused) where refused.isEmpty:
+            logger.info("MQTT subscriptions restored after a session loss")
+        case .resubscribed(let refused):
+            logger.warning(
+                "MQTT subscriptions not all restored after a session loss",
+                metadata: ["mqtt.refused": .string(refused.map { "\($0.filter): \($0.reasonCode)" }.joined(separator: ", "))]
+            )
         }
     }
 }
@@ -139,7 +146,7 @@ final class ClientMetrics: Sendable {
                 let (seconds, attoseconds) = (now - start).components
                 connectDuration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
             }
-        case .disconnected:
+        case .disconnected, .resubscribed:
             break
         }
     }

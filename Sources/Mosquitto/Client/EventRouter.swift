@@ -113,8 +113,9 @@ final class EventRouter: BridgeEventSink {
         buffer?.finish(throwing: error)
     }
 
-    /// Ends the sequences made for exactly these filters (after an UNSUBACK).
-    func finishListeners(subscribedTo filters: Set<String>) {
+    /// Ends the sequences made for exactly these filters (after an UNSUBACK, or with `error`
+    /// after a refused re-subscription).
+    func finishListeners(subscribedTo filters: Set<String>, error: MQTTError? = nil) {
         let finished = state.withLock { state -> [MessageBuffer] in
             let ids = state.listeners.filter { _, listener in
                 guard let own = listener.filters else { return false }
@@ -122,7 +123,7 @@ final class EventRouter: BridgeEventSink {
             }.keys
             return ids.compactMap { state.listeners.removeValue(forKey: $0)?.buffer }
         }
-        finished.forEach { $0.finish() }
+        finished.forEach { $0.finish(throwing: error) }
     }
 
     private func removeListener(_ id: UInt64) {
@@ -279,7 +280,8 @@ final class EventRouter: BridgeEventSink {
         telemetry.log(event)
         telemetry.metrics?.record(event)
         let connected: Promise<Void>? = state.withLock { state in
-            state.lastEvent = event
+            // `.resubscribed` is news, not a state: a new sequence still starts with `.connected`.
+            if case .resubscribed = event {} else { state.lastEvent = event }
             // Yielding never blocks (a bounded buffer); under the lock a new sequence cannot
             // miss this event or see it twice.
             for listener in state.eventListeners.values { listener.yield(event) }
@@ -288,6 +290,13 @@ final class EventRouter: BridgeEventSink {
             return state.nextConnection
         }
         connected?.succeed(())
+        if case .resubscribed(let refused) = event, !refused.isEmpty {
+            let detail = "re-subscribing after the broker lost the session: " + refused.map { "\"\($0.filter)\": \($0.reasonCode)" }.joined(separator: ", ")
+            finishListeners(
+                subscribedTo: Set(refused.map(\.filter)),
+                error: MQTTError(.subscriptionRefused, operation: .subscribe, reasonCode: refused[0].reasonCode, detail: detail)
+            )
+        }
         toDelegate(.connection(event))
     }
 

@@ -195,6 +195,17 @@ public enum MQTTConnectionEvent: Sendable, Hashable {
     case disconnected(MQTTError?)
     /// The client will try to reconnect after `delay` (attempt counts from 1).
     case reconnecting(attempt: Int, delay: Duration)
+    /// The broker had lost the session on a reconnect (`connected(sessionPresent: false)`), so
+    /// the client subscribed again to every filter it held
+    /// (``MQTTConfiguration/resubscribeOnSessionLoss``), and the broker has now answered every
+    /// one of those SUBSCRIBEs: from here on, messages published to those filters reach their
+    /// sequences. `refused` names the filters the broker refused this time (an ACL changed
+    /// meanwhile, a quota), or that could not be sent, each with its reason code; empty when
+    /// all came back. Not sent when nothing had to be restored (a first connection, a session
+    /// the broker kept, no subscriptions). Sent after the `.connected` it follows; if that
+    /// connection is lost before the answers, the SUBSCRIBEs are sent again on the next one and
+    /// the event follows that one's `.connected`.
+    case resubscribed(refused: [MQTTSubscribeResult])
 }
 
 // MARK: - MQTTLogLevel

@@ -70,7 +70,9 @@ public struct MQTTConfiguration: Sendable {
     /// Whether the client subscribes again to what it had subscribed when a connection comes up
     /// without the broker's session (CONNACK session-present false: a broker restart without
     /// persistence, an expired session). Defaults to `true`. The re-subscription uses each
-    /// filter's QoS, options and properties; its SUBACKs are not reported to the caller.
+    /// filter's QoS, options and properties. When every SUBACK is in, ``MQTTClient/connectionEvents``
+    /// reports ``MQTTConnectionEvent/resubscribed(refused:)``, listing any filter refused this time
+    /// (whose sequences end with ``MQTTError/Code/subscriptionRefused``).
     public var resubscribeOnSessionLoss: Bool
 
     // MARK: Timeouts
