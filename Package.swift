@@ -29,7 +29,9 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
-        // The Swift API. `import CMosquitto` stays internal to this target.
+        // The Swift API. Every `import CMosquitto` in it is `internal import`: no C type reaches
+        // its public interface, and the C calls stay in Bridge/ (the handle, the callbacks,
+        // property lists, the event loop's epoll shim) and the error mapping.
         .target(
             name: "Mosquitto",
             dependencies: [
@@ -38,7 +40,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings + [.enableUpcomingFeature("InternalImportsByDefault")]
         ),
         // A real-broker fixture: starts and stops the `mosquitto` binary for tests.
         .target(

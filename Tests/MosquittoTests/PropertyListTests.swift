@@ -45,7 +45,7 @@ struct PropertyListTests {
         let properties = Self.everyProperty
         var adder = MQTTProperties()
         adder = properties
-        let list = try PropertyList(adder, command: Int32(CMD_WILL), operation: .validate, checkingAllowed: false)
+        let list = try PropertyList(adder, for: .will, operation: .validate, checkingAllowed: false)
         #expect(MQTTProperties(copying: list.pointer) == properties)
     }
 
@@ -79,11 +79,11 @@ struct PropertyListTests {
         var publish = MQTTProperties()
         publish.contentType = "x"
         publish.userProperties = [MQTTUserProperty("k", "v")]
-        #expect(throws: Never.self) { _ = try PropertyList(publish, command: Int32(CMD_PUBLISH), operation: .publish) }
+        #expect(throws: Never.self) { _ = try PropertyList(publish, for: .publish, operation: .publish) }
         var connectOnly = MQTTProperties()
         connectOnly.sessionExpiryInterval = 1
         do {
-            _ = try PropertyList(connectOnly, command: Int32(CMD_PUBLISH), operation: .publish)
+            _ = try PropertyList(connectOnly, for: .publish, operation: .publish)
             Issue.record("session expiry accepted on PUBLISH")
         } catch {
             #expect(error.code == .propertyNotAllowed)
@@ -105,7 +105,7 @@ struct PropertyListTests {
         var properties = Self.everyProperty
         properties.userProperties = (0..<50).map { MQTTUserProperty("name-\($0)", "value-\($0)") }
         func cycle() throws {
-            let list = try PropertyList(properties, command: Int32(CMD_WILL), operation: .validate, checkingAllowed: false)
+            let list = try PropertyList(properties, for: .will, operation: .validate, checkingAllowed: false)
             _ = MQTTProperties(copying: list.pointer)
         }
         for _ in 0..<2_000 { try cycle() }

@@ -1,4 +1,4 @@
-import CMosquitto
+internal import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -113,5 +113,22 @@ private func onUnsubscribe(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawP
 
 private func onLog(_ mosq: OpaquePointer?, _ userdata: UnsafeMutableRawPointer?, _ level: Int32, _ text: UnsafePointer<CChar>?) {
     guard let userdata, let text else { return }
-    BridgeCallbacks.bridge(from: userdata).didLog(level: level, text: text)
+    BridgeCallbacks.bridge(from: userdata).didLog(level: MQTTLogLevel(mosquittoLevel: level), text: text)
+}
+
+// MARK: - Log levels
+
+extension MQTTLogLevel {
+    init(mosquittoLevel level: Int32) {
+        let bits = UInt32(level)
+        if bits & UInt32(MOSQ_LOG_ERR) != 0 {
+            self = .error
+        } else if bits & UInt32(MOSQ_LOG_WARNING) != 0 {
+            self = .warning
+        } else if bits & UInt32(MOSQ_LOG_DEBUG) != 0 {
+            self = .debug
+        } else {
+            self = .info
+        }
+    }
 }

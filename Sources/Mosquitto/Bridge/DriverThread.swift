@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CMosquitto
+internal import CMosquitto
 import Dispatch
 
 // MARK: - DriverThread

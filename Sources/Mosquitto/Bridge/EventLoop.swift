@@ -1,4 +1,4 @@
-import CMosquitto
+internal import CMosquitto
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -295,7 +295,7 @@ final class EventLoop: Sendable {
         }
         guard let socket else {
             // The reconnect failed; the policy decides what follows.
-            connectionEnded(token, rc: MOSQ_ERR_NO_CONN.rawValue, in: &driver)
+            connectionEnded(token, .noConnection, in: &driver)
             return
         }
         entry.interest = interest
@@ -320,10 +320,10 @@ final class EventLoop: Sendable {
         let handle = bridge.handle
         let stopping = entry.stopping
         var gaveUp = false
-        let failure = bridge.loopSocket.withLock { attached -> Int32? in
-            guard attached == socket, handle.socket == socket else { return MOSQ_ERR_NO_CONN.rawValue }
+        let failure = bridge.loopSocket.withLock { attached -> MosquittoStatus? in
+            guard attached == socket, handle.socket == socket else { return .noConnection }
             bridge.prepareForPass(&entry.pass, stopping: stopping)
-            var rc = MOSQ_ERR_SUCCESS.rawValue
+            var status = MosquittoStatus.success
             // A stop: drain, then DISCONNECT, then only write (a read in libmosquitto's
             // "disconnecting" state would close the socket, DISCONNECT unwritten).
             var progress = stopping ? bridge.advanceStop() : .running
@@ -332,27 +332,27 @@ final class EventLoop: Sendable {
                 return nil
             }
             if keepAlive, progress == .running {
-                rc = handle.keepAlive()
+                status = handle.keepAlive()
             }
-            if rc == MOSQ_ERR_SUCCESS.rawValue, readable, progress == .running, handle.socket == socket {
-                rc = handle.read(maxPackets: Self.readBudget)
+            if status.isSuccess, readable, progress == .running, handle.socket == socket {
+                status = handle.read(maxPackets: Self.readBudget)
             }
             // Reading may have queued acknowledgements (PUBACK, PUBREC, ...): write them too.
-            if rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket, handle.wantsWrite {
-                rc = handle.write()
+            if status.isSuccess, handle.socket == socket, handle.wantsWrite {
+                status = handle.write()
             }
             // The queue may be written now: DISCONNECT follows at once.
-            if stopping, progress == .running, rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket {
+            if stopping, progress == .running, status.isSuccess, handle.socket == socket {
                 progress = bridge.advanceStop()
                 if progress == .writeOnly, handle.wantsWrite {
-                    rc = handle.write()
+                    status = handle.write()
                 }
             }
-            guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
+            guard status.isSuccess, handle.socket == socket else {
                 // libmosquitto closed the socket (which also took it out of epoll): the
                 // connection was lost, or the DISCONNECT was written.
                 attached = -1
-                return rc == MOSQ_ERR_SUCCESS.rawValue ? MOSQ_ERR_NO_CONN.rawValue : rc
+                return status.isSuccess ? .noConnection : status
             }
             // Writing only: readiness to read would wake the loop again and again for nothing.
             let interest = progress == .writeOnly
@@ -374,15 +374,15 @@ final class EventLoop: Sendable {
         if gaveUp {
             end(token, in: &driver)
         } else if let failure {
-            connectionEnded(token, rc: failure, in: &driver)
+            connectionEnded(token, failure, in: &driver)
         }
     }
 
     /// The session's connection is gone (libmosquitto has closed the socket): reconnect per the
     /// policy, or end the session.
-    private func connectionEnded(_ token: UInt64, rc: Int32, in driver: inout Driver) {
+    private func connectionEnded(_ token: UInt64, _ status: MosquittoStatus, in driver: inout Driver) {
         guard var entry = driver.entries[token] else { return }
-        if let delay = entry.bridge.connectionFailed(rc: rc, &entry.pass), !entry.stopping {
+        if let delay = entry.bridge.connectionFailed(status, &entry.pass), !entry.stopping {
             entry.phase = .backingOff(until: ContinuousClock.now + delay)
             driver.entries[token] = entry
             // A stop requested meanwhile ends the backoff at once.

@@ -1,4 +1,4 @@
-import CMosquitto
+internal import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -43,26 +43,27 @@ enum LibMosquitto {
 
     // MARK: Topics
 
-    /// `mosquitto_pub_topic_check2`: `MOSQ_ERR_SUCCESS` or `MOSQ_ERR_INVAL`.
-    static func checkPublishTopic(_ topic: String) -> Int32 {
+    /// `mosquitto_pub_topic_check2`: whether `topic` is a valid publish topic (no wildcards).
+    static func isValidPublishTopic(_ topic: String) -> Bool {
         var topic = topic
         return topic.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) { mosquitto_pub_topic_check2($0.baseAddress, $0.count) }
-        }
+        } == MOSQ_ERR_SUCCESS.rawValue
     }
 
-    /// `mosquitto_sub_topic_check2`: `MOSQ_ERR_SUCCESS` or `MOSQ_ERR_INVAL`.
-    static func checkSubscriptionFilter(_ filter: String) -> Int32 {
+    /// `mosquitto_sub_topic_check2`: whether `filter`'s wildcards are placed validly.
+    static func isValidSubscriptionFilter(_ filter: String) -> Bool {
         var filter = filter
         return filter.withUTF8 { bytes in
             bytes.withMemoryRebound(to: CChar.self) { mosquitto_sub_topic_check2($0.baseAddress, $0.count) }
-        }
+        } == MOSQ_ERR_SUCCESS.rawValue
     }
 
-    /// `mosquitto_validate_utf8`: `MOSQ_ERR_SUCCESS`, `MOSQ_ERR_MALFORMED_UTF8` or `MOSQ_ERR_INVAL`.
-    static func validateUTF8(_ bytes: UnsafeRawBufferPointer) -> Int32 {
-        guard bytes.count <= Int(Int32.max) else { return Int32(MOSQ_ERR_INVAL.rawValue) }
-        return mosquitto_validate_utf8(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
+    /// `mosquitto_validate_utf8`: whether `bytes` are valid MQTT UTF-8 (no control characters
+    /// MQTT forbids, no overlong forms, no surrogates).
+    static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count <= Int(Int32.max) else { return false }
+        return mosquitto_validate_utf8(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count)) == MOSQ_ERR_SUCCESS.rawValue
     }
 
     /// `mosquitto_topic_matches_sub`, or `nil` when either argument is invalid.

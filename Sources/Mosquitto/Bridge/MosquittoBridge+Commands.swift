@@ -1,4 +1,3 @@
-import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,7 +11,7 @@ extension MosquittoBridge {
     func publish(
         topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool, properties: MQTTProperties
     ) throws(MQTTError) -> MQTTPendingPublish {
-        let list = try propertyList(properties, command: CMD_PUBLISH, operation: .publish)
+        let list = try propertyList(properties, for: .publish, operation: .publish)
         try state.withLock { (state) throws(MQTTError) in
             guard !state.session.closed else { throw MQTTError(.clientClosed, operation: .publish) }
             guard state.session.acceptsCommands else { throw MQTTError(.notConnected, operation: .publish) }
@@ -30,13 +29,13 @@ extension MosquittoBridge {
             }
         }
         if qos != .atMostOnce { reportPendingPublishes() }
-        var (rc, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
+        var (status, mid) = handle.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: list)
         let messageID = UInt16(truncatingIfNeeded: mid)
         if qos == .atMostOnce {
             // The hot path of QoS 0: nothing to wait for, so no promise. `on_publish` still fires
             // for the ID once the packet is written; mark it ignored.
-            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-                throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
+            guard status.isSuccess else {
+                throw MQTTError(status, operation: .publish, detail: "topic \"\(topic)\"")
             }
             state.withLock { $0.publishes.ignore(mid) }
             requestWrite()
@@ -49,15 +48,15 @@ extension MosquittoBridge {
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
             // That holds in any phase while the session lives, including the moment between a
             // lost socket and our `.reconnecting` (a session that ends fails it with the rest).
-            if rc == MOSQ_ERR_NO_CONN.rawValue, mid != 0, state.session.isRunning {
-                rc = MOSQ_ERR_SUCCESS.rawValue
+            if status == .noConnection, mid != 0, state.session.isRunning {
+                status = .success
             }
-            guard rc == MOSQ_ERR_SUCCESS.rawValue else { return nil }
+            guard status.isSuccess else { return nil }
             return state.publishes.register(promise, for: mid)
         }
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+        guard status.isSuccess else {
             reportPendingPublishes()
-            throw MQTTError(mosquittoCode: rc, operation: .publish, detail: "topic \"\(topic)\"")
+            throw MQTTError(status, operation: .publish, detail: "topic \"\(topic)\"")
         }
         if early != nil { reportPendingPublishes() }
         requestWrite()
@@ -91,15 +90,15 @@ extension MosquittoBridge {
     /// command, so that a reconnect can send it again).
     func send(_ command: PendingCommands.Command) throws(MQTTError) {
         let operation = command.operation
-        let list = try propertyList(command.properties, command: command.packetType, operation: operation)
+        let list = try propertyList(command.properties, for: command.packet, operation: operation)
         try requireConnected(for: operation)?.check(packetSize: command.packetSize(version: configuration.protocolVersion), operation: operation)
-        let (rc, mid) = switch command {
+        let (status, mid) = switch command {
         case .subscribe(let request):
             handle.subscribe(filters: request.filters, qos: request.qos, options: request.options, properties: list)
         case .unsubscribe(let request):
             handle.unsubscribe(filters: request.filters, properties: list)
         }
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError(mosquittoCode: rc, operation: operation) }
+        guard status.isSuccess else { throw MQTTError(status, operation: operation) }
         requestWrite()
         // The acknowledgement may have come already (parked by the table): complete at once.
         switch command {

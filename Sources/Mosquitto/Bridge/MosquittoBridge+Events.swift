@@ -1,4 +1,3 @@
-import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -129,10 +128,8 @@ extension MosquittoBridge {
         sink.bridgeDidAcknowledge(.unsubscribed(messageID: UInt16(truncatingIfNeeded: mid)))
     }
 
-    func didLog(level: Int32, text: UnsafePointer<CChar>) {
-        let isError = UInt32(level) & UInt32(MOSQ_LOG_ERR) != 0
-        let capture = isError && state.withLock { $0.session.phase == .connecting }
-        let logLevel = MQTTLogLevel(mosquittoLevel: level)
+    func didLog(level logLevel: MQTTLogLevel, text: UnsafePointer<CChar>) {
+        let capture = logLevel == .error && state.withLock { $0.session.phase == .connecting }
         let wanted = sink.wantsLog(logLevel)
         guard capture || wanted else { return }
         let line = String(cString: text)
@@ -143,23 +140,6 @@ extension MosquittoBridge {
         }
         if wanted {
             sink.bridgeDidLog(level: logLevel, message: line)
-        }
-    }
-}
-
-// MARK: - Log levels
-
-extension MQTTLogLevel {
-    init(mosquittoLevel level: Int32) {
-        let bits = UInt32(level)
-        if bits & UInt32(MOSQ_LOG_ERR) != 0 {
-            self = .error
-        } else if bits & UInt32(MOSQ_LOG_WARNING) != 0 {
-            self = .warning
-        } else if bits & UInt32(MOSQ_LOG_DEBUG) != 0 {
-            self = .debug
-        } else {
-            self = .info
         }
     }
 }

@@ -1,4 +1,3 @@
-import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +16,7 @@ extension MosquittoBridge {
         var pass = DriverPass()
         var loopTimeout = Self.idleLoopTimeout
         driving: while true {
-            var rc: Int32
+            var status: MosquittoStatus
             let stopping = isStopRequested
             switch stopping ? advanceStop() : .running {
             case .giveUp:
@@ -25,23 +24,23 @@ extension MosquittoBridge {
             case .writeOnly, .sendDisconnect:
                 // DISCONNECT is queued: write, never read (see SessionStateMachine).
                 guard handle.hasSocket else { break driving }
-                rc = handle.writeWhenWritable(timeoutMilliseconds: 100)
-                if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
+                status = handle.writeWhenWritable(timeoutMilliseconds: 100)
+                if status.isSuccess { continue }
             case .running:
                 prepareForPass(&pass, stopping: stopping)
-                rc = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
+                status = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
                 // What the pass read may have queued acknowledgements (PUBACK, PUBREC, PUBCOMP):
                 // they are written before the messages reach Swift, as the docs promise.
-                if rc == MOSQ_ERR_SUCCESS.rawValue, handle.wantsWrite {
-                    rc = handle.write()
+                if status.isSuccess, handle.wantsWrite {
+                    status = handle.write()
                 }
                 sink.bridgeDidFinishLoopPass()
-                if rc == MOSQ_ERR_SUCCESS.rawValue {
+                if status.isSuccess {
                     loopTimeout = completePass(&pass)
                     continue
                 }
             }
-            if rc == MOSQ_ERR_INVAL.rawValue, handle.socket >= FD_SETSIZE {
+            if status == .invalidArgument, handle.socket >= FD_SETSIZE {
                 // mosquitto_loop waits with select(), which cannot take descriptor numbers of
                 // FD_SETSIZE (1,024) or more: in a process with that many files open, only an
                 // event loop can drive the connection.
@@ -52,7 +51,7 @@ extension MosquittoBridge {
                 ))
                 break
             }
-            guard let delay = connectionFailed(rc: rc, &pass) else { break }
+            guard let delay = connectionFailed(status, &pass) else { break }
             sleeper.sleep(delay)
             if isStopRequested { break }
             reconnectSocket()
@@ -91,8 +90,8 @@ extension MosquittoBridge {
         case .sendDisconnect:
             // Read what has arrived first: a socket closed with unread data sends a reset, which
             // may make the peer drop the DISCONNECT it has not read yet.
-            _ = handle.read(maxPackets: 64)
-            let list = (try? propertyList(packet.properties, command: CMD_DISCONNECT, operation: .disconnect)) ?? PropertyList()
+            handle.read(maxPackets: 64)
+            let list = (try? propertyList(packet.properties, for: .disconnect, operation: .disconnect)) ?? PropertyList()
             handle.disconnect(reasonCode: packet.reasonCode, properties: list)
             return .writeOnly
         case .giveUp:
@@ -112,16 +111,16 @@ extension MosquittoBridge {
         let keepAlive = Int(configuration.keepAlive.wholeSeconds)
         let properties: PropertyList
         do {
-            properties = try propertyList(configuration.connectProperties, command: CMD_CONNECT, operation: .connect)
+            properties = try propertyList(configuration.connectProperties, for: .connect, operation: .connect)
         } catch {
             finishDriver(error: error)
             return false
         }
-        let (rc, errno) = handle.connect(
+        let (status, errno) = handle.connect(
             host: configuration.host, port: configuration.port, keepAlive: keepAlive, bindAddress: configuration.bindAddress, properties: properties
         )
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-            finishDriver(error: connectError(rc: rc, errno: errno))
+        guard status.isSuccess else {
+            finishDriver(error: connectError(status, errno: errno))
             return false
         }
         return true
@@ -176,21 +175,21 @@ extension MosquittoBridge {
     /// reconnect policy, whether to reconnect, and reports `.reconnecting`.
     ///
     /// - Returns: The delay before ``reconnectSocket()``, or `nil` when the session ends.
-    func connectionFailed(rc: Int32, _ pass: inout DriverPass) -> Duration? {
+    func connectionFailed(_ status: MosquittoStatus, _ pass: inout DriverPass) -> Duration? {
         if !pass.logging {
             handle.setLogging(true)
             pass.logging = true
         }
-        guard let attempt = nextReconnectAttempt(afterLoopError: rc) else { return nil }
+        guard let attempt = nextReconnectAttempt(after: status) else { return nil }
         let delay = configuration.reconnect.delay(forAttempt: attempt)
         sink.bridgeConnectionDidChange(.reconnecting(attempt: attempt, delay: delay))
         return delay
     }
 
     /// Connects again (blocking, like ``openSession()``). A failure shows as a missing socket, on
-    /// which the driver calls ``connectionFailed(rc:_:)`` again.
+    /// which the driver calls ``connectionFailed(_:_:)`` again.
     func reconnectSocket() {
-        _ = handle.reconnect()
+        handle.reconnect()
     }
 
     /// Ends the session: fails what still waits and reports the disconnection.
@@ -247,13 +246,13 @@ extension MosquittoBridge {
     }
 
     /// Decides whether to reconnect after the connection failed; returns the attempt number.
-    func nextReconnectAttempt(afterLoopError rc: Int32) -> Int? {
+    func nextReconnectAttempt(after status: MosquittoStatus) -> Int? {
         state.withLock { state in
             // Before the first CONNACK this is a failed connect (e.g. a TLS handshake that
             // failed inside the loop): keep OpenSSL's reason from the log.
             let error = state.session.everConnected
-                ? MQTTError(mosquittoCode: rc, operation: .connection)
-                : MQTTError(mosquittoCode: rc, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+                ? MQTTError(status, operation: .connection)
+                : MQTTError(status, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
             switch state.session.connectionLost(error: error, now: .now) {
             case .reconnect(let attempt): return attempt
             case .end: return nil
@@ -334,10 +333,10 @@ extension MosquittoBridge {
     }
 
     /// The error for a failed `mosquitto_connect_bind_v5`, with OpenSSL's reason when there is one.
-    func connectError(rc: Int32, errno: Int32) -> MQTTError {
+    func connectError(_ status: MosquittoStatus, errno: Int32) -> MQTTError {
         let log = state.withLock { $0.connectLog }
         let detail = Self.failureDetail(log, fallback: "\(configuration.host):\(configuration.port)")
-        return MQTTError(mosquittoCode: rc, operation: .connect, errno: errno, detail: detail)
+        return MQTTError(status, operation: .connect, errno: errno, detail: detail)
     }
 
     /// libmosquitto's error lines from a failed connect (OpenSSL's reasons among them), or `fallback`.

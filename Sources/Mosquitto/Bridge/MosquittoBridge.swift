@@ -1,5 +1,3 @@
-import CMosquitto
-
 // MARK: - BridgeEventSink
 
 /// Receives what the bridge reports, already copied into Swift values. Called on the driver
@@ -52,7 +50,7 @@ struct SubscribeAcknowledgement: Sendable {
 /// policy, the end): either a thread of the client's own (``runOwnThread()``, libmosquitto's
 /// `mosquitto_loop`), or an ``EventLoop`` shared with other clients. Both call the same session
 /// steps below (``openSession()``, ``prepareForPass(_:stopping:)``, ``completePass(_:)``,
-/// ``connectionFailed(rc:_:)``, ``reconnectSocket()``, ``closeSession()``), so the decisions stay
+/// ``connectionFailed(_:_:)``, ``reconnectSocket()``, ``closeSession()``), so the decisions stay
 /// here; "the driver thread" below is whichever thread runs them at the moment.
 ///
 /// Commands (connect, publish, subscribe, ...) arrive from any task; events arrive from the C
@@ -142,13 +140,13 @@ final class MosquittoBridge: Sendable {
         )
         do {
             try handle.apply(configuration)
-            _ = try PropertyList(configuration.connectProperties, command: Int32(CMD_CONNECT), operation: .configure)
+            _ = try PropertyList(configuration.connectProperties, for: .connect, operation: .configure)
         } catch {
             handle.destroy()
             throw error
         }
         // Only now is `self` complete: hand libmosquitto the retained reference it keeps.
-        mosquitto_user_data_set(handle.pointer, Unmanaged.passRetained(self).toOpaque())
+        handle.setUserdata(Unmanaged.passRetained(self).toOpaque())
     }
 
     // MARK: Queries
@@ -183,12 +181,12 @@ final class MosquittoBridge: Sendable {
     // MARK: Properties
 
     /// Builds the property list for a packet; non-empty properties need MQTT 5.
-    func propertyList(_ properties: MQTTProperties, command: UInt32, operation: MQTTError.Operation) throws(MQTTError) -> PropertyList {
+    func propertyList(_ properties: MQTTProperties, for packet: PropertyPacket, operation: MQTTError.Operation) throws(MQTTError) -> PropertyList {
         guard !properties.isEmpty else { return PropertyList() }
         guard configuration.protocolVersion == .v5 else {
             throw MQTTError(.propertyNotAllowed, operation: operation, detail: "MQTT 5 properties on an MQTT \(configuration.protocolVersion) connection")
         }
-        return try PropertyList(properties, command: Int32(command), operation: operation)
+        return try PropertyList(properties, for: packet, operation: operation)
     }
 
     // MARK: Connect and disconnect
@@ -240,7 +238,7 @@ final class MosquittoBridge: Sendable {
     /// - Throws: ``MQTTError/Code/timeout`` when the queue and DISCONNECT were not written within
     ///   `timeout` (the connection is then closed without DISCONNECT: the broker publishes the will).
     func disconnect(timeout: Duration, reasonCode: MQTTReasonCode = .success, properties: MQTTProperties = MQTTProperties()) async throws(MQTTError) {
-        let list = try propertyList(properties, command: CMD_DISCONNECT, operation: .disconnect)
+        let list = try propertyList(properties, for: .disconnect, operation: .disconnect)
         let now = ContinuousClock.now
         let deadline = now + timeout
         let stop: (action: SessionStateMachine.StopAction, exited: Promise<Void>)? = state.withLock { state in
@@ -342,8 +340,7 @@ final class MosquittoBridge: Sendable {
         let written = loopSocket.withLockIfAvailable { attached -> Bool in
             let socket = handle.socket
             guard attached >= 0, socket == attached else { return false }
-            let rc = handle.write()
-            guard rc == MOSQ_ERR_SUCCESS.rawValue, handle.socket == socket else {
+            guard handle.write().isSuccess, handle.socket == socket else {
                 // libmosquitto closed the socket; the loop, told below, applies the policy.
                 attached = -1
                 return false

@@ -1,4 +1,4 @@
-import CMosquitto
+internal import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -50,6 +50,11 @@ struct MosquittoHandle: @unchecked Sendable {
         return handle
     }
 
+    /// Hands libmosquitto the userdata its callbacks receive (the bridge, retained).
+    func setUserdata(_ userdata: UnsafeMutableRawPointer) {
+        mosquitto_user_data_set(pointer, userdata)
+    }
+
     /// `mosquitto_destroy`. Call exactly once, when no thread uses the handle any more.
     func destroy() {
         mosquitto_destroy(pointer)
@@ -68,7 +73,7 @@ struct MosquittoHandle: @unchecked Sendable {
             try check(mosquitto_username_pw_set(pointer, credentials.username, credentials.password), "username and password")
         }
         if let will = configuration.will {
-            let properties = try PropertyList(will.properties, command: Int32(CMD_WILL), operation: .configure)
+            let properties = try PropertyList(will.properties, for: .will, operation: .configure)
             let list = properties.release()
             let rc = will.payload.withUnsafeBytes { bytes in
                 mosquitto_will_set_v5(pointer, will.topic, Int32(bytes.count), bytes.baseAddress, Int32(will.qos.rawValue), will.retain, list)
@@ -122,23 +127,24 @@ struct MosquittoHandle: @unchecked Sendable {
 
     /// `mosquitto_connect_bind_v5`: blocks on DNS, TCP and the TLS handshake, then queues CONNECT.
     /// libmosquitto keeps a copy of `properties` for reconnects.
-    func connect(host: String, port: Int, keepAlive: Int, bindAddress: String?, properties: borrowing PropertyList) -> (rc: Int32, errno: Int32) {
+    func connect(host: String, port: Int, keepAlive: Int, bindAddress: String?, properties: borrowing PropertyList) -> (status: MosquittoStatus, errno: Int32) {
         errno = 0
         let rc = mosquitto_connect_bind_v5(pointer, host, Int32(port), Int32(keepAlive), bindAddress, properties.pointer)
-        return (rc, errno)
+        return (MosquittoStatus(rc), errno)
     }
 
     /// `mosquitto_reconnect`: blocking, like ``connect(host:port:keepAlive:bindAddress:)``.
-    func reconnect() -> (rc: Int32, errno: Int32) {
+    @discardableResult
+    func reconnect() -> (status: MosquittoStatus, errno: Int32) {
         errno = 0
         let rc = mosquitto_reconnect(pointer)
-        return (rc, errno)
+        return (MosquittoStatus(rc), errno)
     }
 
     /// `mosquitto_loop`: waits up to `timeoutMilliseconds` for socket activity (or a wake-up from
     /// a command queued on another thread), then reads, writes and handles keepalive.
-    func loop(timeoutMilliseconds: Int32) -> Int32 {
-        mosquitto_loop(pointer, timeoutMilliseconds, 1)
+    func loop(timeoutMilliseconds: Int32) -> MosquittoStatus {
+        MosquittoStatus(mosquitto_loop(pointer, timeoutMilliseconds, 1))
     }
 
     // MARK: Event-loop driving (the driver's thread only)
@@ -158,37 +164,38 @@ struct MosquittoHandle: @unchecked Sendable {
     /// `maxPackets` were read (the rest waits for the next readiness, so that one busy connection
     /// cannot starve the others on its event loop).
     ///
-    /// - Returns: `MOSQ_ERR_SUCCESS`, or the error with which libmosquitto closed the connection.
-    func read(maxPackets: Int) -> Int32 {
+    /// - Returns: ``MosquittoStatus/success``, or the error with which libmosquitto closed the connection.
+    @discardableResult
+    func read(maxPackets: Int) -> MosquittoStatus {
         for _ in 0..<maxPackets {
             errno = 0
             let rc = mosquitto_loop_read(pointer, 1)
-            if rc != MOSQ_ERR_SUCCESS.rawValue { return rc }
+            if rc != MOSQ_ERR_SUCCESS.rawValue { return MosquittoStatus(rc) }
             if errno == EAGAIN || errno == EWOULDBLOCK || mosquitto_socket(pointer) < 0 { break }
         }
-        return MOSQ_ERR_SUCCESS.rawValue
+        return .success
     }
 
     /// `mosquitto_loop_write`: writes queued packets until done or the socket is full.
-    func write() -> Int32 {
-        mosquitto_loop_write(pointer, 1)
+    func write() -> MosquittoStatus {
+        MosquittoStatus(mosquitto_loop_write(pointer, 1))
     }
 
     /// `mosquitto_loop_misc`: sends PINGREQ when due, or closes a connection whose PINGRESP
     /// never came.
-    func keepAlive() -> Int32 {
-        mosquitto_loop_misc(pointer)
+    func keepAlive() -> MosquittoStatus {
+        MosquittoStatus(mosquitto_loop_misc(pointer))
     }
 
     /// Writes what is queued once the socket takes it: waits up to `timeoutMilliseconds` for it to
     /// be writable, then `mosquitto_loop_write`. Never reads (a stopping session's last steps).
     ///
-    /// - Returns: `MOSQ_ERR_SUCCESS` (written, or not writable yet), or libmosquitto's error.
-    func writeWhenWritable(timeoutMilliseconds: Int32) -> Int32 {
+    /// - Returns: ``MosquittoStatus/success`` (written, or not writable yet), or libmosquitto's error.
+    func writeWhenWritable(timeoutMilliseconds: Int32) -> MosquittoStatus {
         var descriptor = pollfd(fd: mosquitto_socket(pointer), events: Int16(POLLOUT), revents: 0)
-        guard descriptor.fd >= 0 else { return MOSQ_ERR_NO_CONN.rawValue }
-        guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return MOSQ_ERR_SUCCESS.rawValue }
-        return mosquitto_loop_write(pointer, 1)
+        guard descriptor.fd >= 0 else { return .noConnection }
+        guard poll(&descriptor, 1, timeoutMilliseconds) > 0 else { return .success }
+        return MosquittoStatus(mosquitto_loop_write(pointer, 1))
     }
 
     /// Wakes a ``loop(timeoutMilliseconds:)`` waiting on another thread (thread-per-client handles).
@@ -227,39 +234,39 @@ struct MosquittoHandle: @unchecked Sendable {
 
     /// `mosquitto_disconnect_v5`: queues DISCONNECT with `reasonCode` and wakes the loop.
     @discardableResult
-    func disconnect(reasonCode: MQTTReasonCode = .success, properties: borrowing PropertyList = PropertyList()) -> Int32 {
-        mosquitto_disconnect_v5(pointer, Int32(reasonCode.rawValue), properties.pointer)
+    func disconnect(reasonCode: MQTTReasonCode = .success, properties: borrowing PropertyList = PropertyList()) -> MosquittoStatus {
+        MosquittoStatus(mosquitto_disconnect_v5(pointer, Int32(reasonCode.rawValue), properties.pointer))
     }
 
     /// `mosquitto_publish_v5`: copies the payload and queues PUBLISH. An empty `topic` publishes
     /// through the topic alias in `properties`.
     func publish(
         topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool, properties: borrowing PropertyList
-    ) -> (rc: Int32, mid: Int32) {
+    ) -> (status: MosquittoStatus, mid: Int32) {
         var mid: Int32 = 0
         let rc = mosquitto_publish_v5(
             pointer, &mid, topic.isEmpty ? nil : topic, Int32(payload.count), payload.baseAddress, Int32(qos.rawValue), retain, properties.pointer
         )
-        return (rc, mid)
+        return (MosquittoStatus(rc), mid)
     }
 
     /// `mosquitto_subscribe_multiple`: one SUBSCRIBE carrying every filter with the same QoS and
     /// options (`MQTT_SUB_OPT_*` bits).
-    func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: borrowing PropertyList) -> (rc: Int32, mid: Int32) {
+    func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: borrowing PropertyList) -> (status: MosquittoStatus, mid: Int32) {
         var mid: Int32 = 0
         let rc = withCStringArray(filters) { array in
             mosquitto_subscribe_multiple(pointer, &mid, Int32(filters.count), array, Int32(qos.rawValue), options, properties.pointer)
         }
-        return (rc, mid)
+        return (MosquittoStatus(rc), mid)
     }
 
     /// `mosquitto_unsubscribe_multiple`: one UNSUBSCRIBE carrying every filter.
-    func unsubscribe(filters: [String], properties: borrowing PropertyList) -> (rc: Int32, mid: Int32) {
+    func unsubscribe(filters: [String], properties: borrowing PropertyList) -> (status: MosquittoStatus, mid: Int32) {
         var mid: Int32 = 0
         let rc = withCStringArray(filters) { array in
             mosquitto_unsubscribe_multiple(pointer, &mid, Int32(filters.count), array, properties.pointer)
         }
-        return (rc, mid)
+        return (MosquittoStatus(rc), mid)
     }
 }
 

@@ -1,5 +1,3 @@
-import CMosquitto
-
 // MARK: - PendingCommands
 
 /// The SUBSCRIBEs and UNSUBSCRIBEs awaiting their acknowledgement, with what they asked for, so
@@ -47,11 +45,11 @@ struct PendingCommands {
             }
         }
 
-        /// The packet type (`CMD_SUBSCRIBE` or `CMD_UNSUBSCRIBE`), for the property checks.
-        var packetType: UInt32 {
+        /// The packet, for the property checks.
+        var packet: PropertyPacket {
             switch self {
-            case .subscribe: CMD_SUBSCRIBE
-            case .unsubscribe: CMD_UNSUBSCRIBE
+            case .subscribe: .subscribe
+            case .unsubscribe: .unsubscribe
             }
         }
 

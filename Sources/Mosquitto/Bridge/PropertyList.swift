@@ -1,9 +1,40 @@
-import CMosquitto
+internal import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+
+// MARK: - PropertyPacket
+
+/// The packets whose properties we build (and check against what MQTT 5 allows on each).
+enum PropertyPacket: Sendable {
+    case connect, will, publish, subscribe, unsubscribe, disconnect
+
+    /// libmosquitto's `CMD_*` value (`CMD_WILL` for the will).
+    var command: Int32 {
+        switch self {
+        case .connect: Int32(CMD_CONNECT)
+        case .will: Int32(CMD_WILL)
+        case .publish: Int32(CMD_PUBLISH)
+        case .subscribe: Int32(CMD_SUBSCRIBE)
+        case .unsubscribe: Int32(CMD_UNSUBSCRIBE)
+        case .disconnect: Int32(CMD_DISCONNECT)
+        }
+    }
+
+    /// The name in error messages.
+    var name: String {
+        switch self {
+        case .connect: "CONNECT"
+        case .will: "the will"
+        case .publish: "PUBLISH"
+        case .subscribe: "SUBSCRIBE"
+        case .unsubscribe: "UNSUBSCRIBE"
+        case .disconnect: "DISCONNECT"
+        }
+    }
+}
 
 // MARK: - PropertyList
 
@@ -34,37 +65,36 @@ struct PropertyList: ~Copyable {
         return list
     }
 
-    /// Builds the list for `command` (a `CMD_*` value, or `CMD_WILL`), checking that every
-    /// property is allowed there.
+    /// Builds the list for `packet`, checking that every property is allowed there.
     ///
     /// - Throws: ``MQTTError/Code/propertyNotAllowed`` naming the property, or
     ///   ``MQTTError/Code/invalidArgument`` for a value libmosquitto rejects.
     ///
     /// `checkingAllowed: false` skips the per-packet check (for tests of the conversion itself).
-    init(_ properties: MQTTProperties, command: Int32, operation: MQTTError.Operation, checkingAllowed: Bool = true) throws(MQTTError) {
+    init(_ properties: MQTTProperties, for packet: PropertyPacket, operation: MQTTError.Operation, checkingAllowed: Bool = true) throws(MQTTError) {
         pointer = nil
         var adder = Adder()
         adder.add(properties)
         // Free what was built even if a later step fails.
         pointer = adder.list
         if let failure = adder.failure {
-            throw MQTTError(mosquittoCode: failure.rc, operation: operation, detail: "property \(Self.name(failure.identifier))")
+            throw MQTTError(MosquittoStatus(failure.rc), operation: operation, detail: "property \(Self.name(failure.identifier))")
         }
         guard checkingAllowed else { return }
         var item = pointer
         while let current = item {
             let identifier = mosquitto_property_identifier(current)
-            if mosquitto_property_check_command(command, identifier) != MOSQ_ERR_SUCCESS.rawValue {
+            if mosquitto_property_check_command(packet.command, identifier) != MOSQ_ERR_SUCCESS.rawValue {
                 throw MQTTError(
                     .propertyNotAllowed, operation: operation,
-                    detail: "\(Self.name(identifier)) is not allowed on \(Self.packetName(command))"
+                    detail: "\(Self.name(identifier)) is not allowed on \(packet.name)"
                 )
             }
             item = mosquitto_property_next(current)
         }
-        let rc = mosquitto_property_check_all(command, pointer)
+        let rc = mosquitto_property_check_all(packet.command, pointer)
         if rc != MOSQ_ERR_SUCCESS.rawValue {
-            throw MQTTError(mosquittoCode: rc, operation: operation, detail: "properties for \(Self.packetName(command))")
+            throw MQTTError(MosquittoStatus(rc), operation: operation, detail: "properties for \(packet.name)")
         }
     }
 
@@ -73,18 +103,6 @@ struct PropertyList: ~Copyable {
     static func name(_ identifier: Int32) -> String {
         guard let name = mosquitto_property_identifier_to_string(identifier) else { return "property \(identifier)" }
         return String(cString: name)
-    }
-
-    static func packetName(_ command: Int32) -> String {
-        switch UInt32(command) {
-        case CMD_CONNECT: "CONNECT"
-        case CMD_PUBLISH: "PUBLISH"
-        case CMD_SUBSCRIBE: "SUBSCRIBE"
-        case CMD_UNSUBSCRIBE: "UNSUBSCRIBE"
-        case CMD_DISCONNECT: "DISCONNECT"
-        case UInt32(CMD_WILL): "the will"
-        default: "packet 0x\(String(command, radix: 16))"
-        }
     }
 }
 

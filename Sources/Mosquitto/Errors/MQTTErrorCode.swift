@@ -1,4 +1,4 @@
-import CMosquitto
+internal import CMosquitto
 
 // MARK: - MQTTError.Code
 
@@ -69,7 +69,11 @@ extension MQTTError {
         public static let clientClosed = Code(.clientClosed)
         /// The broker refused a subscription (SUBACK 0x80 or an MQTT 5 failure reason).
         public static let subscriptionRefused = Code(.subscriptionRefused)
-        /// The broker refused an unsubscription with an MQTT 5 failure reason.
+        /// Never produced: libmosquitto 2.0 does not pass UNSUBACK reason codes to its client
+        /// (`on_unsubscribe_v5` has only the packet ID and properties), so a refused
+        /// unsubscription cannot be told from an accepted one. Kept so that code naming it
+        /// still compiles.
+        @available(*, deprecated, message: "never produced: libmosquitto 2.0 does not report UNSUBACK reason codes")
         public static let unsubscriptionRefused = Code(.unsubscriptionRefused)
         /// The broker refused a publish with an MQTT 5 failure reason (e.g. 0x87 not authorized).
         public static let publishRefused = Code(.publishRefused)
@@ -163,7 +167,7 @@ extension MQTTError {
     ///   - operation: The operation that failed.
     ///   - errno: The `errno` captured right after the call, used for `MOSQ_ERR_ERRNO`.
     ///   - detail: Extra context without secrets.
-    public init(mosquittoCode: Int32, operation: Operation, errno: Int32? = nil, detail: String? = nil) {
+    init(mosquittoCode: Int32, operation: Operation, errno: Int32? = nil, detail: String? = nil) {
         self.init(
             Self.code(forMosquittoError: mosquittoCode, operation: operation),
             operation: operation,

@@ -1,4 +1,3 @@
-import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -29,7 +28,7 @@ public enum MQTTTopic {
 
     static func validatePublishTopic(_ topic: String, operation: MQTTError.Operation) throws(MQTTError) {
         try checkCommon(topic, code: .invalidTopic, operation: operation)
-        if LibMosquitto.checkPublishTopic(topic) != MOSQ_ERR_SUCCESS.rawValue {
+        if !LibMosquitto.isValidPublishTopic(topic) {
             throw MQTTError(.invalidTopic, operation: operation, detail: "wildcard in publish topic \"\(topic)\"")
         }
     }
@@ -46,7 +45,7 @@ public enum MQTTTopic {
 
     static func validateFilter(_ filter: String, operation: MQTTError.Operation) throws(MQTTError) {
         try checkCommon(filter, code: .invalidTopicFilter, operation: operation)
-        if LibMosquitto.checkSubscriptionFilter(filter) != MOSQ_ERR_SUCCESS.rawValue {
+        if !LibMosquitto.isValidSubscriptionFilter(filter) {
             throw MQTTError(.invalidTopicFilter, operation: operation, detail: "wildcard misplaced in \"\(filter)\"")
         }
         if filter.hasPrefix("$share/") {
@@ -94,8 +93,7 @@ public enum MQTTTopic {
             throw MQTTError(code, operation: operation, detail: "contains a NUL character")
         }
         var copy = string
-        let rc = copy.withUTF8 { LibMosquitto.validateUTF8(UnsafeRawBufferPointer($0)) }
-        if rc != MOSQ_ERR_SUCCESS.rawValue {
+        if !copy.withUTF8({ LibMosquitto.isValidUTF8(UnsafeRawBufferPointer($0)) }) {
             throw MQTTError(code, operation: operation, detail: "not valid MQTT UTF-8")
         }
     }
