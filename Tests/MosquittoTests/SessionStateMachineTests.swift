@@ -17,7 +17,7 @@ struct SessionStateMachineTests {
         var machine = machine(policy)
         try machine.connectRequested()
         do {
-            let value = machine.connackAccepted(now: start, resubscribe: false)
+            let value = machine.connackAccepted(now: start, sessionPresent: true)
             #expect(value)
         }
         return machine
@@ -34,11 +34,13 @@ struct SessionStateMachineTests {
         #expect(machine.acceptsCommands && !machine.isConnected)
         #expect(throws: MQTTError.self) { try machine.connectRequested() }
         do {
-            let value = machine.connackAccepted(now: start, resubscribe: true)
+            let value = machine.connackAccepted(now: start, sessionPresent: false)
             #expect(value)
         }
         #expect(machine.phase == .connected(since: start))
-        #expect(machine.isConnected && machine.resubscribeNeeded)
+        #expect(machine.isConnected)
+        let restore = machine.takeResubscriptions()
+        #expect(restore.isEmpty, "nothing recorded, nothing to restore")
     }
 
     @Test("a closed machine refuses to connect, and closing twice does nothing")
@@ -123,7 +125,7 @@ struct SessionStateMachineTests {
             #expect(machine.acceptsCommands, "QoS 1/2 publishes queue while reconnecting")
             now += .milliseconds(100)
             do {
-                let value = machine.connackAccepted(now: now, resubscribe: false)
+                let value = machine.connackAccepted(now: now, sessionPresent: true)
                 #expect(value)
             }
         }
@@ -166,7 +168,7 @@ struct SessionStateMachineTests {
             now += policy.delay(forAttempt: attempt)
             guard now - start <= .seconds(20) else { break }
             do {
-                let value = machine.connackAccepted(now: now, resubscribe: false)
+                let value = machine.connackAccepted(now: now, sessionPresent: true)
                 #expect(value)
             }
             connections += 1
@@ -268,7 +270,7 @@ struct SessionStateMachineTests {
             #expect(value == .writeOnly)
         }
         do {
-            let value = connecting.connackAccepted(now: start, resubscribe: false)
+            let value = connecting.connackAccepted(now: start, sessionPresent: true)
             #expect(value == false, "no .connected after a stop")
         }
 

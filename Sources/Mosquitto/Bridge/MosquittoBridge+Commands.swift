@@ -22,10 +22,10 @@ extension MosquittoBridge {
                 try limits.check(qos: qos, retain: retain, packetSize: size)
             }
             if qos != .atMostOnce {
-                guard state.publishes.count + state.reservedPublishes < configuration.maxPendingPublishes else {
+                guard state.session.pending.publishCount < configuration.maxPendingPublishes else {
                     throw MQTTError(.queueFull, operation: .publish, detail: "\(configuration.maxPendingPublishes) publishes await acknowledgement")
                 }
-                state.reservedPublishes += 1
+                state.session.pending.reservedPublishes += 1
             }
         }
         if qos != .atMostOnce { reportPendingPublishes() }
@@ -37,13 +37,13 @@ extension MosquittoBridge {
             guard status.isSuccess else {
                 throw MQTTError(status, operation: .publish, detail: "topic \"\(topic)\"")
             }
-            state.withLock { $0.publishes.ignore(mid) }
+            state.withLock { $0.session.pending.publishes.ignore(mid) }
             requestWrite()
             return MQTTPendingPublish(completed: MQTTPublishReceipt(messageID: messageID, qos: qos))
         }
         let promise = Promise<MQTTPublishReceipt>()
         let early: Result<MQTTPublishReceipt, MQTTError>? = state.withLock { state in
-            state.reservedPublishes -= 1
+            state.session.pending.reservedPublishes -= 1
             // Without a socket libmosquitto 2.0.11 answers a QoS 1/2 publish with NO_CONN but
             // keeps the message and sends it after the (re)connect: it is queued, not failed.
             // That holds in any phase while the session lives, including the moment between a
@@ -52,7 +52,7 @@ extension MosquittoBridge {
                 status = .success
             }
             guard status.isSuccess else { return nil }
-            return state.publishes.register(promise, for: mid)
+            return state.session.pending.publishes.register(promise, for: mid)
         }
         guard status.isSuccess else {
             reportPendingPublishes()
@@ -104,15 +104,15 @@ extension MosquittoBridge {
         switch command {
         case .subscribe(let request):
             let early = state.withLock { state in
-                let early = state.subscribes.register(request.promise, for: mid)
-                if early == nil { state.commands.sent(command, mid: mid) }
+                let early = state.session.pending.subscribes.register(request.promise, for: mid)
+                if early == nil { state.session.pending.commands.sent(command, mid: mid) }
                 return early
             }
             if let early { request.promise.complete(early) }
         case .unsubscribe(let request):
             let early = state.withLock { state in
-                let early = state.unsubscribes.register(request.promise, for: mid)
-                if early == nil { state.commands.sent(command, mid: mid) }
+                let early = state.session.pending.unsubscribes.register(request.promise, for: mid)
+                if early == nil { state.session.pending.commands.sent(command, mid: mid) }
                 return early
             }
             if let early { request.promise.complete(early) }
@@ -124,7 +124,7 @@ extension MosquittoBridge {
     /// sent fails its caller.
     func resendCommandsIfNeeded() {
         let commands = state.withLock { state in
-            state.session.isConnected && state.commands.hasCommandsToResend ? state.commands.takeCommandsToResend() : []
+            state.session.isConnected && state.session.pending.commands.hasCommandsToResend ? state.session.pending.commands.takeCommandsToResend() : []
         }
         for command in commands {
             do { try send(command) } catch { command.fail(error) }
@@ -135,16 +135,12 @@ extension MosquittoBridge {
 
     /// Records accepted subscriptions, to restore them after a session loss.
     func remember(_ filters: [MQTTTopicFilter], properties: MQTTProperties) {
-        state.withLock { state in
-            for filter in filters { state.subscriptions[filter.filter] = (filter, properties) }
-        }
+        state.withLock { $0.session.subscriptions.remember(filters, properties: properties) }
     }
 
     /// Forgets unsubscribed filters.
     func forget(_ filters: [String]) {
-        state.withLock { state in
-            for filter in filters { state.subscriptions.removeValue(forKey: filter) }
-        }
+        state.withLock { $0.session.subscriptions.forget(filters) }
     }
 
     /// Subscribes again to everything recorded, each filter with its own QoS, options and
@@ -152,11 +148,7 @@ extension MosquittoBridge {
     /// collects the SUBACKs and reports ``MQTTConnectionEvent/resubscribed(refused:)`` once all
     /// are in; a refused filter is logged and forgotten (its sequences end with the refusal).
     func resubscribeIfNeeded() {
-        let records = state.withLock { state -> [(filter: MQTTTopicFilter, properties: MQTTProperties)] in
-            guard state.session.resubscribeNeeded else { return [] }
-            state.session.resubscribeNeeded = false
-            return state.subscriptions.values.sorted { $0.filter.filter < $1.filter.filter }
-        }
+        let records = state.withLock { $0.session.takeResubscriptions() }
         guard !records.isEmpty else { return }
         var refused: [MQTTSubscribeResult] = []
         var answers: [(filter: String, acknowledgement: Promise<SubscribeAcknowledgement>)] = []

@@ -18,8 +18,7 @@ extension MosquittoBridge {
         }
         let result = MQTTConnectResult(sessionPresent: sessionPresent, properties: properties)
         let (promise, report) = state.withLock { state in
-            let resubscribe = !sessionPresent && configuration.resubscribeOnSessionLoss && !state.subscriptions.isEmpty
-            let report = state.session.connackAccepted(now: .now, resubscribe: resubscribe)
+            let report = state.session.connackAccepted(now: .now, sessionPresent: sessionPresent)
             state.connectResult = result
             state.publishLimits = result.publishLimits
             state.connectLog = []
@@ -48,14 +47,8 @@ extension MosquittoBridge {
                     detail: "the broker sent DISCONNECT" + (properties.reasonString.map { ": \($0)" } ?? "")
                 )
                 : MQTTError(.connectionLost, operation: .connection, mosquittoErrorCode: returnCode)
-        struct Outcome: ~Copyable {
-            var failed: [Promise<SubscribeAcknowledgement>]
-            var failedUnsubscribes: [Promise<MQTTProperties>]
-            var failedPublishes: [Promise<MQTTPublishReceipt>]
-            var report: Bool
-        }
-        let outcome = state.withLock { state in
-            let (report, willReconnect) = state.session.disconnected(now: .now)
+        let (report, abandoned) = state.withLock { state in
+            let (report, willReconnect, abandoned) = state.session.disconnected(now: .now)
             if !willReconnect, let error {
                 // Before the first CONNACK, a drop is a failed connect: say why (TLS, reset, ...).
                 state.session.recordEndError(
@@ -64,29 +57,13 @@ extension MosquittoBridge {
                         : MQTTError(mosquittoCode: returnCode, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
                 )
             }
-            // QoS 1/2 PUBLISHes are sent again by libmosquitto, SUBSCRIBE/UNSUBSCRIBE by us
-            // (resendCommandsIfNeeded), with new packet IDs: their waits go on.
-            state.publishes.forgetIgnored()
-            let subscribes = state.subscribes.removeAll()
-            let unsubscribes = state.unsubscribes.removeAll()
-            if willReconnect {
-                state.commands.connectionLost()
-            } else {
-                _ = state.commands.removeAll()
-            }
-            return Outcome(
-                failed: willReconnect ? [] : subscribes,
-                failedUnsubscribes: willReconnect ? [] : unsubscribes,
-                failedPublishes: willReconnect ? [] : state.publishes.removeAll(),
-                report: report
-            )
+            return (report, abandoned)
         }
-        let pendingError = error ?? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
-        outcome.failed.forEach { $0.fail(pendingError) }
-        outcome.failedUnsubscribes.forEach { $0.fail(pendingError) }
-        outcome.failedPublishes.forEach { $0.fail(pendingError) }
-        if !outcome.failedPublishes.isEmpty { reportPendingPublishes() }
-        if outcome.report {
+        // With a reconnect to follow nothing is abandoned: QoS 1/2 PUBLISHes are sent again by
+        // libmosquitto, SUBSCRIBE/UNSUBSCRIBE by us (resendCommandsIfNeeded), and their waits go on.
+        abandoned.fail(with: error ?? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived"))
+        if !abandoned.publishes.isEmpty { reportPendingPublishes() }
+        if report {
             sink.bridgeConnectionDidChange(.disconnected(error))
         }
     }
@@ -97,7 +74,7 @@ extension MosquittoBridge {
             reasonCode.isFailure
             ? .failure(MQTTError(.publishRefused, operation: .publish, reasonCode: reasonCode, detail: properties.reasonString))
             : .success(MQTTPublishReceipt(messageID: messageID, qos: .atLeastOnce, reasonCode: reasonCode, properties: properties))
-        let promise = state.withLock { $0.publishes.resolve(mid, with: result) }
+        let promise = state.withLock { $0.session.pending.publishes.resolve(mid, with: result) }
         if let promise {
             promise.complete(result)
             reportPendingPublishes()
@@ -112,8 +89,8 @@ extension MosquittoBridge {
     func didSubscribe(mid: Int32, reasonCodes: [MQTTReasonCode], properties: MQTTProperties) {
         let acknowledgement = SubscribeAcknowledgement(reasonCodes: reasonCodes, properties: properties)
         let promise = state.withLock { state in
-            state.commands.acknowledged(mid)
-            return state.subscribes.resolve(mid, with: .success(acknowledgement))
+            state.session.pending.commands.acknowledged(mid)
+            return state.session.pending.subscribes.resolve(mid, with: .success(acknowledgement))
         }
         promise?.succeed(acknowledgement)
         sink.bridgeDidAcknowledge(.subscribed(messageID: UInt16(truncatingIfNeeded: mid), reasonCodes: reasonCodes))
@@ -121,8 +98,8 @@ extension MosquittoBridge {
 
     func didUnsubscribe(mid: Int32, properties: MQTTProperties) {
         let promise = state.withLock { state in
-            state.commands.acknowledged(mid)
-            return state.unsubscribes.resolve(mid, with: .success(properties))
+            state.session.pending.commands.acknowledged(mid)
+            return state.session.pending.unsubscribes.resolve(mid, with: .success(properties))
         }
         promise?.succeed(properties)
         sink.bridgeDidAcknowledge(.unsubscribed(messageID: UInt16(truncatingIfNeeded: mid)))

@@ -81,7 +81,7 @@ extension MosquittoBridge {
     func advanceStop() -> SessionStateMachine.StopProgress {
         let wantsWrite = handle.wantsWrite
         let (progress, packet) = state.withLock { state in
-            let awaiting = state.publishes.count + state.reservedPublishes > 0
+            let awaiting = state.session.pending.publishCount > 0
             return (state.session.stopProgress(now: .now, wantsWrite: wantsWrite, awaitingAcknowledgements: awaiting), state.disconnectPacket)
         }
         switch progress {
@@ -263,65 +263,34 @@ extension MosquittoBridge {
     /// Ends a session: fails whatever still waits, reports the disconnection, and destroys the
     /// handle if the client was closed meanwhile.
     func finishDriver(error: MQTTError?) {
-        struct Leftovers: ~Copyable {
-            var publishes: [Promise<MQTTPublishReceipt>]
-            var subscribes: [Promise<SubscribeAcknowledgement>]
-            var unsubscribes: [Promise<MQTTProperties>]
+        struct Leftovers: Sendable {
+            var end: SessionStateMachine.SessionEnd
             var connect: Promise<MQTTConnectResult>?
             var exited: Promise<Void>
-            var report: Bool
             var release: Bool
-            var closed: Bool
-            var requested: Bool
             var stopped: Bool
-            var error: MQTTError?
         }
         let leftovers = state.withLock { state in
-            let end = state.session.sessionEnded(error: error)
-            // The broker keeps subscriptions only if the session outlives the connection; so do we.
-            if !(end.requested && configuration.sessionOutlivesConnection) {
-                state.subscriptions.removeAll()
-            }
             defer { state.connectPromise = nil }
-            var subscribes = state.subscribes.removeAll()
-            var unsubscribes = state.unsubscribes.removeAll()
-            // Commands waiting to be sent again are no longer in the tables: fail them too.
-            for command in state.commands.removeAll() {
-                switch command {
-                case .subscribe(let request): subscribes.append(request.promise)
-                case .unsubscribe(let request): unsubscribes.append(request.promise)
-                }
-            }
             return Leftovers(
-                publishes: state.publishes.removeAll(),
-                subscribes: subscribes,
-                unsubscribes: unsubscribes,
+                end: state.session.sessionEnded(error: error),
                 connect: state.connectPromise,
                 exited: state.driverExited,
-                report: end.report,
                 release: state.session.closed && !state.closeUsesHandle,
-                closed: state.session.closed,
-                requested: end.requested,
-                stopped: state.session.stopRequested,
-                error: end.error
+                stopped: state.session.stopRequested
             )
         }
-        let connectError = leftovers.error ?? MQTTError(.connectionLost, operation: .connect, detail: "the connection closed before CONNACK")
+        let end = leftovers.end
+        let connectError = end.error ?? MQTTError(.connectionLost, operation: .connect, detail: "the connection closed before CONNACK")
         leftovers.connect?.fail(connectError)
-        let pendingError: MQTTError =
-            leftovers.closed ? MQTTError(.clientClosed, operation: .connection)
-            : leftovers.requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
-            : MQTTError(.connectionLost, operation: .connection)
-        leftovers.publishes.forEach { $0.fail(pendingError) }
-        if !leftovers.publishes.isEmpty { reportPendingPublishes() }
-        leftovers.subscribes.forEach { $0.fail(pendingError) }
-        leftovers.unsubscribes.forEach { $0.fail(pendingError) }
-        let sessionError = leftovers.requested ? nil : (leftovers.error ?? connectError)
-        if leftovers.report {
+        end.abandoned.fail(with: end.pendingError)
+        if !end.abandoned.publishes.isEmpty { reportPendingPublishes() }
+        let sessionError = end.requested ? nil : (end.error ?? connectError)
+        if end.report {
             sink.bridgeConnectionDidChange(.disconnected(sessionError))
         }
         sink.bridgeSessionDidEnd(error: sessionError)
-        if leftovers.stopped, !leftovers.requested, let error = leftovers.error, error.operation == .disconnect {
+        if leftovers.stopped, !end.requested, let error = end.error, error.operation == .disconnect {
             // A requested DISCONNECT that did not reach the wire: disconnect() must say so.
             leftovers.exited.fail(error)
         } else {

@@ -43,8 +43,9 @@ struct SubscribeAcknowledgement: Sendable {
 
 // MARK: - MosquittoBridge
 
-/// The one owner of a libmosquitto handle and of everything that follows from it: the connection
-/// state, the pending-operation tables and the session's driver.
+/// The one owner of a libmosquitto handle and of everything that follows from it: the session
+/// (its ``SessionStateMachine``, which holds the pending operations and the subscriptions) and
+/// the session's driver.
 ///
 /// The driver runs a session's network steps (connect, read/write/keepalive, reconnect per the
 /// policy, the end): either a thread of the client's own (``runOwnThread()``, libmosquitto's
@@ -66,7 +67,8 @@ struct SubscribeAcknowledgement: Sendable {
 /// exactly once, by whichever of `close()` and the ending session comes last.
 final class MosquittoBridge: Sendable {
     struct State: ~Copyable {
-        /// The lifecycle: phase, stop, reconnect attempt (every decision about them is its own).
+        /// The lifecycle: phase, stop, reconnect attempt, the pending operations and the
+        /// subscriptions to restore (every decision about them is its own).
         var session: SessionStateMachine
         var closeUsesHandle = false
         /// Completed when the session ends: failed when a requested DISCONNECT did not reach the wire.
@@ -79,19 +81,11 @@ final class MosquittoBridge: Sendable {
         /// What `connectResult` allows a publish (checked for every publish).
         var publishLimits: PublishLimits?
         var connectLog: [String] = []
-        var publishes = PendingTable<MQTTPublishReceipt>()
-        var reservedPublishes = 0
-        var subscribes = PendingTable<SubscribeAcknowledgement>()
-        /// What the broker accepted, to subscribe again after a session loss (by filter).
-        var subscriptions: [String: (filter: MQTTTopicFilter, properties: MQTTProperties)] = [:]
-        var unsubscribes = PendingTable<MQTTProperties>()
-        /// What the SUBSCRIBEs and UNSUBSCRIBEs in flight asked for, to send them again after a reconnect.
-        var commands = PendingCommands()
         /// Set by the dead-link watchdog when it aborts the connection: why it did.
         var deadLinkDetail: String?
 
-        init(policy: MQTTReconnectPolicy) {
-            session = SessionStateMachine(policy: policy)
+        init(configuration: MQTTConfiguration) {
+            session = SessionStateMachine(configuration: configuration)
         }
     }
 
@@ -131,7 +125,7 @@ final class MosquittoBridge: Sendable {
         self.configuration = configuration
         self.clientID = clientID
         self.sink = sink
-        self.state = Locked(State(policy: configuration.reconnect))
+        self.state = Locked(State(configuration: configuration))
         self.eventLoop = configuration.eventLoopGroup?.nextLoop()
         self.eventLoopToken = EventLoop.makeToken()
         let placeholder = UnsafeMutableRawPointer(bitPattern: 1)!
@@ -161,7 +155,7 @@ final class MosquittoBridge: Sendable {
     var connectResult: MQTTConnectResult? { state.withLock { $0.connectResult } }
 
     /// How many QoS 1/2 publishes await their acknowledgement (or are being handed over).
-    var pendingPublishCount: Int { state.withLock { $0.publishes.count + $0.reservedPublishes } }
+    var pendingPublishCount: Int { state.withLock { $0.session.pending.publishCount } }
 
     /// Tells the sink how many QoS 1/2 publishes are pending (counting the one being handed to
     /// libmosquitto), when it wants to know. The lock serialises the reports, and each reads the
@@ -214,7 +208,6 @@ final class MosquittoBridge: Sendable {
             state.connectLog = []
             state.connectPromise = promise
             state.driverExited = Promise()
-            state.publishes.forgetStale()
         }
         sink.bridgeConnectionDidChange(.connecting)
         guard startDriver() else {

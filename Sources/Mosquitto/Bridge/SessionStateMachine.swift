@@ -19,7 +19,9 @@
 ///   only writes, so no acknowledgement read in libmosquitto's "disconnecting" state can close
 ///   the socket with the DISCONNECT still unwritten; a deadline bounds both steps, and a
 ///   DISCONNECT that missed it is an error for the caller, not a silent success;
-/// - whether a disconnection is reported once, and whether the end was the one requested.
+/// - whether a disconnection is reported once, and whether the end was the one requested;
+/// - what the operations awaiting an answer (``pending``) become when a connection is lost or
+///   the session ends, and when the subscriptions (``subscriptions``) are made again or forgotten.
 struct SessionStateMachine: Sendable {
     /// Where the session is.
     enum Phase: Sendable, Equatable {
@@ -73,6 +75,17 @@ struct SessionStateMachine: Sendable {
     /// The policy's settings the machine needs.
     let reconnectEnabled: Bool
     let stablePeriod: Duration
+    /// ``MQTTConfiguration/resubscribeOnSessionLoss``.
+    let resubscribesOnSessionLoss: Bool
+    /// ``MQTTConfiguration/sessionOutlivesConnection``: the broker keeps the session after a requested disconnect.
+    let sessionOutlivesConnection: Bool
+
+    /// The operations awaiting the broker's answer. The bridge records and resolves single
+    /// operations here; the machine's events decide what a lost connection or an ended session
+    /// does to them.
+    var pending = PendingOperations()
+    /// What the broker accepted, to subscribe again after a session loss.
+    var subscriptions = SubscriptionRegistry()
 
     private(set) var phase = Phase.idle
     /// Whether the client was closed (for good).
@@ -88,16 +101,26 @@ struct SessionStateMachine: Sendable {
     /// Whether the current connection's end has been reported (or there is nothing to report).
     private(set) var disconnectReported = true
     /// A CONNACK without session asked for the recorded subscriptions to be made again.
-    var resubscribeNeeded = false
+    private(set) var resubscribeNeeded = false
     /// When the broker accepted the current (or last lost) connection, until the loss is handled.
     private var connectedSince: ContinuousClock.Instant?
     /// Until when a drain waits for the acknowledgements of QoS 1/2 publishes in flight.
     private var acknowledgementsUntil: ContinuousClock.Instant?
 
     /// A machine for `policy`.
-    init(policy: MQTTReconnectPolicy) {
+    init(policy: MQTTReconnectPolicy, resubscribesOnSessionLoss: Bool = true, sessionOutlivesConnection: Bool = false) {
         reconnectEnabled = policy.isEnabled
         stablePeriod = policy.stablePeriod
+        self.resubscribesOnSessionLoss = resubscribesOnSessionLoss
+        self.sessionOutlivesConnection = sessionOutlivesConnection
+    }
+
+    /// A machine for `configuration`.
+    init(configuration: MQTTConfiguration) {
+        self.init(
+            policy: configuration.reconnect, resubscribesOnSessionLoss: configuration.resubscribeOnSessionLoss,
+            sessionOutlivesConnection: configuration.sessionOutlivesConnection
+        )
     }
 
     // MARK: Queries
@@ -144,21 +167,31 @@ struct SessionStateMachine: Sendable {
         disconnectReported = false
         resubscribeNeeded = false
         connectedSince = nil
+        pending.sessionStarted()
     }
 
     /// The broker accepted the connection. The reconnect attempt is not reset here: only a
     /// connection that stays up for ``stablePeriod`` does that (see ``connectionLost(error:now:)``).
     ///
-    /// - Parameter resubscribe: Whether recorded subscriptions must be made again (no session).
+    /// Without the broker's session (`sessionPresent == false`) the recorded subscriptions are to
+    /// be made again (``takeResubscriptions()``), when the configuration asks for it.
+    ///
     /// - Returns: Whether to report `.connected` (not when a stop came first).
-    mutating func connackAccepted(now: ContinuousClock.Instant, resubscribe: Bool) -> Bool {
+    mutating func connackAccepted(now: ContinuousClock.Instant, sessionPresent: Bool) -> Bool {
         everConnected = true
         guard !stopRequested else { return false }
         phase = .connected(since: now)
         connectedSince = now
         disconnectReported = false
-        if resubscribe { resubscribeNeeded = true }
+        if !sessionPresent, resubscribesOnSessionLoss, !subscriptions.isEmpty { resubscribeNeeded = true }
         return true
+    }
+
+    /// The subscriptions to make again after a CONNACK without session, once (empty otherwise).
+    mutating func takeResubscriptions() -> [SubscriptionRegistry.Entry] {
+        guard resubscribeNeeded, isConnected else { return [] }
+        resubscribeNeeded = false
+        return subscriptions.all
     }
 
     /// The broker refused the connection: final (retrying a bad password only hammers the broker).
@@ -239,8 +272,10 @@ struct SessionStateMachine: Sendable {
     /// `.reconnecting`, or to `.disconnecting` when the session ends with it.
     ///
     /// - Returns: Whether to report `.disconnected` (once per connection that was reported up),
-    ///   and whether the session will reconnect (pending QoS 1/2 publishes then stay).
-    mutating func disconnected(now: ContinuousClock.Instant) -> (report: Bool, willReconnect: Bool) {
+    ///   whether the session will reconnect, and the waits to fail: none when it will (QoS 1/2
+    ///   publishes stay, SUBSCRIBE and UNSUBSCRIBE are sent again), all of them otherwise
+    ///   (``PendingOperations/connectionLost(willReconnect:)``).
+    mutating func disconnected(now: ContinuousClock.Instant) -> (report: Bool, willReconnect: Bool, abandoned: PendingOperations.Abandoned) {
         let willReconnect = !stopRequested && everConnected && reconnectEnabled
         let wasUp: Bool
         switch phase {
@@ -254,7 +289,7 @@ struct SessionStateMachine: Sendable {
         }
         let report = wasUp && !disconnectReported
         if report { disconnectReported = true }
-        return (report, willReconnect)
+        return (report, willReconnect, pending.connectionLost(willReconnect: willReconnect))
     }
 
     /// Records why the session ends when nothing else has (the first reason wins).
@@ -280,17 +315,39 @@ struct SessionStateMachine: Sendable {
         return .reconnect(attempt: reconnectAttempt)
     }
 
-    /// The driver has ended the session.
-    ///
-    /// - Returns: Whether a disconnection is still to be reported, whether the end was the
-    ///   requested one (a stop without error), and the error that ended it otherwise.
-    mutating func sessionEnded(error: MQTTError?) -> (report: Bool, requested: Bool, error: MQTTError?) {
+    /// How a session ended (``sessionEnded(error:)``).
+    struct SessionEnd: Sendable {
+        /// Whether a disconnection is still to be reported.
+        let report: Bool
+        /// Whether the end was the one requested (a stop without error).
+        let requested: Bool
+        /// The error that ended it, when not as requested.
+        let error: MQTTError?
+        /// Every wait still pending, to fail.
+        let abandoned: PendingOperations.Abandoned
+        /// The error for those waits: ``MQTTError/Code/clientClosed`` after a close,
+        /// ``MQTTError/Code/notConnected`` after a requested disconnect, otherwise
+        /// ``MQTTError/Code/connectionLost``.
+        let pendingError: MQTTError
+    }
+
+    /// The driver has ended the session: every pending wait is abandoned, and the subscriptions
+    /// are forgotten unless the broker keeps them (a requested end of a session that outlives
+    /// its connection).
+    mutating func sessionEnded(error: MQTTError?) -> SessionEnd {
         phase = .idle
         resubscribeNeeded = false
         connectedSince = nil
         let report = !disconnectReported
         disconnectReported = true
         let requested = stopRequested && stopError == nil && error == nil
-        return (report, requested, error ?? stopError)
+        if !(requested && sessionOutlivesConnection) {
+            subscriptions.removeAll()
+        }
+        let pendingError: MQTTError =
+            closed ? MQTTError(.clientClosed, operation: .connection)
+            : requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
+            : MQTTError(.connectionLost, operation: .connection)
+        return SessionEnd(report: report, requested: requested, error: error ?? stopError, abandoned: pending.removeAll(), pendingError: pendingError)
     }
 }
