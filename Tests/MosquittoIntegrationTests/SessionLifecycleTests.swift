@@ -197,12 +197,13 @@ struct AwaitingConnectionTests {
     @Test("waitUntilConnected fails with the session's error when the connect fails")
     func waitUntilConnectedFailsWithTheSession() async throws {
         let connectSeen = Flag()
+        let release = Flag()
         let peer = try ScriptedPeer { connection in
-            // CONNACK: refused, not authorized (MQTT 3.1.1 code 5), a second after CONNECT, so
-            // that the test waits while the attempt is surely under way.
+            // CONNACK: refused, not authorized (MQTT 3.1.1 code 5), once the test is waiting.
             guard connection.read(until: 1) != nil else { return }
             connectSeen.set()
-            Thread.sleep(forTimeInterval: 1)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !release.isSet, ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
             connection.send([0x20, 0x02, 0x00, 0x05])
         }
         defer { peer.stop() }
@@ -213,7 +214,11 @@ struct AwaitingConnectionTests {
             try await Task.sleep(for: .milliseconds(5))
         }
         #expect(connectSeen.isSet)
-        let waitError = await thrownError { try await client.waitUntilConnected(timeout: .seconds(5)) }
+        // The session is surely running until the peer answers: wait, then let it answer.
+        let waiting = Task { await thrownError { try await client.waitUntilConnected(timeout: .seconds(10)) } }
+        try await Task.sleep(for: .milliseconds(500))
+        release.set()
+        let waitError = await waiting.value
         #expect(waitError?.code == .notAuthorized)
         _ = try? await connecting.value
     }

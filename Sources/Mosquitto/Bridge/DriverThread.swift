@@ -8,13 +8,8 @@ import Dispatch
 
 // MARK: - DriverThread
 
-/// Starts a detached POSIX thread for a client's network loop.
-///
-/// Each connection session gets its own thread: it makes the blocking `mosquitto_connect_bind_v5`
-/// call (DNS, TCP, TLS) off Swift's cooperative pool, then runs `mosquitto_loop` until the session
-/// ends. Owning the loop (rather than `mosquitto_loop_start`) avoids libmosquitto 2.0.11's
-/// `loop_stop` hang during reconnects and its non-restartable thread, and puts the reconnect
-/// policy in our hands. A shared epoll driver can replace this type without touching callers.
+/// Starts detached POSIX threads for the drivers (a ``ThreadDriver`` session, an
+/// ``EventLoop``, a ``BlockingExecutor``) and names them.
 enum DriverThread {
     private final class Box {
         let body: @Sendable () -> Void

@@ -103,13 +103,8 @@ final class EventLoop: Sendable {
 
     // MARK: Any thread
 
-    /// Starts driving `bridge`'s new session.
-    func start(_ bridge: MosquittoBridge) {
-        post(.start(bridge))
-    }
-
     /// Has the loop write the packets the session with `token` has queued (coalesced).
-    func requestWrite(_ token: UInt64) {
+    private func requestWrite(_ token: UInt64) {
         let wake = inbox.withLock { inbox -> Bool in
             guard inbox.writeQueued.insert(token).inserted else { return false }
             inbox.messages.append(.write(token))
@@ -117,11 +112,6 @@ final class EventLoop: Sendable {
             return !inbox.wakePending
         }
         if wake { signal() }
-    }
-
-    /// Has the loop look at the session with `token` now (a stop was requested).
-    func wake(_ token: UInt64) {
-        post(.wake(token))
     }
 
     /// Lets the thread exit once it drives no session.
@@ -178,12 +168,10 @@ final class EventLoop: Sendable {
         var shuttingDown = false
     }
 
-    /// How many packets one readiness may read from one connection before the others get a turn.
-    private static let readBudget = 64
     /// How often the loop looks at every session for keepalive, watchdog, backoff and stop deadlines.
-    private static let sweepInterval = Duration.milliseconds(100)
+    private static let sweepInterval = DriverTiming.stopPollInterval
     /// The longest a session goes between two keepalive checks.
-    private static let checkInterval = Duration.seconds(1)
+    private static let checkInterval = DriverTiming.idleWait
 
     private func run() {
         DriverThread.setName("mqtt-loop-\(index)")
@@ -335,7 +323,7 @@ final class EventLoop: Sendable {
                 status = handle.keepAlive()
             }
             if status.isSuccess, readable, progress == .running, handle.socket == socket {
-                status = handle.read(maxPackets: Self.readBudget)
+                status = handle.read(maxPackets: DriverTiming.readBudget)
             }
             // Reading may have queued acknowledgements (PUBACK, PUBREC, ...): write them too.
             if status.isSuccess, handle.socket == socket, handle.wantsWrite {
@@ -459,6 +447,27 @@ final class EventLoop: Sendable {
             }
         }
     }
+}
+
+// MARK: - EventLoop as a SessionDriver
+
+extension EventLoop: SessionDriver {
+    func start(_ bridge: MosquittoBridge) -> Bool {
+        post(.start(bridge))
+        return true
+    }
+
+    func wake(_ bridge: MosquittoBridge) {
+        post(.wake(bridge.eventLoopToken))
+    }
+
+    func requestWrite(_ bridge: MosquittoBridge) {
+        requestWrite(bridge.eventLoopToken)
+    }
+
+    var writesFromCommandThreads: Bool { true }
+
+    var taskExecutor: (any TaskExecutor)? { self }
 }
 
 // MARK: - EventLoop as a TaskExecutor

@@ -2,63 +2,9 @@
 import Glibc
 #endif
 
-// The session's steps, run by its driver (a thread of the client's own or an EventLoop).
+// The session's steps, run by its driver (a ThreadDriver or an EventLoop: see SessionDriver).
 
 extension MosquittoBridge {
-    // MARK: Driver
-
-    /// The body of the client's own driver thread: connect, loop, reconnect per policy, then
-    /// clean up. (An ``EventLoop`` runs the same steps for many sessions at once.)
-    func runOwnThread() {
-        DriverThread.setName("mqtt-client")
-        guard openSession() else { return }
-        sendDisconnectIfStopping()
-        var pass = DriverPass()
-        var loopTimeout = Self.idleLoopTimeout
-        driving: while true {
-            var status: MosquittoStatus
-            let stopping = isStopRequested
-            switch stopping ? advanceStop() : .running {
-            case .giveUp:
-                break driving
-            case .writeOnly, .sendDisconnect:
-                // DISCONNECT is queued: write, never read (see SessionStateMachine).
-                guard handle.hasSocket else { break driving }
-                status = handle.writeWhenWritable(timeoutMilliseconds: 100)
-                if status.isSuccess { continue }
-            case .running:
-                prepareForPass(&pass, stopping: stopping)
-                status = handle.loop(timeoutMilliseconds: stopping ? 100 : loopTimeout)
-                // What the pass read may have queued acknowledgements (PUBACK, PUBREC, PUBCOMP):
-                // they are written before the messages reach Swift, as the docs promise.
-                if status.isSuccess, handle.wantsWrite {
-                    status = handle.write()
-                }
-                sink.bridgeDidFinishLoopPass()
-                if status.isSuccess {
-                    loopTimeout = completePass(&pass)
-                    continue
-                }
-            }
-            if status == .invalidArgument, handle.socket >= FD_SETSIZE {
-                // mosquitto_loop waits with select(), which cannot take descriptor numbers of
-                // FD_SETSIZE (1,024) or more: in a process with that many files open, only an
-                // event loop can drive the connection.
-                requestStop(because: MQTTError(
-                    .notSupported, operation: isConnected ? .connection : .connect,
-                    detail: "the connection's descriptor is \(handle.socket), and a client's own network thread (libmosquitto's select() loop) "
-                        + "cannot use descriptors above \(FD_SETSIZE - 1); use an MQTTEventLoopGroup (MQTTConfiguration.eventLoopGroup)"
-                ))
-                break
-            }
-            guard let delay = connectionFailed(status, &pass) else { break }
-            sleeper.sleep(delay)
-            if isStopRequested { break }
-            reconnectSocket()
-        }
-        closeSession()
-    }
-
     // MARK: Session steps (the driver's thread)
 
     /// What the driver of a session keeps between its passes over the connection.
@@ -68,7 +14,7 @@ extension MosquittoBridge {
         /// When the dead-link watchdog last looked.
         var lastWatchdogCheck = ContinuousClock.now
         /// How long (ms) the watchdog allowed the driver to wait, as of its last look.
-        var watchdogWait = MosquittoBridge.idleLoopTimeout
+        var watchdogWait = DriverTiming.idleWait.driverMilliseconds
     }
 
     /// Whether the session should end (a disconnect, a close, a failed or abandoned connect).
@@ -90,7 +36,7 @@ extension MosquittoBridge {
         case .sendDisconnect:
             // Read what has arrived first: a socket closed with unread data sends a reset, which
             // may make the peer drop the DISCONNECT it has not read yet.
-            handle.read(maxPackets: 64)
+            handle.read(maxPackets: DriverTiming.readBudget)
             let list = (try? propertyList(packet.properties, for: .disconnect, operation: .disconnect)) ?? PropertyList()
             handle.disconnect(reasonCode: packet.reasonCode, properties: list)
             return .writeOnly
@@ -162,7 +108,7 @@ extension MosquittoBridge {
         resendCommandsIfNeeded()
         let now = ContinuousClock.now
         let sinceCheck = now - pass.lastWatchdogCheck
-        guard sinceCheck >= .milliseconds(100) else {
+        guard sinceCheck >= DriverTiming.watchdogInterval else {
             // Not looking again yet; but the wait it allowed at its last look keeps running out.
             return max(1, pass.watchdogWait - sinceCheck.roundedUpMilliseconds)
         }
@@ -197,9 +143,6 @@ extension MosquittoBridge {
         finishDriver(error: nil)
     }
 
-    /// How long `mosquitto_loop` waits for activity when nothing else is due (ms).
-    static let idleLoopTimeout: Int32 = 1000
-
     /// How long (ms) a link may stay silent before the watchdog aborts it: 1.5 × keepalive, less
     /// a margin (a tenth of the keepalive, at least 750 ms) so that the disconnection event reaches
     /// the application within 1.5 × keepalive even on a busy machine; never less than keepalive
@@ -230,11 +173,11 @@ extension MosquittoBridge {
             return state.connectResult?.serverKeepAlive ?? configuration.keepAlive
         }
         guard let keepAlive, keepAlive > .zero, let silent = handle.millisecondsSinceReceive else {
-            return Self.idleLoopTimeout
+            return DriverTiming.idleWait.driverMilliseconds
         }
         let limit = Self.deadLinkLimit(keepAliveSeconds: Int(keepAlive.wholeSeconds))
         guard silent >= limit else {
-            return Int32(min(Int(Self.idleLoopTimeout), limit - silent))
+            return Int32(min(Int(DriverTiming.idleWait.driverMilliseconds), limit - silent))
         }
         let detail = "dead link: nothing received from the broker for \(silent) ms (keepalive \(keepAlive.wholeSeconds) s)"
         state.withLock { $0.deadLinkDetail = detail }

@@ -48,8 +48,8 @@ struct SubscribeAcknowledgement: Sendable {
 /// the session's driver.
 ///
 /// The driver runs a session's network steps (connect, read/write/keepalive, reconnect per the
-/// policy, the end): either a thread of the client's own (``runOwnThread()``, libmosquitto's
-/// `mosquitto_loop`), or an ``EventLoop`` shared with other clients. Both call the same session
+/// policy, the end): a ``SessionDriver``, either a ``ThreadDriver`` (a thread per session,
+/// libmosquitto's `mosquitto_loop`) or an ``EventLoop`` shared with other clients. Both call the same session
 /// steps below (``openSession()``, ``prepareForPass(_:stopping:)``, ``completePass(_:)``,
 /// ``connectionFailed(_:_:)``, ``reconnectSocket()``, ``closeSession()``), so the decisions stay
 /// here; "the driver thread" below is whichever thread runs them at the moment.
@@ -95,24 +95,20 @@ final class MosquittoBridge: Sendable {
         var properties = MQTTProperties()
     }
 
-    /// How long a stop without a caller's timeout (``close()``, an abandoned connect) gives the
-    /// queued packets and DISCONNECT to be written; both drivers use it.
-    static let stopGracePeriod = Duration.seconds(5)
-
     let configuration: MQTTConfiguration
     let clientID: String
     /// The libmosquitto handle; the network calls on it belong to the session's driver.
     let handle: MosquittoHandle
     let state: Locked<State>
     let sleeper = Sleeper()
-    /// The shared event loop that drives this client's sessions, or `nil` for a thread of its own.
-    let eventLoop: EventLoop?
+    /// What drives this client's sessions: a shared ``EventLoop`` or a ``ThreadDriver``.
+    let driver: any SessionDriver
     /// Serialises ``reportPendingPublishes()``; holds the count last reported.
     let pendingPublishReports = Locked(0)
-    /// This bridge's key in ``eventLoop``.
+    /// This bridge's key in an ``EventLoop``.
     let eventLoopToken: UInt64
     /// The event loop as an executor for tasks (``MQTTClient/taskExecutor``).
-    var taskExecutor: (any TaskExecutor)? { eventLoop }
+    var taskExecutor: (any TaskExecutor)? { driver.taskExecutor }
     /// On an event loop: the socket the loop has registered for this client (-1 when none), and
     /// the lock under which the loop, or a thread writing directly, does the connection's I/O.
     let loopSocket = Locked<Int32>(-1)
@@ -126,7 +122,8 @@ final class MosquittoBridge: Sendable {
         self.clientID = clientID
         self.sink = sink
         self.state = Locked(State(configuration: configuration))
-        self.eventLoop = configuration.eventLoopGroup?.nextLoop()
+        let eventLoop = configuration.eventLoopGroup?.nextLoop()
+        self.driver = eventLoop ?? ThreadDriver()
         self.eventLoopToken = EventLoop.makeToken()
         let placeholder = UnsafeMutableRawPointer(bitPattern: 1)!
         self.handle = try MosquittoHandle.create(
@@ -210,7 +207,7 @@ final class MosquittoBridge: Sendable {
             state.driverExited = Promise()
         }
         sink.bridgeConnectionDidChange(.connecting)
-        guard startDriver() else {
+        guard driver.start(self) else {
             let error = MQTTError(.outOfMemory, operation: .connect, detail: "could not start the network thread")
             finishDriver(error: error)
             throw error
@@ -253,7 +250,7 @@ final class MosquittoBridge: Sendable {
     func close() {
         let now = ContinuousClock.now
         let close: (action: SessionStateMachine.StopAction, driverRunning: Bool)? = state.withLock { state in
-            guard let action = state.session.close(now: now, deadline: now + Self.stopGracePeriod) else { return nil }
+            guard let action = state.session.close(now: now, deadline: now + DriverTiming.stopGracePeriod) else { return nil }
             // While this flag is set the exiting driver leaves the handle alone: we still use it.
             state.closeUsesHandle = state.session.isRunning
             return (action, state.session.isRunning)
@@ -276,7 +273,7 @@ final class MosquittoBridge: Sendable {
     /// connection the driver cannot run).
     func requestStop(because error: MQTTError) {
         let now = ContinuousClock.now
-        let action = state.withLock { $0.session.stop(error: error, now: now, deadline: now + Self.stopGracePeriod) }
+        let action = state.withLock { $0.session.stop(error: error, now: now, deadline: now + DriverTiming.stopGracePeriod) }
         perform(action, abandonError: error, list: PropertyList(), reasonCode: .success)
     }
 
@@ -293,25 +290,7 @@ final class MosquittoBridge: Sendable {
             // The driver writes the queue, then sends DISCONNECT itself.
             break
         }
-        wakeDriver()
-    }
-
-    /// Starts the session's driver: a thread of its own, or a place on the shared event loop.
-    func startDriver() -> Bool {
-        guard let eventLoop else { return DriverThread.start { [self] in runOwnThread() } }
-        eventLoop.start(self)
-        return true
-    }
-
-    /// Tells the driver to look at the stop flag now: ends a reconnect backoff, or has the event
-    /// loop write a queued DISCONNECT.
-    func wakeDriver() {
-        sleeper.wake()
-        if let eventLoop {
-            eventLoop.wake(eventLoopToken)
-        } else {
-            handle.wakeLoop()
-        }
+        driver.wake(self)
     }
 
     /// Writes what a command just queued, on an event loop's connection: at once on the calling
@@ -329,7 +308,7 @@ final class MosquittoBridge: Sendable {
         // Nothing queued (a QoS 1/2 message that libmosquitto holds back for its in-flight
         // window, or a packet another thread wrote already): nothing to do. Reliable on this
         // thread, which has just queued whatever it queued.
-        guard let eventLoop, handle.wantsWrite else { return }
+        guard driver.writesFromCommandThreads, handle.wantsWrite else { return }
         let written = loopSocket.withLockIfAvailable { attached -> Bool in
             let socket = handle.socket
             guard attached >= 0, socket == attached else { return false }
@@ -341,7 +320,7 @@ final class MosquittoBridge: Sendable {
             return !handle.wantsWrite
         } ?? false
         if !written {
-            eventLoop.requestWrite(eventLoopToken)
+            driver.requestWrite(self)
         }
     }
 
