@@ -25,8 +25,10 @@
 public final class MQTTClient: Sendable {
     /// The configuration the client was created with (with the generated client ID filled in).
     public let configuration: MQTTConfiguration
-    private let bridge: MosquittoBridge
-    private let router: EventRouter
+    /// The libmosquitto side: the handle, the session and its driver.
+    let bridge: MosquittoBridge
+    /// Where received messages and events go: sequences, the delegate, telemetry.
+    let router: EventRouter
     /// Request/response state (the response subscription and pending requests).
     let requests = RequestBroker()
 
@@ -109,7 +111,8 @@ public final class MQTTClient: Sendable {
     /// or set the delegate, before ``connect(timeout:)`` to receive them.
     public var unroutedMessageCount: Int { router.unroutedMessageCount }
 
-    /// A new sequence of connection changes: connecting, connected, disconnected, reconnecting.
+    /// A new sequence of connection changes: connecting, connected, disconnected, reconnecting,
+    /// and resubscribed (the subscriptions restored after the broker lost the session).
     ///
     /// It starts with the current state (the last event, if there was one), so a sequence made
     /// after the client connected still sees `.connected` first; every later change follows once.
@@ -144,7 +147,7 @@ public final class MQTTClient: Sendable {
     ///
     /// - Parameter timeout: How long to wait; `nil` uses ``MQTTConfiguration/connectTimeout``.
     ///   On timeout or cancellation the attempt is abandoned.
-    /// - Returns: The CONNACK's session-present flag.
+    /// - Returns: The CONNACK: whether the broker had a session, and (MQTT 5) its properties and limits.
     /// - Throws: ``MQTTError``: ``MQTTError/Code/badUsernameOrPassword``, ``MQTTError/Code/notAuthorized``,
     ///   ``MQTTError/Code/connectionRefused`` (with the CONNACK code), ``MQTTError/Code/connectionFailed``
     ///   (with `errno`), ``MQTTError/Code/hostLookupFailed``, ``MQTTError/Code/tlsFailure`` (with
@@ -326,194 +329,6 @@ public final class MQTTClient: Sendable {
     static func validatePayloadSize(_ count: Int) throws(MQTTError) {
         guard count <= maximumPayloadSize else {
             throw MQTTError(.payloadTooLarge, operation: .publish, detail: "\(count) bytes, more than \(maximumPayloadSize)")
-        }
-    }
-
-    // MARK: Subscribing
-
-    /// Subscribes to one filter and returns its messages.
-    ///
-    /// The message sequence is in place before SUBSCRIBE is sent, so retained messages that
-    /// arrive right after the SUBACK are not missed.
-    ///
-    /// - Parameters:
-    ///   - filter: The topic filter (`+` and `#` wildcards, `$share/GROUP/...`).
-    ///   - qos: The maximum QoS wanted. Defaults to QoS 0.
-    ///   - properties: MQTT 5 SUBSCRIBE properties (a subscription identifier, user properties).
-    ///   - timeout: How long to wait for the SUBACK; `nil` uses ``MQTTConfiguration/operationTimeout``.
-    /// - Returns: The subscription: granted QoS and an `AsyncSequence` of matching messages.
-    /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopicFilter``, ``MQTTError/Code/notConnected``,
-    ///   ``MQTTError/Code/subscriptionRefused`` (with the SUBACK code), ``MQTTError/Code/timeout``.
-    public func subscribe(
-        to filter: String,
-        qos: MQTTQoS = .atMostOnce,
-        properties: MQTTProperties = MQTTProperties(),
-        timeout: Duration? = nil
-    ) async throws(MQTTError) -> MQTTSubscription {
-        try await subscribe(to: [MQTTTopicFilter(filter, qos: qos)], properties: properties, timeout: timeout)
-    }
-
-    /// Subscribes to several filters and returns the messages matching any of them.
-    ///
-    /// Filters sharing a QoS and options go in one SUBSCRIBE packet. If the broker refuses any filter the
-    /// call throws ``MQTTError/Code/subscriptionRefused`` naming the refused filters; the ones it
-    /// granted stay subscribed at the broker (unsubscribe them if they are not wanted).
-    ///
-    /// - Parameters:
-    ///   - filters: The filters, each with its maximum QoS and MQTT 5 options.
-    ///   - properties: MQTT 5 SUBSCRIBE properties, sent with every SUBSCRIBE packet.
-    ///   - timeout: How long to wait for the SUBACKs; `nil` uses ``MQTTConfiguration/operationTimeout``.
-    /// - Returns: The subscription: one result per filter and the matching messages.
-    /// - Throws: ``MQTTError``, as for ``subscribe(to:qos:properties:timeout:)``.
-    public func subscribe(
-        to filters: [MQTTTopicFilter],
-        properties: MQTTProperties = MQTTProperties(),
-        timeout: Duration? = nil
-    ) async throws(MQTTError) -> MQTTSubscription {
-        guard !filters.isEmpty else { throw MQTTError(.invalidArgument, operation: .subscribe, detail: "no filters") }
-        for filter in filters {
-            try MQTTTopic.validateFilter(filter.filter, operation: .subscribe)
-        }
-        let (listenerID, messages) = router.makeMessageSequence(
-            filters: filters.map(\.filter), subscriptionIdentifier: properties.subscriptionIdentifiers.first
-        )
-        do throws(MQTTError) {
-            let (results, acknowledgementProperties) = try await sendSubscribe(
-                filters, properties: properties, timeout: timeout ?? configuration.operationTimeout
-            )
-            let refused = results.filter { $0.reasonCode.isFailure }
-            if !refused.isEmpty {
-                throw MQTTError(
-                    .subscriptionRefused, operation: .subscribe,
-                    reasonCode: refused[0].reasonCode,
-                    detail: refused.map { "\"\($0.filter)\": \($0.reasonCode)" }.joined(separator: ", ")
-                        + (acknowledgementProperties.reasonString.map { " (\($0))" } ?? "")
-                )
-            }
-            bridge.remember(filters, properties: properties)
-            return MQTTSubscription(results: results, properties: acknowledgementProperties, messages: messages)
-        } catch {
-            router.finishListener(listenerID)
-            throw error
-        }
-    }
-
-    private func sendSubscribe(
-        _ filters: [MQTTTopicFilter], properties: MQTTProperties, timeout: Duration
-    ) async throws(MQTTError) -> ([MQTTSubscribeResult], MQTTProperties) {
-        // One SUBSCRIBE per (QoS, options) group: libmosquitto's subscribe_multiple takes one of each.
-        var groups: [(qos: MQTTQoS, options: Int32, indices: [Int])] = []
-        for (index, filter) in filters.enumerated() {
-            if let group = groups.firstIndex(where: { $0.qos == filter.qos && $0.options == filter.optionBits }) {
-                groups[group].indices.append(index)
-            } else {
-                groups.append((filter.qos, filter.optionBits, [index]))
-            }
-        }
-        var sent: [(indices: [Int], promise: Promise<SubscribeAcknowledgement>)] = []
-        for group in groups {
-            let promise = try bridge.subscribe(
-                filters: group.indices.map { filters[$0].filter }, qos: group.qos, options: group.options, properties: properties
-            )
-            sent.append((group.indices, promise))
-        }
-        var results = filters.map { MQTTSubscribeResult(filter: $0.filter, reasonCode: .unspecifiedError) }
-        var acknowledgementProperties: MQTTProperties?
-        for (indices, promise) in sent {
-            let acknowledgement = try await promise.wait(timeout: timeout, operation: .subscribe)
-            acknowledgementProperties = acknowledgementProperties ?? acknowledgement.properties
-            for (position, index) in indices.enumerated() {
-                results[index].reasonCode = position < acknowledgement.reasonCodes.count ? acknowledgement.reasonCodes[position] : .unspecifiedError
-            }
-        }
-        return (results, acknowledgementProperties ?? MQTTProperties())
-    }
-
-    /// Unsubscribes from filters and finishes the subscriptions made for exactly those filters.
-    ///
-    /// libmosquitto 2.0.11 does not pass UNSUBACK reason codes on, so a per-filter MQTT 5 refusal
-    /// cannot be reported; the UNSUBACK's properties (reason string, user properties) are returned.
-    ///
-    /// - Parameters:
-    ///   - filters: The filters, spelled as they were subscribed.
-    ///   - properties: MQTT 5 UNSUBSCRIBE properties (user properties).
-    ///   - timeout: How long to wait for the UNSUBACK; `nil` uses ``MQTTConfiguration/operationTimeout``.
-    /// - Returns: The UNSUBACK's MQTT 5 properties.
-    /// - Throws: ``MQTTError``: ``MQTTError/Code/invalidTopicFilter``, ``MQTTError/Code/notConnected``,
-    ///   ``MQTTError/Code/timeout``.
-    @discardableResult
-    public func unsubscribe(
-        from filters: [String],
-        properties: MQTTProperties = MQTTProperties(),
-        timeout: Duration? = nil
-    ) async throws(MQTTError) -> MQTTProperties {
-        guard !filters.isEmpty else { throw MQTTError(.invalidArgument, operation: .unsubscribe, detail: "no filters") }
-        for filter in filters {
-            try MQTTTopic.validateFilter(filter, operation: .unsubscribe)
-        }
-        let promise = try bridge.unsubscribe(filters: filters, properties: properties)
-        let acknowledgement = try await promise.wait(timeout: timeout ?? configuration.operationTimeout, operation: .unsubscribe)
-        bridge.forget(filters)
-        router.finishListeners(subscribedTo: Set(filters))
-        return acknowledgement
-    }
-
-    /// Unsubscribes from one filter; see ``unsubscribe(from:properties:timeout:)``.
-    @discardableResult
-    public func unsubscribe(
-        from filter: String,
-        properties: MQTTProperties = MQTTProperties(),
-        timeout: Duration? = nil
-    ) async throws(MQTTError) -> MQTTProperties {
-        try await unsubscribe(from: [filter], properties: properties, timeout: timeout)
-    }
-}
-
-// MARK: - Configuration checks
-
-extension MQTTClient {
-    /// Generates a client ID: `swift-mqtt-` and 12 random hex digits (23 bytes, valid for 3.1).
-    static func generateClientID() -> String {
-        let digits = (0..<12).map { _ in String(UInt8.random(in: 0..<16), radix: 16) }
-        return "swift-mqtt-" + digits.joined()
-    }
-
-    static func validate(_ configuration: inout MQTTConfiguration) throws(MQTTError) {
-        func invalid(_ detail: String) -> MQTTError {
-            MQTTError(.invalidConfiguration, operation: .configure, detail: detail)
-        }
-        let keepAlive = configuration.keepAlive
-        guard keepAlive == .zero || (keepAlive >= .seconds(5) && keepAlive <= .seconds(65_535)) else {
-            throw invalid("keepalive must be 0 or 5...65535 seconds")
-        }
-        guard (0...65_535).contains(configuration.port) else { throw invalid("port \(configuration.port) is out of range") }
-        guard !configuration.host.isEmpty else { throw invalid("empty host") }
-        if configuration.clientID.isEmpty {
-            guard configuration.cleanSession else {
-                throw invalid("a persistent session (cleanSession false) needs a client ID")
-            }
-            configuration.clientID = generateClientID()
-        }
-        if configuration.clientID.utf8.contains(0) { throw invalid("client ID contains NUL") }
-        if configuration.clientID.utf8.count > 65_535 { throw invalid("client ID longer than 65535 bytes") }
-        if configuration.protocolVersion == .v3_1, configuration.clientID.utf8.count > 23 {
-            throw invalid("MQTT 3.1 allows client IDs of 1 to 23 bytes")
-        }
-        if configuration.tls != nil, configuration.psk != nil { throw invalid("TLS certificates and TLS-PSK are mutually exclusive") }
-        if configuration.protocolVersion != .v5, !configuration.connectProperties.isEmpty || !(configuration.will?.properties.isEmpty ?? true) {
-            throw invalid("MQTT 5 properties need protocolVersion .v5")
-        }
-        // Packet identifiers are 16 bits: more pending publishes than IDs would reuse one.
-        guard (1...65_535).contains(configuration.maxPendingPublishes) else { throw invalid("maxPendingPublishes must be 1...65535") }
-        guard configuration.messageBufferSize >= 1 else { throw invalid("messageBufferSize must be at least 1") }
-        guard configuration.maxInflightMessages >= 0 else { throw invalid("maxInflightMessages must not be negative") }
-        if let will = configuration.will {
-            do {
-                try MQTTTopic.validatePublishTopic(will.topic)
-            } catch {
-                throw invalid("will topic: \(error.detail ?? "invalid")")
-            }
-            guard will.payload.count <= maximumPayloadSize else { throw invalid("will payload too large") }
         }
     }
 }
