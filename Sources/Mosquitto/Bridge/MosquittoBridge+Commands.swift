@@ -179,10 +179,10 @@ extension MosquittoBridge {
                 forget(refused.map(\.filter))
                 if sink.wantsLog(.error) {
                     let list = refused.map { "\($0.filter) (\($0.reasonCode))" }.joined(separator: ", ")
-                    sink.bridgeDidLog(level: .error, message: "\(clientID): re-subscribing after a session loss was refused for \(list)")
+                    sink.bridgeDidReport(.log(.error, "\(clientID): re-subscribing after a session loss was refused for \(list)"))
                 }
             }
-            sink.bridgeConnectionDidChange(.resubscribed(refused: refused))
+            sink.bridgeDidReport(.connection(.resubscribed(refused: refused)))
         }
     }
 

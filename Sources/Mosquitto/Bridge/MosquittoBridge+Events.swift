@@ -28,7 +28,7 @@ extension MosquittoBridge {
         }
         promise?.succeed(result)
         if report {
-            sink.bridgeConnectionDidChange(.connected(sessionPresent: sessionPresent))
+            sink.bridgeDidReport(.connection(.connected(sessionPresent: sessionPresent)))
         }
     }
 
@@ -64,7 +64,7 @@ extension MosquittoBridge {
         abandoned.fail(with: error ?? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived"))
         if !abandoned.publishes.isEmpty { reportPendingPublishes() }
         if report {
-            sink.bridgeConnectionDidChange(.disconnected(error))
+            sink.bridgeDidReport(.connection(.disconnected(error)))
         }
     }
 
@@ -79,7 +79,7 @@ extension MosquittoBridge {
             promise.complete(result)
             reportPendingPublishes()
         }
-        sink.bridgeDidAcknowledge(.published(messageID: messageID, reasonCode: reasonCode))
+        sink.bridgeDidReport(.acknowledgement(.published(messageID: messageID, reasonCode: reasonCode)))
     }
 
     func didReceive(_ message: MQTTMessage) {
@@ -93,7 +93,7 @@ extension MosquittoBridge {
             return state.session.pending.subscribes.resolve(mid, with: .success(acknowledgement))
         }
         promise?.succeed(acknowledgement)
-        sink.bridgeDidAcknowledge(.subscribed(messageID: UInt16(truncatingIfNeeded: mid), reasonCodes: reasonCodes))
+        sink.bridgeDidReport(.acknowledgement(.subscribed(messageID: UInt16(truncatingIfNeeded: mid), reasonCodes: reasonCodes)))
     }
 
     func didUnsubscribe(mid: Int32, properties: MQTTProperties) {
@@ -102,7 +102,7 @@ extension MosquittoBridge {
             return state.session.pending.unsubscribes.resolve(mid, with: .success(properties))
         }
         promise?.succeed(properties)
-        sink.bridgeDidAcknowledge(.unsubscribed(messageID: UInt16(truncatingIfNeeded: mid)))
+        sink.bridgeDidReport(.acknowledgement(.unsubscribed(messageID: UInt16(truncatingIfNeeded: mid))))
     }
 
     func didLog(level logLevel: MQTTLogLevel, text: UnsafePointer<CChar>) {
@@ -116,7 +116,7 @@ extension MosquittoBridge {
             }
         }
         if wanted {
-            sink.bridgeDidLog(level: logLevel, message: line)
+            sink.bridgeDidReport(.log(logLevel, line))
         }
     }
 }

@@ -42,7 +42,7 @@ extension MosquittoBridge {
             return .writeOnly
         case .giveUp:
             if sink.wantsLog(.warning) {
-                sink.bridgeDidLog(level: .warning, message: "\(clientID): DISCONNECT not written in time; closing the connection without it")
+                sink.bridgeDidReport(.log(.warning, "\(clientID): DISCONNECT not written in time; closing the connection without it"))
             }
             handle.abortConnection()
             return .giveUp
@@ -128,7 +128,7 @@ extension MosquittoBridge {
         }
         guard let attempt = nextReconnectAttempt(after: status) else { return nil }
         let delay = configuration.reconnect.delay(forAttempt: attempt)
-        sink.bridgeConnectionDidChange(.reconnecting(attempt: attempt, delay: delay))
+        sink.bridgeDidReport(.connection(.reconnecting(attempt: attempt, delay: delay)))
         return delay
     }
 
@@ -182,7 +182,7 @@ extension MosquittoBridge {
         let detail = "dead link: nothing received from the broker for \(silent) ms (keepalive \(keepAlive.wholeSeconds) s)"
         state.withLock { $0.deadLinkDetail = detail }
         if sink.wantsLog(.warning) {
-            sink.bridgeDidLog(level: .warning, message: "\(clientID): \(detail); closing the connection")
+            sink.bridgeDidReport(.log(.warning, "\(clientID): \(detail); closing the connection"))
         }
         handle.abortConnection()
         return 1
@@ -230,9 +230,9 @@ extension MosquittoBridge {
         if !end.abandoned.publishes.isEmpty { reportPendingPublishes() }
         let sessionError = end.requested ? nil : (end.error ?? connectError)
         if end.report {
-            sink.bridgeConnectionDidChange(.disconnected(sessionError))
+            sink.bridgeDidReport(.connection(.disconnected(sessionError)))
         }
-        sink.bridgeSessionDidEnd(error: sessionError)
+        sink.bridgeDidReport(.sessionEnded(sessionError))
         if leftovers.stopped, !end.requested, let error = end.error, error.operation == .disconnect {
             // A requested DISCONNECT that did not reach the wire: disconnect() must say so.
             leftovers.exited.fail(error)

@@ -2,30 +2,42 @@
 
 /// Receives what the bridge reports, already copied into Swift values. Called on the driver
 /// thread: implementations must not block and must not call back into the bridge synchronously.
+///
+/// Received messages take a path of their own (two calls per pass, no enum to build per
+/// message); everything else is one ``BridgeEvent``. The two queries let the bridge skip work
+/// nobody wants (formatting a log line, counting pending publishes).
 protocol BridgeEventSink: AnyObject, Sendable {
     /// A message arrived.
     func bridgeDidReceive(_ message: MQTTMessage)
     /// One pass of the network loop ended, successfully or not: hand the messages reported by
     /// ``bridgeDidReceive(_:)`` since the last call to their consumers now (waking each at most
-    /// once). The driver calls it after every `mosquitto_loop`; a message reported without a
-    /// following call may wait in a buffer until the sequence finishes.
+    /// once). The driver calls it after every pass; a message reported without a following
+    /// call may wait in a buffer until the sequence finishes.
     func bridgeDidFinishLoopPass()
-    /// The connection changed.
-    func bridgeConnectionDidChange(_ event: MQTTConnectionEvent)
-    /// An acknowledgement arrived (for the delegate's informational callbacks).
-    func bridgeDidAcknowledge(_ acknowledgement: BridgeAcknowledgement)
-    /// A session ended for good (no reconnect follows): `nil` after a requested disconnect or
-    /// close, otherwise the error that ended it. Always called once per ``MosquittoBridge/connect(timeout:)``.
-    func bridgeSessionDidEnd(error: MQTTError?)
+    /// Anything else the bridge reports: connection changes, acknowledgements, the end of a
+    /// session, the pending-publish count, log lines.
+    func bridgeDidReport(_ event: BridgeEvent)
     /// Whether log lines at `level` are wanted; checked before a line is copied.
     func wantsLog(_ level: MQTTLogLevel) -> Bool
-    /// Whether ``bridgePendingPublishesDidChange(_:)`` is wanted (metrics are on); constant.
+    /// Whether ``BridgeEvent/pendingPublishes(_:)`` is wanted (metrics are on); constant.
     var tracksPendingPublishes: Bool { get }
-    /// The number of QoS 1/2 publishes awaiting acknowledgement changed (for metrics). Calls are
-    /// serialised, each with the count of that moment, so the last one is the current count.
-    func bridgePendingPublishesDidChange(_ count: Int)
-    /// A libmosquitto log line.
-    func bridgeDidLog(level: MQTTLogLevel, message: String)
+}
+
+/// What the bridge reports to its sink besides received messages.
+enum BridgeEvent: Sendable {
+    /// The connection changed.
+    case connection(MQTTConnectionEvent)
+    /// An acknowledgement arrived (for the delegate's informational callbacks).
+    case acknowledgement(BridgeAcknowledgement)
+    /// A session ended for good (no reconnect follows): `nil` after a requested disconnect or
+    /// close, otherwise the error that ended it. Reported once per ``MosquittoBridge/connect(timeout:)``.
+    case sessionEnded(MQTTError?)
+    /// The number of QoS 1/2 publishes awaiting acknowledgement changed (for metrics; only when
+    /// ``BridgeEventSink/tracksPendingPublishes``). Reports are serialised, each with the count
+    /// of its moment, so the last one is the current count.
+    case pendingPublishes(Int)
+    /// A libmosquitto log line, or one of the bridge's own.
+    case log(MQTTLogLevel, String)
 }
 
 /// An acknowledgement from the broker, for informational callbacks.
@@ -165,7 +177,7 @@ final class MosquittoBridge: Sendable {
             let count = pendingPublishCount
             guard count != lastReported else { return }
             lastReported = count
-            sink.bridgePendingPublishesDidChange(count)
+            sink.bridgeDidReport(.pendingPublishes(count))
         }
     }
 
@@ -206,7 +218,7 @@ final class MosquittoBridge: Sendable {
             state.connectPromise = promise
             state.driverExited = Promise()
         }
-        sink.bridgeConnectionDidChange(.connecting)
+        sink.bridgeDidReport(.connection(.connecting))
         guard driver.start(self) else {
             let error = MQTTError(.outOfMemory, operation: .connect, detail: "could not start the network thread")
             finishDriver(error: error)

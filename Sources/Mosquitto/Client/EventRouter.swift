@@ -276,7 +276,19 @@ final class EventRouter: BridgeEventSink {
         }
     }
 
-    func bridgeConnectionDidChange(_ event: MQTTConnectionEvent) {
+    func bridgeDidReport(_ event: BridgeEvent) {
+        switch event {
+        case .connection(let change): connectionDidChange(change)
+        case .acknowledgement(let acknowledgement): toDelegate(.acknowledgement(acknowledgement))
+        case .sessionEnded(let error): sessionDidEnd(error: error)
+        case .pendingPublishes(let count): telemetry.metrics?.inFlightChanged(to: count)
+        case .log(let level, let message):
+            if telemetry.logs(level) { telemetry.log(level, message) }
+            toDelegate(.log(level, message))
+        }
+    }
+
+    private func connectionDidChange(_ event: MQTTConnectionEvent) {
         telemetry.log(event)
         telemetry.metrics?.record(event)
         let connected: Promise<Void>? = state.withLock { state in
@@ -310,7 +322,7 @@ final class EventRouter: BridgeEventSink {
         }
     }
 
-    func bridgeSessionDidEnd(error: MQTTError?) {
+    private func sessionDidEnd(error: MQTTError?) {
         let waiting: Promise<Void>? = state.withLock { state in
             defer { state.nextConnection = nil }
             return state.nextConnection
@@ -328,22 +340,9 @@ final class EventRouter: BridgeEventSink {
         }
     }
 
-    func bridgeDidAcknowledge(_ acknowledgement: BridgeAcknowledgement) {
-        toDelegate(.acknowledgement(acknowledgement))
-    }
-
     func wantsLog(_ level: MQTTLogLevel) -> Bool {
         delegateFlag.load(ordering: .relaxed) || telemetry.logs(level)
     }
 
-    func bridgeDidLog(level: MQTTLogLevel, message: String) {
-        if telemetry.logs(level) { telemetry.log(level, message) }
-        toDelegate(.log(level, message))
-    }
-
     var tracksPendingPublishes: Bool { telemetry.metrics != nil }
-
-    func bridgePendingPublishesDidChange(_ count: Int) {
-        telemetry.metrics?.inFlightChanged(to: count)
-    }
 }
