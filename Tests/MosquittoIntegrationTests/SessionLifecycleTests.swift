@@ -319,30 +319,63 @@ struct ResubscriptionTests {
     }
 }
 
-/// Messages that arrive before anything can take them are counted, not silently lost.
-@Suite("Messages nobody takes")
+/// Messages that arrive before anything can take them are held for the first consumer, bounded,
+/// and counted: never silently lost.
+@Suite("Messages nobody takes yet", .timeLimit(.minutes(1)))
 struct UnroutedMessageTests {
-    @Test("a persistent session's queued messages that arrive before any sequence exists are counted")
-    func queuedMessagesWithoutAConsumerAreCounted() async throws {
+    /// Queues `count` QoS 1 messages for a persistent session on `topic`, then connects a new
+    /// client object for that session with no sequence and no delegate, and waits until all
+    /// arrived (counted as unrouted).
+    func reconnectWithQueued(
+        _ count: Int, broker: MosquittoBroker, topic: String, bufferSize: Int = 1_000
+    ) async throws -> (first: MQTTClient, second: MQTTClient) {
+        let clientID = uniqueClientID("persistent")
+        let first = try await connectedClient(broker, clientID: clientID) { $0.cleanSession = false }
+        _ = try await first.subscribe(to: topic, qos: .atLeastOnce)
+        try await first.disconnect()
+        let publisher = try await connectedClient(broker)
+        for number in 0..<count {
+            try await publisher.publish(to: topic, payload: "queued \(number)", qos: .atLeastOnce)
+        }
+        try await publisher.disconnect()
+        let second = try await connectedClient(broker, clientID: clientID) {
+            $0.cleanSession = false
+            $0.messageBufferSize = bufferSize
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while second.unroutedMessageCount < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return (first, second)
+    }
+
+    @Test("a persistent session's queued messages that arrive before any sequence go, in order, to the first sequence that matches")
+    func queuedMessagesWaitForTheFirstSequence() async throws {
         try await withMosquittoBroker { broker in
-            let clientID = uniqueClientID("persistent")
             let topic = uniqueTopic()
-            let first = try await connectedClient(broker, clientID: clientID) { $0.cleanSession = false }
-            _ = try await first.subscribe(to: topic, qos: .atLeastOnce)
-            try await first.disconnect()
-            let publisher = try await connectedClient(broker)
-            for number in 0..<3 {
-                try await publisher.publish(to: topic, payload: "queued \(number)", qos: .atLeastOnce)
-            }
-            try await publisher.disconnect()
-            // A new client object for the same session, with no sequence and no delegate.
-            let second = try await connectedClient(broker, clientID: clientID) { $0.cleanSession = false }
-            let deadline = ContinuousClock.now + .seconds(10)
-            while second.unroutedMessageCount < 3, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+            let (first, second) = try await reconnectWithQueued(3, broker: broker, topic: topic)
             #expect(second.unroutedMessageCount == 3)
             #expect(first.unroutedMessageCount == 0)
+            // A sequence for another topic takes none of them; the matching one takes all.
+            let other = MessageCollector(try await second.subscribe(to: uniqueTopic(), qos: .atLeastOnce))
+            let subscription = try await second.subscribe(to: topic, qos: .atLeastOnce)
+            let messages = try await collect(3, from: subscription)
+            #expect(messages.map(\.payloadString) == ["queued 0", "queued 1", "queued 2"])
+            #expect(try await other.arrivals(within: .milliseconds(200)).isEmpty)
+            // Handed over once: a second sequence does not see them again.
+            #expect(try await receivesNothing(on: second.messages, within: .milliseconds(300)))
+            try await second.disconnect()
+        }
+    }
+
+    @Test("the hold is bounded by messageBufferSize: the latest are kept, the oldest dropped")
+    func holdIsBounded() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let (_, second) = try await reconnectWithQueued(5, broker: broker, topic: topic, bufferSize: 2)
+            #expect(second.unroutedMessageCount == 5)
+            let messages = try await collect(2, from: second.messages)
+            #expect(messages.map(\.payloadString) == ["queued 3", "queued 4"])
             try await second.disconnect()
         }
     }

@@ -75,7 +75,8 @@ struct ClientTelemetry: Sendable {
 /// - `mqtt.messages.sent`, `mqtt.bytes.sent` (counters, by `qos`): messages handed to the broker.
 /// - `mqtt.messages.received`, `mqtt.bytes.received` (counters, by `qos`).
 /// - `mqtt.messages.unrouted` (counter, by `qos`): messages received (and acknowledged) while no
-///   message sequence matched them and no delegate was set: nobody saw them.
+///   message sequence matched them and no delegate was set (held for a later sequence, up to
+///   `messageBufferSize`; older ones dropped).
 /// - `mqtt.reconnects` (counter): reconnection attempts.
 /// - `mqtt.publishes.in_flight` (gauge): QoS 1/2 publishes awaiting acknowledgement.
 /// - `mqtt.connect.duration` (timer): from the start of a connection attempt to its CONNACK.

@@ -56,6 +56,11 @@ final class EventRouter: BridgeEventSink {
         var delegateEvents: AsyncStream<DelegateEvent>.Continuation?
         /// Messages that arrived while nothing consumed them (``MQTTClient/unroutedMessageCount``).
         var unrouted = 0
+        /// The latest of those (at most `bufferSize`), kept for the first sequence that matches
+        /// them or the delegate, in arrival order.
+        var held: [MQTTMessage] = []
+        /// How many held messages were dropped because the hold was full.
+        var droppedUnrouted = 0
     }
 
     enum DelegateEvent: Sendable {
@@ -101,7 +106,22 @@ final class EventRouter: BridgeEventSink {
             let buffer = MessageBuffer(capacity: bufferSize) { [weak self] in
                 self?.removeListener(id)
             }
-            state.listeners[id] = MessageListener(filters: filters, subscriptionIdentifier: subscriptionIdentifier, buffer: buffer)
+            let listener = MessageListener(filters: filters, subscriptionIdentifier: subscriptionIdentifier, buffer: buffer)
+            state.listeners[id] = listener
+            // Messages that came before any consumer (a persistent session's queue, right after
+            // CONNACK) go to the first sequence that matches them, oldest first. At most
+            // `bufferSize` are held, so they fit.
+            if !state.held.isEmpty {
+                var kept: [MQTTMessage] = []
+                for message in state.held {
+                    guard listener.accepts(message), case .appended = buffer.append(message) else {
+                        kept.append(message)
+                        continue
+                    }
+                }
+                if kept.count != state.held.count { buffer.flush() }
+                state.held = kept
+            }
             return (id, buffer)
         }
         return (id, MQTTMessageSequence(reader: MessageBuffer.Reader(buffer)))
@@ -155,9 +175,16 @@ final class EventRouter: BridgeEventSink {
         set {
             let stream: AsyncStream<DelegateEvent>? = state.withLock { state in
                 state.delegate = newValue
-                guard newValue != nil, state.delegateEvents == nil else { return nil }
-                let (stream, continuation) = AsyncStream<DelegateEvent>.makeStream()
-                state.delegateEvents = continuation
+                guard newValue != nil else { return nil }
+                var stream: AsyncStream<DelegateEvent>?
+                if state.delegateEvents == nil {
+                    let (made, continuation) = AsyncStream<DelegateEvent>.makeStream()
+                    state.delegateEvents = continuation
+                    stream = made
+                }
+                // The delegate takes every message: the held ones first.
+                for message in state.held { state.delegateEvents?.yield(.message(message)) }
+                state.held.removeAll()
                 return stream
             }
             delegateFlag.store(newValue != nil, ordering: .relaxed)
@@ -230,7 +257,7 @@ final class EventRouter: BridgeEventSink {
         // and never calls back into the router, so it happens under the lock; only the rare
         // overflow (the buffer has already ended its sequence with the error) is handled after
         // it, which saves building an array of targets for every message.
-        let (overflowed, delegateEvents, unrouted) = state.withLock { state in
+        let (overflowed, delegateEvents, unrouted, dropped) = state.withLock { state in
             var overflowed: [UInt64] = []
             var taken = false
             for (id, listener) in state.listeners where listener.accepts(message) {
@@ -242,8 +269,15 @@ final class EventRouter: BridgeEventSink {
                 }
             }
             let delegateEvents = state.delegate == nil ? nil : state.delegateEvents
-            if !taken, delegateEvents == nil, overflowed.isEmpty { state.unrouted += 1 }
-            return (overflowed, delegateEvents, !taken && delegateEvents == nil && overflowed.isEmpty ? state.unrouted : 0)
+            guard !taken, delegateEvents == nil, overflowed.isEmpty else { return (overflowed, delegateEvents, 0, 0) }
+            state.unrouted += 1
+            // Held for a consumer that comes later; when the hold is full, the oldest goes.
+            if state.held.count >= bufferSize {
+                state.held.removeFirst()
+                state.droppedUnrouted += 1
+            }
+            state.held.append(message)
+            return (overflowed, delegateEvents, state.unrouted, state.droppedUnrouted)
         }
         for id in overflowed {
             removeListener(id)
@@ -251,12 +285,15 @@ final class EventRouter: BridgeEventSink {
         if unrouted > 0 {
             // libmosquitto has acknowledged it already: never silently.
             telemetry.metrics?.unrouted(qos: message.qos)
-            if unrouted == 1 || unrouted % 1_000 == 0, telemetry.logs(.warning) {
+            if unrouted == 1 || dropped == 1 || unrouted % 1_000 == 0, telemetry.logs(.warning) {
                 telemetry.log(
                     .warning,
                     "a message on \"\(message.topic)\" arrived with no message sequence or delegate to take it "
-                        + "(\(unrouted) so far): it was acknowledged and dropped; create the sequence (client.messages, "
-                        + "subscribe) or set the delegate before connect() to see a persistent session's queued messages"
+                        + "(\(unrouted) so far): "
+                        + (dropped == 0
+                            ? "it is held for the first sequence that matches it"
+                            : "the latest \(bufferSize) (messageBufferSize) are held for the first sequence that matches them, \(dropped) older ones were dropped")
+                        + "; create the sequence (client.messages, subscribe) or set the delegate before connect() to take a persistent session's queued messages as they come"
                 )
             }
         }

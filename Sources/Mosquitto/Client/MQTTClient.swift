@@ -103,12 +103,16 @@ public final class MQTTClient: Sendable {
         router.makeMessageSequence(filters: nil).sequence
     }
 
-    /// How many received messages no message sequence and no delegate took (for example a
-    /// persistent session's queued messages, which arrive right after CONNACK, before any sequence
-    /// exists). libmosquitto acknowledges a message before it reaches Swift, so these were
-    /// acknowledged and dropped; each is also counted in the `mqtt.messages.unrouted` metric and
-    /// logged (the first, then every 1,000th). Create `messages` or the subscription's sequence,
-    /// or set the delegate, before ``connect(timeout:)`` to receive them.
+    /// How many received messages arrived while no message sequence and no delegate could take
+    /// them (for example a persistent session's queued messages, which arrive right after
+    /// CONNACK, before the application has subscribed again). libmosquitto acknowledges a
+    /// message before it reaches Swift, so these are never left to vanish: the latest
+    /// ``MQTTConfiguration/messageBufferSize`` of them are held and handed, oldest first, to the
+    /// first sequence made afterwards that matches them (``messages``, ``subscribe(to:qos:properties:timeout:)``)
+    /// or to a delegate set afterwards; older ones are dropped once the hold is full. Each is
+    /// counted here and in the `mqtt.messages.unrouted` metric, and logged (the first, the first
+    /// drop, then every 1,000th). Create the sequences or set the delegate before
+    /// ``connect(timeout:)`` to take them as they come.
     public var unroutedMessageCount: Int { router.unroutedMessageCount }
 
     /// A new sequence of connection changes: connecting, connected, disconnected, reconnecting,
