@@ -102,13 +102,15 @@ struct SessionOperationsTests {
         do {
             var (machine, _, _, _) = try busy(reconnecting, sessionOutlivesConnection: true)
             _ = machine.stop(error: nil, now: start, deadline: start + .seconds(5))
-            _ = machine.sessionEnded(error: nil)
+            let end = machine.sessionEnded(error: nil)
+            #expect(end.keepsSubscriptions, "the sequences stay open too")
             #expect(!machine.subscriptions.isEmpty)
         }
         do {
             var (machine, _, _, _) = try busy(reconnecting, sessionOutlivesConnection: false)
             _ = machine.stop(error: nil, now: start, deadline: start + .seconds(5))
-            _ = machine.sessionEnded(error: nil)
+            let end = machine.sessionEnded(error: nil)
+            #expect(!end.keepsSubscriptions)
             #expect(machine.subscriptions.isEmpty)
         }
         do {

@@ -232,7 +232,7 @@ extension MosquittoBridge {
         if end.report {
             sink.bridgeDidReport(.connection(.disconnected(sessionError)))
         }
-        sink.bridgeDidReport(.sessionEnded(sessionError))
+        sink.bridgeDidReport(.sessionEnded(sessionError, keepsSubscriptions: end.keepsSubscriptions))
         if leftovers.stopped, !end.requested, let error = end.error, error.operation == .disconnect {
             // A requested DISCONNECT that did not reach the wire: disconnect() must say so.
             leftovers.exited.fail(error)

@@ -31,7 +31,10 @@ enum BridgeEvent: Sendable {
     case acknowledgement(BridgeAcknowledgement)
     /// A session ended for good (no reconnect follows): `nil` after a requested disconnect or
     /// close, otherwise the error that ended it. Reported once per ``MosquittoBridge/connect(timeout:)``.
-    case sessionEnded(MQTTError?)
+    /// `keepsSubscriptions`: the broker keeps the session's subscriptions (a requested end of a
+    /// session that outlives its connection), so their message sequences stay open for the next
+    /// connect; decided by ``SessionStateMachine/sessionEnded(error:)``, the one owner of that rule.
+    case sessionEnded(MQTTError?, keepsSubscriptions: Bool)
     /// The number of QoS 1/2 publishes awaiting acknowledgement changed (for metrics; only when
     /// ``BridgeEventSink/tracksPendingPublishes``). Reports are serialised, each with the count
     /// of its moment, so the last one is the current count.

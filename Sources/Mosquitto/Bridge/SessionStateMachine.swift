@@ -323,6 +323,8 @@ struct SessionStateMachine: Sendable {
         let requested: Bool
         /// The error that ended it, when not as requested.
         let error: MQTTError?
+        /// Whether the broker keeps the subscriptions (and so do we, and the message sequences).
+        let keepsSubscriptions: Bool
         /// Every wait still pending, to fail.
         let abandoned: PendingOperations.Abandoned
         /// The error for those waits: ``MQTTError/Code/clientClosed`` after a close,
@@ -341,13 +343,17 @@ struct SessionStateMachine: Sendable {
         let report = !disconnectReported
         disconnectReported = true
         let requested = stopRequested && stopError == nil && error == nil
-        if !(requested && sessionOutlivesConnection) {
+        let keepsSubscriptions = requested && sessionOutlivesConnection
+        if !keepsSubscriptions {
             subscriptions.removeAll()
         }
         let pendingError: MQTTError =
             closed ? MQTTError(.clientClosed, operation: .connection)
             : requested ? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
             : MQTTError(.connectionLost, operation: .connection)
-        return SessionEnd(report: report, requested: requested, error: error ?? stopError, abandoned: pending.removeAll(), pendingError: pendingError)
+        return SessionEnd(
+            report: report, requested: requested, error: error ?? stopError, keepsSubscriptions: keepsSubscriptions,
+            abandoned: pending.removeAll(), pendingError: pendingError
+        )
     }
 }

@@ -72,7 +72,6 @@ final class EventRouter: BridgeEventSink {
 
     private let state = Locked(State())
     private let bufferSize: Int
-    private let keepsSequencesAcrossDisconnect: Bool
     /// Whether a delegate is set (it receives every log line).
     private let delegateFlag = Atomic<Bool>(false)
     /// Logging and metrics.
@@ -80,12 +79,9 @@ final class EventRouter: BridgeEventSink {
 
     /// - Parameters:
     ///   - bufferSize: The buffer of each message sequence.
-    ///   - keepsSequencesAcrossDisconnect: Whether message sequences outlive a requested disconnect
-    ///     (a persistent session, whose subscriptions the broker keeps).
     ///   - telemetry: Where log lines, connection changes and message counts go besides the consumers.
-    init(bufferSize: Int, keepsSequencesAcrossDisconnect: Bool, telemetry: ClientTelemetry) {
+    init(bufferSize: Int, telemetry: ClientTelemetry) {
         self.bufferSize = bufferSize
-        self.keepsSequencesAcrossDisconnect = keepsSequencesAcrossDisconnect
         self.telemetry = telemetry
     }
 
@@ -317,7 +313,7 @@ final class EventRouter: BridgeEventSink {
         switch event {
         case .connection(let change): connectionDidChange(change)
         case .acknowledgement(let acknowledgement): toDelegate(.acknowledgement(acknowledgement))
-        case .sessionEnded(let error): sessionDidEnd(error: error)
+        case .sessionEnded(let error, let keepsSubscriptions): sessionDidEnd(error: error, keepsSubscriptions: keepsSubscriptions)
         case .pendingPublishes(let count): telemetry.metrics?.inFlightChanged(to: count)
         case .log(let level, let message):
             if telemetry.logs(level) { telemetry.log(level, message) }
@@ -359,7 +355,7 @@ final class EventRouter: BridgeEventSink {
         }
     }
 
-    private func sessionDidEnd(error: MQTTError?) {
+    private func sessionDidEnd(error: MQTTError?, keepsSubscriptions: Bool) {
         let waiting: Promise<Void>? = state.withLock { state in
             defer { state.nextConnection = nil }
             return state.nextConnection
@@ -367,7 +363,7 @@ final class EventRouter: BridgeEventSink {
         waiting?.fail(error ?? MQTTError(.notConnected, operation: .connect, detail: "the session ended before a connection was made"))
         // The broker keeps a persistent session's subscriptions (and queues their messages) across
         // a clean disconnect, so their sequences stay open for the next connect().
-        if error == nil, keepsSequencesAcrossDisconnect { return }
+        if keepsSubscriptions { return }
         let listeners = state.withLock { state in
             defer { state.listeners.removeAll() }
             return Array(state.listeners.values)

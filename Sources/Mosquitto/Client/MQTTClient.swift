@@ -43,7 +43,6 @@ public final class MQTTClient: Sendable {
         self.configuration = configuration
         router = EventRouter(
             bufferSize: configuration.messageBufferSize,
-            keepsSequencesAcrossDisconnect: configuration.sessionOutlivesConnection,
             telemetry: ClientTelemetry(configuration: configuration)
         )
         bridge = try MosquittoBridge(configuration: configuration, clientID: configuration.clientID, sink: router)
