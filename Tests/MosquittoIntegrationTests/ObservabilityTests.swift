@@ -156,9 +156,12 @@ struct ObservabilityTests {
             let received = MessageCollector(try await observer.subscribe(to: topic, qos: .atLeastOnce))
             let wills = MessageCollector(try await observer.subscribe(to: willTopic, qos: .atLeastOnce))
 
+            let will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
+            try await expectWillArrives(will, broker: broker, on: wills)
+
             let capture = LogCapture()
             let client = try makeClient(broker) {
-                $0.will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
+                $0.will = will
                 $0.logger = capture.logger(level: .info)
             }
             let events = client.connectionEvents
@@ -189,9 +192,9 @@ struct ObservabilityTests {
             let willTopic = uniqueTopic("will")
             let observer = try await connectedClient(broker)
             let wills = MessageCollector(try await observer.subscribe(to: willTopic, qos: .atLeastOnce))
-            let client = try makeClient(broker) {
-                $0.will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
-            }
+            let will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
+            try await expectWillArrives(will, broker: broker, on: wills)
+            let client = try makeClient(broker) { $0.will = will }
             let events = client.connectionEvents
             let running = Task { try await MQTTClientService(client: client).run() }
             for await event in events {
