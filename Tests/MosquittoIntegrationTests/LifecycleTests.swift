@@ -35,8 +35,12 @@ struct LifecycleTests {
             try await client.connect()
             try await waitForLog(broker, "New client connected from 127.0.0.1:")
             #expect(broker.logContents().contains("as \(clientID)"))
+            // Not an address: the lookup of the bind address fails, and says so.
             let unbindable = try makeClient(broker) { $0.bindAddress = "127.0.0.254.1" }
-            await #expect(throws: MQTTError.self) { try await unbindable.connect() }
+            let error = await thrownError { try await unbindable.connect() }
+            #expect(error?.code == .hostLookupFailed, "\(String(describing: error))")
+            #expect(error?.operation == .connect)
+            #expect(!unbindable.isConnected)
         }
     }
 

@@ -77,7 +77,8 @@ struct MQTT5PropertiesTests {
             #expect(try await collect(1, from: subscription).map(\.properties) == [MQTTProperties()])
             var connect = MQTTConfiguration(protocolVersion: .v3_1_1)
             connect.connectProperties.sessionExpiryInterval = 5
-            #expect(throws: MQTTError.self) { try MQTTClient(configuration: connect) }
+            let refused = #expect(throws: MQTTError.self) { try MQTTClient(configuration: connect) }
+            #expect(refused?.code == .invalidConfiguration, "\(String(describing: refused))")
         }
     }
 

@@ -32,7 +32,8 @@ struct SessionStateMachineTests {
         try machine.connectRequested()
         #expect(machine.phase == .connecting)
         #expect(machine.acceptsCommands && !machine.isConnected)
-        #expect(throws: MQTTError.self) { try machine.connectRequested() }
+        let second = #expect(throws: MQTTError.self) { try machine.connectRequested() }
+        #expect(second?.code == .alreadyConnected)
         do {
             let value = machine.connackAccepted(now: start, resubscribe: true)
             #expect(value)
