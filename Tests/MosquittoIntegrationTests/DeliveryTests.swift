@@ -141,8 +141,8 @@ struct DeliveryTests {
             let subscription = try await client.subscribe(to: topic, qos: .atLeastOnce)
             let all = client.messages
             try await client.unsubscribe(from: topic)
-            var iterator = subscription.makeAsyncIterator()
-            #expect(try await iterator.next() == nil)
+            // The sequence ends (bounded: a sequence left open fails with a timeout).
+            await #expect(throws: SequenceEnded.self) { _ = try await collect(1, from: subscription) }
             try await client.publish(to: topic, payload: "late", qos: .atLeastOnce)
             #expect(try await receivesNothing(on: all))
         }

@@ -70,8 +70,8 @@ struct LifecycleTests {
             }
             #expect(weakClient == nil)
             // The subscription ends once the dropped client's session is closed.
-            var iterator = try #require(subscription).makeAsyncIterator()
-            #expect(try await iterator.next() == nil)
+            let ended = try #require(subscription)
+            await #expect(throws: SequenceEnded.self) { _ = try await collect(1, from: ended) }
         }
     }
 

@@ -7,7 +7,7 @@ import Testing
 /// The lifecycle against a scripted peer that sees every byte: a disconnect that must reach the
 /// wire, a backlog that must be written before it, a reconnect storm that must not happen. Both
 /// drivers (scripts/test.sh runs this suite once per driver).
-@Suite("Session lifecycle against a scripted peer")
+@Suite("Session lifecycle against a scripted peer", .timeLimit(.minutes(1)))
 struct SessionLifecycleTests {
     /// The race of the lifecycle issue: QoS 1, QoS 0, then disconnect() while the PUBACK is on
     /// its way (the peer answers right after the QoS 0 publish). A PUBACK read after DISCONNECT
@@ -132,7 +132,7 @@ struct SessionLifecycleTests {
 }
 
 /// What there is to await: the connection, and the current state at the start of an event sequence.
-@Suite("Awaiting the connection")
+@Suite("Awaiting the connection", .timeLimit(.minutes(1)))
 struct AwaitingConnectionTests {
     @Test("a connection-event sequence made after connect() starts with .connected")
     func eventsStartWithTheCurrentState() async throws {
@@ -227,7 +227,7 @@ final class Flag: Sendable {
 }
 
 /// SUBSCRIBE and UNSUBSCRIBE in flight when the connection drops: sent again after the reconnect.
-@Suite("Subscribing across a connection loss")
+@Suite("Subscribing across a connection loss", .timeLimit(.minutes(1)))
 struct SubscribeAcrossReconnectTests {
     func throughProxy(_ body: (MosquittoBroker, TCPFaultProxy, MQTTClient) async throws -> Void) async throws {
         try await withMosquittoBroker { broker in
@@ -276,7 +276,7 @@ struct SubscribeAcrossReconnectTests {
 }
 
 /// Messages that arrive before anything can take them are counted, not silently lost.
-@Suite("Messages nobody takes")
+@Suite("Messages nobody takes", .timeLimit(.minutes(1)))
 struct UnroutedMessageTests {
     @Test("a persistent session's queued messages that arrive before any sequence exists are counted")
     func queuedMessagesWithoutAConsumerAreCounted() async throws {

@@ -95,15 +95,18 @@ struct SessionTests {
             try await client.connect()
             broker.kill()
             try await broker.restart()
-            var seen: [String] = []
-            for await event in events {
-                switch event {
-                case .connecting: seen.append("connecting")
-                case .connected: seen.append("connected")
-                case .disconnected(let error): seen.append(error == nil ? "disconnected" : "lost")
-                case .reconnecting: if seen.last != "reconnecting" { seen.append("reconnecting") }
+            let seen = try await within(.seconds(20), "the reconnect") {
+                var seen: [String] = []
+                for await event in events {
+                    switch event {
+                    case .connecting: seen.append("connecting")
+                    case .connected: seen.append("connected")
+                    case .disconnected(let error): seen.append(error == nil ? "disconnected" : "lost")
+                    case .reconnecting: if seen.last != "reconnecting" { seen.append("reconnecting") }
+                    }
+                    if seen.filter({ $0 == "connected" }).count == 2 { break }
                 }
-                if seen.filter({ $0 == "connected" }).count == 2 { break }
+                return seen
             }
             #expect(seen == ["connecting", "connected", "lost", "reconnecting", "connected"])
             let topic = uniqueTopic()

@@ -283,3 +283,26 @@ func nextDisconnection(on events: MQTTConnectionEvents, timeout: Duration = .sec
         return nil
     }
 }
+
+/// Waits (at most `timeout`) until `events` has delivered `count` events matching `isWanted`
+/// (by default `.connected`); records an issue if they do not come.
+func waitForEvents(
+    _ count: Int = 1,
+    on events: MQTTConnectionEvents,
+    timeout: Duration = .seconds(15),
+    where isWanted: @escaping @Sendable (MQTTConnectionEvent) -> Bool = { if case .connected = $0 { true } else { false } }
+) async {
+    do {
+        let seen = try await within(timeout, "the wait for \(count) connection events") {
+            var seen = 0
+            for await event in events where isWanted(event) {
+                seen += 1
+                if seen == count { break }
+            }
+            return seen
+        }
+        if seen < count { Issue.record("the connection events ended after \(seen) of \(count)") }
+    } catch {
+        Issue.record("\(error)")
+    }
+}

@@ -1,7 +1,7 @@
 import Testing
 @testable import Mosquitto
 
-@Suite("Configuration")
+@Suite("Configuration", .timeLimit(.minutes(1)))
 struct ConfigurationTests {
     private func configurationError(_ configuration: MQTTConfiguration) -> MQTTError? {
         do {

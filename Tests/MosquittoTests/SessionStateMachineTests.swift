@@ -2,7 +2,7 @@ import Testing
 @testable import Mosquitto
 
 /// The lifecycle without a broker: every transition of ``SessionStateMachine``, time passed in.
-@Suite("Session state machine")
+@Suite("Session state machine", .timeLimit(.minutes(1)))
 struct SessionStateMachineTests {
     let start = ContinuousClock.now
 
