@@ -106,6 +106,21 @@ func waitUntilConnected(_ clientID: String, to broker: MosquittoBroker) async th
     try await waitForLog(broker, " as \(clientID) ")
 }
 
+/// Waits until the broker has added `filter` to `clientID`'s subscriptions: mosquitto logs
+/// "<client id> <QoS> <filter>" once it has (log_type subscribe), before the SUBACK. For a
+/// subscription made out of sight, as `respond(to:)`'s.
+func waitForSubscription(_ broker: MosquittoBroker, clientID: String, filter: String) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        let subscribed = broker.logContents().split(separator: "\n").contains { line in
+            line.hasSuffix(" \(filter)") && line.contains(": \(clientID) ")
+        }
+        if subscribed { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("the broker log did not show \(clientID) subscribed to \(filter) within 10 s")
+}
+
 /// Waits until the broker's log contains `text` (at most 10 s).
 func waitForLog(_ broker: MosquittoBroker, _ text: String) async throws {
     let deadline = ContinuousClock.now + .seconds(10)
