@@ -68,6 +68,14 @@ final class PeerConnection {
             precondition(length < 128, "one length byte")
             return Array(body[3..<3 + length])
         }
+        /// The payload of an MQTT 5 QoS 1/2 PUBLISH (after topic, packet identifier and a property
+        /// block with a one-byte length).
+        var publishPayloadV5: [UInt8] {
+            let topicEnd = 2 + Int(body[0]) << 8 + Int(body[1])
+            let propertiesLength = Int(body[topicEnd + 2])
+            precondition(propertiesLength < 128, "one length byte")
+            return Array(body[(topicEnd + 3 + propertiesLength)...])
+        }
         /// The packet identifier of a PUBLISH (QoS 1/2, MQTT 3.1.1: after the topic), SUBSCRIBE or UNSUBSCRIBE.
         var packetID: UInt16 {
             var offset = 0
