@@ -43,11 +43,14 @@ struct AuthenticationTests {
         }
     }
 
-    @Test("an anonymous client is refused by a broker that requires a password")
+    @Test("an anonymous client is refused by a broker that requires a password, with notAuthorized (CONNACK 5)")
     func anonymousClientIsRefused() async throws {
         try await withMosquittoBroker(.password(users: ["alice": "s3cret"])) { broker in
             let client = try makeClient(broker)
-            await #expect(throws: MQTTError.self) { try await client.connect() }
+            let error = await thrownError { try await client.connect() }
+            #expect(error?.code == .notAuthorized, "\(String(describing: error))")
+            #expect(error?.connectReturnCode == 5)
+            #expect(!client.isConnected)
         }
     }
 

@@ -203,7 +203,7 @@ struct CLITests {
                 try await responder.respond(to: service) { request in Array("echo:\(request.payloadString ?? "")".utf8) }
             }
             defer { serving.cancel() }
-            try await Task.sleep(for: .milliseconds(200))
+            try await waitForSubscription(broker, clientID: responder.clientID, filter: service)
             let run = try await Self.mqtt([
                 "rr", "-h", broker.host, "-p", "\(broker.port)", "-t", service, "-e", uniqueTopic(), "-m", "ping", "-W", "10",
             ])

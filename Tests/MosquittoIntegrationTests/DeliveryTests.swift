@@ -141,10 +141,50 @@ struct DeliveryTests {
             let subscription = try await client.subscribe(to: topic, qos: .atLeastOnce)
             let all = client.messages
             try await client.unsubscribe(from: topic)
-            var iterator = subscription.makeAsyncIterator()
-            #expect(try await iterator.next() == nil)
+            // The sequence ends (bounded: a sequence left open fails with a timeout).
+            await #expect(throws: SequenceEnded.self) { _ = try await collect(1, from: subscription) }
             try await client.publish(to: topic, payload: "late", qos: .atLeastOnce)
             #expect(try await receivesNothing(on: all))
+        }
+    }
+}
+
+/// `messageBufferSize` against a real broker: the consumer that falls behind loses its sequence,
+/// loudly; nobody else does.
+@Suite("Message buffer overflow", .timeLimit(.minutes(1)))
+struct MessageBufferOverflowTests {
+    @Test("a sequence nobody reads overflows after messageBufferSize messages and ends with messageBufferOverflow; another sequence keeps receiving")
+    func overflowEndsOnlyThatSequence() async throws {
+        try await withMosquittoBroker { broker in
+            let bufferSize = 10
+            let client = try await connectedClient(broker) { $0.messageBufferSize = bufferSize }
+            let publisher = try await connectedClient(broker)
+            let root = uniqueTopic()
+            let unread = try await client.subscribe(to: "\(root)/unread", qos: .atLeastOnce)
+            let read = MessageCollector(try await client.subscribe(to: "\(root)/read", qos: .atLeastOnce))
+            // One message to each at a time, the read one waited for: it never holds more than one.
+            for number in 0..<(bufferSize + 10) {
+                try await publisher.publish(to: "\(root)/unread", payload: "\(number)", qos: .atLeastOnce)
+                try await publisher.publish(to: "\(root)/read", payload: "\(number)", qos: .atLeastOnce)
+                #expect(try await read.waitFor(number + 1).count == number + 1)
+            }
+            // The unread sequence holds the first bufferSize messages, then ends with the overflow.
+            let (received, error) = try await within(.seconds(10), "the unread sequence") { () -> ([String], MQTTError?) in
+                var received: [String] = []
+                do {
+                    for try await message in unread { received.append(message.payloadString ?? "?") }
+                    return (received, nil)
+                } catch {
+                    return (received, error as? MQTTError)
+                }
+            }
+            #expect(received == (0..<bufferSize).map { "\($0)" })
+            #expect(error?.code == .messageBufferOverflow, "\(String(describing: error))")
+            // The other sequence, and the client, go on.
+            try await publisher.publish(to: "\(root)/read", payload: "after", qos: .atLeastOnce)
+            #expect(try await read.waitFor(bufferSize + 11).last?.payloadString == "after")
+            try read.checkRunning()
+            #expect(client.isConnected)
         }
     }
 }

@@ -35,8 +35,12 @@ struct LifecycleTests {
             try await client.connect()
             try await waitForLog(broker, "New client connected from 127.0.0.1:")
             #expect(broker.logContents().contains("as \(clientID)"))
+            // Not an address: the lookup of the bind address fails, and says so.
             let unbindable = try makeClient(broker) { $0.bindAddress = "127.0.0.254.1" }
-            await #expect(throws: MQTTError.self) { try await unbindable.connect() }
+            let error = await thrownError { try await unbindable.connect() }
+            #expect(error?.code == .hostLookupFailed, "\(String(describing: error))")
+            #expect(error?.operation == .connect)
+            #expect(!unbindable.isConnected)
         }
     }
 
@@ -66,8 +70,8 @@ struct LifecycleTests {
             }
             #expect(weakClient == nil)
             // The subscription ends once the dropped client's session is closed.
-            var iterator = try #require(subscription).makeAsyncIterator()
-            #expect(try await iterator.next() == nil)
+            let ended = try #require(subscription)
+            await #expect(throws: SequenceEnded.self) { _ = try await collect(1, from: ended) }
         }
     }
 
@@ -212,5 +216,68 @@ private final class Recorder: MQTTClientDelegate {
         } catch {
             record("error \(error)")
         }
+    }
+}
+
+/// The delegate's whole event sequence, not its first and last events.
+@Suite("Delegate event order", .timeLimit(.minutes(1)))
+struct DelegateOrderTests {
+    @Test("two sessions of 200 messages each: the delegate sees connected, subscribed, every message in order, unsubscribed, disconnected, twice")
+    func delegateSeesEveryEventInOrder() async throws {
+        try await withMosquittoBroker { broker in
+            let recorder = DelegateRecorder()
+            let client = try makeClient(broker)
+            client.delegate = recorder
+            let publisher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let perSession = 200
+            var expected: [String] = []
+            for session in 0..<2 {
+                let all = MessageCollector(client.messages)
+                try await client.connect()
+                _ = try await client.subscribe(to: topic, qos: .atLeastOnce)
+                let numbers = (session * perSession)..<((session + 1) * perSession)
+                let pending = try numbers.map { try publisher.beginPublish(to: topic, payload: "\($0)", qos: .atLeastOnce) }
+                for publish in pending { try await publish.acknowledgement() }
+                // Everything has reached the client (the delegate may lag behind).
+                #expect(try await all.waitFor(perSession).count == perSession)
+                try await client.unsubscribe(from: topic)
+                try await client.disconnect()
+                expected += ["connected", "subscribed"] + numbers.map { "message \($0)" } + ["unsubscribed", "disconnected"]
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while recorder.events.count < expected.count, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let events = recorder.events
+            #expect(events.count == expected.count)
+            let firstDifference = zip(events, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            #expect(firstDifference == nil, "first difference at \(firstDifference ?? -1): \(firstDifference.map { Array(events[$0...].prefix(5)) } ?? [])")
+        }
+    }
+}
+
+/// A delegate that records every event as a line.
+final class DelegateRecorder: MQTTClientDelegate {
+    private final class Log: Sendable {
+        let events = Mutex<[String]>([])
+    }
+
+    private let log = Log()
+
+    var events: [String] { log.events.withLock { $0 } }
+
+    private func record(_ event: String) { log.events.withLock { $0.append(event) } }
+
+    func mqttClient(_ client: MQTTClient, didConnect result: MQTTConnectResult) async { record("connected") }
+    func mqttClient(_ client: MQTTClient, didDisconnect error: MQTTError?) async { record(error.map { "lost \($0.code)" } ?? "disconnected") }
+    func mqttClient(_ client: MQTTClient, didSubscribe messageID: UInt16, reasonCodes: [MQTTReasonCode]) async { record("subscribed") }
+    func mqttClient(_ client: MQTTClient, didUnsubscribe messageID: UInt16) async { record("unsubscribed") }
+    func mqttClient(_ client: MQTTClient, didPublish messageID: UInt16, reasonCode: MQTTReasonCode) async { record("published") }
+    func mqttClient(_ client: MQTTClient, didReceive message: MQTTMessage) async {
+        // A suspension point, as a real delegate's await: a delivery that did not wait for the
+        // previous call to return would let later messages overtake here.
+        await Task.yield()
+        record("message \(message.payloadString ?? "?")")
     }
 }

@@ -209,7 +209,7 @@ struct MQTT5FeatureTests {
             }
             defer { serving.cancel() }
             // The responder's subscription must exist before the first request.
-            try await Task.sleep(for: .milliseconds(200))
+            try await waitForSubscription(broker, clientID: responder.clientID, filter: service)
 
             let response = try await requester.request(topic: service, payload: Array("ping".utf8), timeout: .seconds(5))
             #expect(response.payloadString == "echo:ping")

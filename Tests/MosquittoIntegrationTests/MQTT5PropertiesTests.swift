@@ -1,6 +1,7 @@
 import Dispatch
 import Mosquitto
 import MosquittoTesting
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -77,7 +78,8 @@ struct MQTT5PropertiesTests {
             #expect(try await collect(1, from: subscription).map(\.properties) == [MQTTProperties()])
             var connect = MQTTConfiguration(protocolVersion: .v3_1_1)
             connect.connectProperties.sessionExpiryInterval = 5
-            #expect(throws: MQTTError.self) { try MQTTClient(configuration: connect) }
+            let refused = #expect(throws: MQTTError.self) { try MQTTClient(configuration: connect) }
+            #expect(refused?.code == .invalidConfiguration, "\(String(describing: refused))")
         }
     }
 
@@ -158,8 +160,8 @@ struct MQTT5PropertiesTests {
         #expect(!client.isConnected)
     }
 
-    @Test("unsubscribe carries properties and a topic alias stands in for the topic")
-    func topicAliasAndUnsubscribeProperties() async throws {
+    @Test("a topic alias stands in for the topic")
+    func topicAlias() async throws {
         try await withMosquittoBroker { broker in
             let subscriber = try await connectedV5Client(broker)
             let publisher = try await connectedV5Client(broker)
@@ -173,10 +175,38 @@ struct MQTT5PropertiesTests {
             let messages = try await collect(2, from: subscription)
             #expect(messages.map(\.topic) == [topic, topic])
             #expect(messages.compactMap(\.payloadString) == ["with topic", "alias only"])
-            var unsubscribe = MQTTProperties()
-            unsubscribe.userProperties = [MQTTUserProperty("why", "done")]
-            try await subscriber.unsubscribe(from: topic, properties: unsubscribe)
         }
+    }
+
+    /// Mosquitto shows neither what UNSUBSCRIBE carried nor lets one put properties on its
+    /// UNSUBACK: a scripted peer reads the one and writes the other.
+    @Test("unsubscribe sends its properties on the UNSUBSCRIBE and returns the UNSUBACK's properties")
+    func unsubscribeProperties() async throws {
+        let seen = Mutex<[UInt8]?>(nil)
+        let peer = try ScriptedPeer { connection in
+            guard connection.acceptConnectV5(), let subscribe = connection.read(until: 8) else { return }
+            // SUBACK: granted QoS 1, no properties.
+            connection.sendPacket(0x90, PeerConnection.encode(subscribe.packetID) + [0x00, 0x01])
+            guard let unsubscribe = connection.read(until: 10) else { return }
+            seen.withLock { $0 = unsubscribe.subscribeProperties }
+            // UNSUBACK: a reason string and a user property, reason code success.
+            let properties = [0x1F] + PeerConnection.encode("gone") + [0x26] + PeerConnection.encode("count") + PeerConnection.encode("1")
+            connection.sendPacket(0xB0, PeerConnection.encode(unsubscribe.packetID) + PeerConnection.propertyBlock(properties) + [0x00])
+            _ = connection.read(until: 14)
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port) { $0.protocolVersion = .v5 }
+        try await client.connect()
+        let topic = uniqueTopic()
+        _ = try await client.subscribe(to: topic, qos: .atLeastOnce)
+        var properties = MQTTProperties()
+        properties.userProperties = [MQTTUserProperty("why", "done")]
+        let acknowledgement = try await client.unsubscribe(from: topic, properties: properties)
+        // On the wire: exactly the one user property (0x26, key, value).
+        #expect(seen.withLock { $0 } == [0x26] + PeerConnection.encode("why") + PeerConnection.encode("done"))
+        #expect(acknowledgement.reasonString == "gone")
+        #expect(acknowledgement.userProperties == [MQTTUserProperty("count", "1")])
+        try await client.disconnect()
     }
 }
 

@@ -136,11 +136,7 @@ struct ObservabilityTests {
 
             broker.kill()
             try await broker.restart()
-            var connections = 0
-            for await event in events {
-                if case .connected = event { connections += 1 }
-                if connections == 2 { break }
-            }
+            await waitForEvents(2, on: events)
             #expect(try metrics.expectCounter("mqtt.reconnects", tag).totalValue >= 1)
             #expect(try metrics.expectTimer("mqtt.connect.duration", tag).values.count == 2)
             try await client.disconnect()
@@ -156,9 +152,12 @@ struct ObservabilityTests {
             let received = MessageCollector(try await observer.subscribe(to: topic, qos: .atLeastOnce))
             let wills = MessageCollector(try await observer.subscribe(to: willTopic, qos: .atLeastOnce))
 
+            let will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
+            try await expectWillArrives(will, broker: broker, on: wills)
+
             let capture = LogCapture()
             let client = try makeClient(broker) {
-                $0.will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
+                $0.will = will
                 $0.logger = capture.logger(level: .info)
             }
             let events = client.connectionEvents
@@ -166,9 +165,7 @@ struct ObservabilityTests {
                 configuration: .init(services: [MQTTClientService(client: client)], logger: capture.logger(level: .info))
             )
             let running = Task { try await group.run() }
-            for await event in events {
-                if case .connected = event { break }
-            }
+            await waitForEvents(on: events)
             let count = 500
             let pending = try (0..<count).map { try client.beginPublish(to: topic, payload: Array("\($0)".utf8), qos: .atLeastOnce) }
             await group.triggerGracefulShutdown()
@@ -189,14 +186,12 @@ struct ObservabilityTests {
             let willTopic = uniqueTopic("will")
             let observer = try await connectedClient(broker)
             let wills = MessageCollector(try await observer.subscribe(to: willTopic, qos: .atLeastOnce))
-            let client = try makeClient(broker) {
-                $0.will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
-            }
+            let will = MQTTWill(topic: willTopic, payload: Array("gone".utf8), qos: .atLeastOnce)
+            try await expectWillArrives(will, broker: broker, on: wills)
+            let client = try makeClient(broker) { $0.will = will }
             let events = client.connectionEvents
             let running = Task { try await MQTTClientService(client: client).run() }
-            for await event in events {
-                if case .connected = event { break }
-            }
+            await waitForEvents(on: events)
             running.cancel()
             try await running.value
             #expect(!client.isConnected)

@@ -4,7 +4,7 @@ import Testing
 
 /// The broker's Maximum Packet Size, enforced before sending with the exact size: a scripted
 /// MQTT 5 peer announces 30 bytes and measures every packet the client writes.
-@Suite("Maximum Packet Size at its boundaries")
+@Suite("Maximum Packet Size at its boundaries", .timeLimit(.minutes(1)))
 struct PacketSizeLimitTests {
     /// A v5 peer with Maximum Packet Size 30 that acknowledges everything and records the size of
     /// every PUBLISH, SUBSCRIBE and UNSUBSCRIBE it receives.

@@ -31,11 +31,7 @@ struct ReconnectTests {
 
     /// Waits until `events` has delivered `count` `.connected` events.
     private func waitForConnections(_ count: Int, on events: MQTTConnectionEvents) async {
-        var seen = 0
-        for await event in events {
-            if case .connected = event { seen += 1 }
-            if seen == count { return }
-        }
+        await waitForEvents(count, on: events)
     }
 
     @Test("after a restart that lost the session, the client subscribes again and the subscription keeps receiving")

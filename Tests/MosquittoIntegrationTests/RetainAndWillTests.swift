@@ -58,27 +58,67 @@ struct RetainAndWillTests {
         }
     }
 
-    @Test("the will is not published after a clean disconnect, nor when the client is dropped")
+    @Test("the will is not published after a clean disconnect, nor when the client is dropped (the same will arrives when the connection is cut)")
     func willIsNotPublishedAfterCleanDisconnect() async throws {
         try await withMosquittoBroker { broker in
             let watcher = try await connectedClient(broker)
             let topic = uniqueTopic()
-            let wills = try await watcher.subscribe(to: topic, qos: .atLeastOnce)
+            let wills = MessageCollector(try await watcher.subscribe(to: topic, qos: .atLeastOnce))
             let will = MQTTWill(topic: topic, payload: Array("gone".utf8), qos: .atLeastOnce)
+            // The control: this will, on a client that vanishes, reaches the watcher.
+            try await expectWillArrives(will, broker: broker, on: wills)
             let client = try await connectedClient(broker) { $0.will = will }
             try await client.disconnect()
             do {
                 let dropped = try await connectedClient(broker) { $0.will = will }
                 #expect(dropped.isConnected)
             }
-            #expect(try await receivesNothing(on: wills, within: .seconds(2)))
+            #expect(try await wills.arrivals(within: .seconds(2)).isEmpty)
         }
     }
+}
+
+/// The control run of a "no will was published" test: a client with `will` (and `configure`)
+/// connects through a `TCPFaultProxy` that then cuts the connection, so that the broker sees it
+/// vanish without DISCONNECT; its will must arrive on `wills` within 10 s. Proves that the will
+/// the test sets would have been published, so that its absence later means something.
+func expectWillArrives(
+    _ will: MQTTWill,
+    broker: MosquittoBroker,
+    on wills: MessageCollector,
+    _ configure: (inout MQTTConfiguration) -> Void = { _ in }
+) async throws {
+    let before = wills.messages.count
+    let proxy = try TCPFaultProxy(forwardingTo: broker)
+    defer { proxy.stop() }
+    let vanishing = try makeClient(host: proxy.host, port: proxy.port) {
+        configure(&$0)
+        $0.will = will
+    }
+    try await vanishing.connect()
+    proxy.cut()
+    let arrived = Array(try await wills.waitFor(before + 1).dropFirst(before))
+    #expect(arrived.map(\.payload) == [will.payload], "the control run's will did not arrive")
 }
 
 /// Waits until the broker's log shows `clientID` connected.
 func waitUntilConnected(_ clientID: String, to broker: MosquittoBroker) async throws {
     try await waitForLog(broker, " as \(clientID) ")
+}
+
+/// Waits until the broker has added `filter` to `clientID`'s subscriptions: mosquitto logs
+/// "<client id> <QoS> <filter>" once it has (log_type subscribe), before the SUBACK. For a
+/// subscription made out of sight, as `respond(to:)`'s.
+func waitForSubscription(_ broker: MosquittoBroker, clientID: String, filter: String) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        let subscribed = broker.logContents().split(separator: "\n").contains { line in
+            line.hasSuffix(" \(filter)") && line.contains(": \(clientID) ")
+        }
+        if subscribed { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("the broker log did not show \(clientID) subscribed to \(filter) within 10 s")
 }
 
 /// Waits until the broker's log contains `text` (at most 10 s).

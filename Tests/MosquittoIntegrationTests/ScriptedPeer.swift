@@ -62,6 +62,20 @@ final class PeerConnection {
         var type: UInt8 { header >> 4 }
         /// A PUBLISH's QoS.
         var qos: UInt8 { (header >> 1) & 3 }
+        /// The MQTT 5 properties of a SUBSCRIBE or UNSUBSCRIBE (after the packet identifier; one length byte).
+        var subscribeProperties: [UInt8] {
+            let length = Int(body[2])
+            precondition(length < 128, "one length byte")
+            return Array(body[3..<3 + length])
+        }
+        /// The payload of an MQTT 5 QoS 1/2 PUBLISH (after topic, packet identifier and a property
+        /// block with a one-byte length).
+        var publishPayloadV5: [UInt8] {
+            let topicEnd = 2 + Int(body[0]) << 8 + Int(body[1])
+            let propertiesLength = Int(body[topicEnd + 2])
+            precondition(propertiesLength < 128, "one length byte")
+            return Array(body[(topicEnd + 3 + propertiesLength)...])
+        }
         /// The packet identifier of a PUBLISH (QoS 1/2, MQTT 3.1.1: after the topic), SUBSCRIBE or UNSUBSCRIBE.
         var packetID: UInt16 {
             var offset = 0
@@ -128,6 +142,42 @@ final class PeerConnection {
         guard read(until: 1) != nil else { return false }
         send([0x20, 0x02, 0x00, 0x00])
         return true
+    }
+
+    /// Reads CONNECT and accepts it with an MQTT 5 CONNACK (no session present, no properties).
+    @discardableResult
+    func acceptConnectV5() -> Bool {
+        guard read(until: 1) != nil else { return false }
+        send([0x20, 0x03, 0x00, 0x00, 0x00])
+        return true
+    }
+
+    /// Writes one packet: `header`, the remaining length, `body`.
+    func sendPacket(_ header: UInt8, _ body: [UInt8]) {
+        var bytes = [header]
+        var length = body.count
+        repeat {
+            var byte = UInt8(length & 0x7f)
+            length >>= 7
+            if length > 0 { byte |= 0x80 }
+            bytes.append(byte)
+        } while length > 0
+        send(bytes + body)
+    }
+
+    /// A packet identifier's two bytes.
+    static func encode(_ packetID: UInt16) -> [UInt8] { [UInt8(packetID >> 8), UInt8(packetID & 0xff)] }
+
+    /// An MQTT UTF-8 string: two length bytes, then the bytes.
+    static func encode(_ string: String) -> [UInt8] {
+        let utf8 = Array(string.utf8)
+        return encode(UInt16(utf8.count)) + utf8
+    }
+
+    /// An MQTT 5 property block: its variable-byte length, then `properties`.
+    static func propertyBlock(_ properties: [UInt8]) -> [UInt8] {
+        precondition(properties.count < 128, "one length byte")
+        return [UInt8(properties.count)] + properties
     }
 
     /// Closes the connection (idempotent).

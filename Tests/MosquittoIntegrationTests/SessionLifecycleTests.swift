@@ -7,7 +7,7 @@ import Testing
 /// The lifecycle against a scripted peer that sees every byte: a disconnect that must reach the
 /// wire, a backlog that must be written before it, a reconnect storm that must not happen. Both
 /// drivers (scripts/test.sh runs this suite once per driver).
-@Suite("Session lifecycle against a scripted peer")
+@Suite("Session lifecycle against a scripted peer", .timeLimit(.minutes(1)))
 struct SessionLifecycleTests {
     /// The race of the lifecycle issue: QoS 1, QoS 0, then disconnect() while the PUBACK is on
     /// its way (the peer answers right after the QoS 0 publish). A PUBACK read after DISCONNECT
@@ -132,7 +132,7 @@ struct SessionLifecycleTests {
 }
 
 /// What there is to await: the connection, and the current state at the start of an event sequence.
-@Suite("Awaiting the connection")
+@Suite("Awaiting the connection", .timeLimit(.minutes(1)))
 struct AwaitingConnectionTests {
     @Test("a connection-event sequence made after connect() starts with .connected")
     func eventsStartWithTheCurrentState() async throws {
@@ -232,7 +232,7 @@ final class Flag: Sendable {
 }
 
 /// SUBSCRIBE and UNSUBSCRIBE in flight when the connection drops: sent again after the reconnect.
-@Suite("Subscribing across a connection loss")
+@Suite("Subscribing across a connection loss", .timeLimit(.minutes(1)))
 struct SubscribeAcrossReconnectTests {
     func throughProxy(_ body: (MosquittoBroker, TCPFaultProxy, MQTTClient) async throws -> Void) async throws {
         try await withMosquittoBroker { broker in
@@ -391,4 +391,83 @@ final class DispatchSemaphoreBox: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
     func wait(upTo timeout: Duration) { _ = semaphore.wait(timeout: .now() + .milliseconds(Int(timeout.components.seconds) * 1_000)) }
     func signal() { semaphore.signal() }
+}
+
+/// Acknowledgements matched to their publishes, against a peer that acknowledges in an order of
+/// its own choosing and names, in each acknowledgement, the message it acknowledges.
+@Suite("Acknowledgements out of order", .timeLimit(.minutes(1)))
+struct OutOfOrderAcknowledgementTests {
+    @Test("40 QoS 1 and 2 publishes in flight, acknowledged shuffled: each receipt is its own message's, and a withheld one stays pending")
+    func eachAcknowledgementCompletesItsOwnPublish() async throws {
+        let count = 40
+        let phaseOneDone = Flag()
+        let release = DispatchSemaphoreBox()
+        let peer = try ScriptedPeer { connection in
+            guard connection.acceptConnectV5() else { return }
+            // Read every PUBLISH: packet ID -> (QoS, payload).
+            var publishes: [(id: UInt16, qos: UInt8, payload: String)] = []
+            while publishes.count < count, let packet = connection.read(until: 3) {
+                publishes.append((packet.packetID, packet.qos, String(decoding: packet.publishPayloadV5, as: UTF8.self)))
+            }
+            guard publishes.count == count else { return }
+            let payloads = Dictionary(uniqueKeysWithValues: publishes.map { ($0.id, $0.payload) })
+            // The acknowledgement names its message in its reason string.
+            func acknowledge(_ type: UInt8, _ id: UInt16) {
+                let properties = [0x1F] + PeerConnection.encode(payloads[id] ?? "?")
+                connection.sendPacket(type, PeerConnection.encode(id) + [0x00] + PeerConnection.propertyBlock(properties))
+            }
+            func pubrec(_ id: UInt16) { connection.sendPacket(0x50, PeerConnection.encode(id) + [0x00, 0x00]) }
+            // Withheld: the first QoS 1 and the first QoS 2 message.
+            let withheld = [publishes.first { $0.qos == 1 }!, publishes.first { $0.qos == 2 }!]
+            var rest = publishes.filter { publish in !withheld.contains { $0.id == publish.id } }
+            rest.shuffle()
+            for publish in rest {
+                if publish.qos == 1 { acknowledge(0x40, publish.id) } else { pubrec(publish.id) }
+            }
+            // PUBRELs come back in the order of the PUBRECs: complete them the other way round.
+            var released: [UInt16] = []
+            let expected = rest.filter { $0.qos == 2 }.count
+            while released.count < expected, let packet = connection.read(until: 6) { released.append(packet.packetID) }
+            for id in released.reversed() { acknowledge(0x70, id) }
+            phaseOneDone.set()
+            release.wait(upTo: .seconds(20))
+            acknowledge(0x40, withheld[0].id)
+            pubrec(withheld[1].id)
+            if let pubrel = connection.read(until: 6) { acknowledge(0x70, pubrel.packetID) }
+            _ = connection.read(until: 14)
+        }
+        defer {
+            release.signal()
+            peer.stop()
+        }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port) {
+            $0.protocolVersion = .v5
+            $0.maxInflightMessages = 100
+        }
+        try await client.connect()
+        let pending = try (0..<count).map { number in
+            (payload: "message \(number)", publish: try client.beginPublish(to: "acks/\(number)", payload: "message \(number)", qos: number % 2 == 0 ? .atLeastOnce : .exactlyOnce))
+        }
+        let firstQoS1 = try #require(pending.firstIndex { $0.publish.qos == .atLeastOnce })
+        let firstQoS2 = try #require(pending.firstIndex { $0.publish.qos == .exactlyOnce })
+        for (index, entry) in pending.enumerated() where index != firstQoS1 && index != firstQoS2 {
+            let receipt = try await entry.publish.acknowledgement(timeout: .seconds(10))
+            #expect(receipt.messageID == entry.publish.messageID)
+            #expect(receipt.qos == entry.publish.qos)
+            #expect(receipt.properties.reasonString == entry.payload, "the acknowledgement of another message completed \(entry.payload)")
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !phaseOneDone.isSet, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(phaseOneDone.isSet)
+        // Every other acknowledgement has arrived; the two withheld publishes are still waiting.
+        #expect(!pending[firstQoS1].publish.isComplete)
+        #expect(!pending[firstQoS2].publish.isComplete)
+        release.signal()
+        for index in [firstQoS1, firstQoS2] {
+            let receipt = try await pending[index].publish.acknowledgement(timeout: .seconds(10))
+            #expect(receipt.messageID == pending[index].publish.messageID)
+            #expect(receipt.properties.reasonString == pending[index].payload)
+        }
+        try await client.disconnect()
+    }
 }

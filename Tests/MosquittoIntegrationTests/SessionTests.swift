@@ -1,6 +1,10 @@
 import Mosquitto
 import MosquittoTesting
+import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("Sessions and reconnection", .timeLimit(.minutes(1)))
 struct SessionTests {
@@ -91,16 +95,19 @@ struct SessionTests {
             try await client.connect()
             broker.kill()
             try await broker.restart()
-            var seen: [String] = []
-            for await event in events {
-                switch event {
-                case .connecting: seen.append("connecting")
-                case .connected: seen.append("connected")
-                case .disconnected(let error): seen.append(error == nil ? "disconnected" : "lost")
-                case .reconnecting: if seen.last != "reconnecting" { seen.append("reconnecting") }
-                case .resubscribed: seen.append("resubscribed")
+            let seen = try await within(.seconds(20), "the reconnect") {
+                var seen: [String] = []
+                for await event in events {
+                    switch event {
+                    case .connecting: seen.append("connecting")
+                    case .connected: seen.append("connected")
+                    case .disconnected(let error): seen.append(error == nil ? "disconnected" : "lost")
+                    case .reconnecting: if seen.last != "reconnecting" { seen.append("reconnecting") }
+                    case .resubscribed: seen.append("resubscribed")
+                    }
+                    if seen.filter({ $0 == "connected" }).count == 2 { break }
                 }
-                if seen.filter({ $0 == "connected" }).count == 2 { break }
+                return seen
             }
             #expect(seen == ["connecting", "connected", "lost", "reconnecting", "connected"])
             let topic = uniqueTopic()
@@ -131,19 +138,66 @@ struct SessionTests {
         }
     }
 
-    @Test("with reconnection off, pending waits fail with connectionLost when the broker dies")
+    @Test("with reconnection off, pending waits fail with connectionLost when the broker dies: a PUBACK, a SUBACK, an UNSUBACK and a subscription's sequence")
     func pendingWaitsFailWhenBrokerDies() async throws {
         try await withMosquittoBroker { broker in
-            let client = try await connectedClient(broker)
-            let subscription = try await client.subscribe(to: uniqueTopic(), qos: .atLeastOnce)
+            let log = LibraryLog()
+            let client = try makeClient(broker)
+            client.delegate = log
+            try await client.connect()
+            let subscribed = uniqueTopic()
+            let subscription = try await client.subscribe(to: subscribed, qos: .atLeastOnce)
+            // Frozen, the broker answers nothing: every wait below is pending when it dies.
+            let pid = try #require(broker.processIdentifier)
+            kill(pid, SIGSTOP)
+            defer { kill(pid, SIGCONT) }
+            let publish = try client.beginPublish(to: uniqueTopic(), payload: Array("x".utf8), qos: .atLeastOnce)
+            let newTopic = uniqueTopic()
+            let subscribing = Task { await thrownError { _ = try await client.subscribe(to: newTopic, qos: .atLeastOnce, timeout: .seconds(30)) } }
+            let unsubscribing = Task { await thrownError { _ = try await client.unsubscribe(from: subscribed, timeout: .seconds(30)) } }
+            // Both packets are on the wire (libmosquitto logs each as it sends it).
+            try await log.waitFor("sending SUBSCRIBE (Mid: ", containing: newTopic)
+            try await log.waitFor("sending UNSUBSCRIBE (Mid: ", containing: subscribed)
             broker.kill()
-            do {
-                for try await _ in subscription {}
-                Issue.record("the subscription ended without an error")
-            } catch let error as MQTTError {
-                #expect(error.code == .connectionLost)
+
+            let acknowledgement = await thrownError { _ = try await publish.acknowledgement(timeout: .seconds(10)) }
+            #expect(acknowledgement?.code == .connectionLost, "\(String(describing: acknowledgement))")
+            let suback = await subscribing.value
+            #expect(suback?.code == .connectionLost, "\(String(describing: suback))")
+            let unsuback = await unsubscribing.value
+            #expect(unsuback?.code == .connectionLost, "\(String(describing: unsuback))")
+            let end = await thrownError {
+                try await within(.seconds(10), "the subscription's sequence") {
+                    for try await _ in subscription {}
+                }
             }
+            #expect(end?.code == .connectionLost, "\(String(describing: end))")
             #expect(!client.isConnected)
         }
+    }
+}
+
+/// A delegate that keeps libmosquitto's log lines, to wait until a packet was sent.
+final class LibraryLog: MQTTClientDelegate {
+    private final class Lines: Sendable {
+        let lines = Mutex<[String]>([])
+    }
+
+    private let storage = Lines()
+
+    var lines: [String] { storage.lines.withLock { $0 } }
+
+    func mqttClient(_ client: MQTTClient, didLog message: String, level: MQTTLogLevel) async {
+        storage.lines.withLock { $0.append(message) }
+    }
+
+    /// Waits (at most `timeout`) for a line containing `text` and `detail`; records an issue if none came.
+    func waitFor(_ text: String, containing detail: String = "", timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if lines.contains(where: { $0.contains(text) && $0.contains(detail) }) { return }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        Issue.record("libmosquitto logged no \"\(text)\" line with \"\(detail)\" within \(timeout)")
     }
 }

@@ -69,7 +69,16 @@ func connectedClient(
 
 // MARK: - Collecting messages
 
-/// Collects `count` messages from `sequence`, failing after `timeout`.
+/// A message sequence that ended, without an error, before a test was done with it: a wait on it
+/// must fail, not pass for want of messages.
+struct SequenceEnded: Error, CustomStringConvertible {
+    /// How many messages it delivered before it ended.
+    let after: Int
+    var description: String { "the message sequence ended after \(after) messages" }
+}
+
+/// Collects `count` messages from `sequence`, failing after `timeout`; throws ``SequenceEnded``
+/// if the sequence ends first, or the error it ends with.
 func collect<S: AsyncSequence & Sendable>(
     _ count: Int,
     from sequence: S,
@@ -80,9 +89,9 @@ func collect<S: AsyncSequence & Sendable>(
             var messages: [MQTTMessage] = []
             for try await message in sequence {
                 messages.append(message)
-                if messages.count == count { break }
+                if messages.count == count { return messages }
             }
-            return messages
+            throw SequenceEnded(after: messages.count)
         }
         group.addTask {
             try await Task.sleep(for: timeout)
@@ -96,16 +105,38 @@ func collect<S: AsyncSequence & Sendable>(
     }
 }
 
-/// Whether any message arrives on `sequence` within `window`.
+/// Whether no message arrives on `sequence` within `window`. A sequence that ends meanwhile
+/// throws (``SequenceEnded`` or its own error): an ended sequence receives nothing for the wrong reason.
 func receivesNothing<S: AsyncSequence & Sendable>(
     on sequence: S,
     within window: Duration = .milliseconds(500)
 ) async throws -> Bool where S.Element == MQTTMessage {
     do {
-        let messages = try await collect(1, from: sequence, timeout: window)
-        return messages.isEmpty
+        _ = try await collect(1, from: sequence, timeout: window)
+        return false
     } catch MQTTError.Code.timeout {
         return true
+    }
+}
+
+/// Runs `body`, failing with a timeout error if it has not finished within `timeout` (the body
+/// is cancelled then): for waits on a sequence that a regression could leave open for ever.
+func within<T: Sendable>(
+    _ timeout: Duration = .seconds(10),
+    _ what: String = "the wait",
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else {
+            throw MQTTError(.timeout, operation: .receive, detail: "\(what) did not end within \(timeout)")
+        }
+        return value
     }
 }
 
@@ -147,9 +178,12 @@ func thrownError(_ body: () async throws -> Void) async -> MQTTError? {
 
 /// Reads a message sequence in one task for as long as it lives, so that a test can wait for
 /// messages repeatedly (a timed-out `collect` cancels its reader, which ends the sequence).
+/// It keeps how the sequence ended: a wait on an ended sequence throws instead of passing.
 final class MessageCollector: Sendable {
     private final class Log: Sendable {
         let messages = Mutex<[MQTTMessage]>([])
+        /// `nil` while the sequence runs; then `.some(nil)` for a plain end, or the error.
+        let end = Mutex<(any Error)??>(nil)
     }
 
     private let log = Log()
@@ -162,7 +196,10 @@ final class MessageCollector: Sendable {
                 for try await message in sequence {
                     log.messages.withLock { $0.append(message) }
                 }
-            } catch {}
+                log.end.withLock { $0 = .some(nil) }
+            } catch {
+                log.end.withLock { $0 = .some(error) }
+            }
         }
     }
 
@@ -173,20 +210,36 @@ final class MessageCollector: Sendable {
     /// Everything received so far.
     var messages: [MQTTMessage] { log.messages.withLock { $0 } }
 
-    /// Waits until at least `count` messages arrived (at most `timeout`), then returns them all.
+    /// Whether the sequence has ended, and with which error (`nil` for a plain end).
+    var ended: (any Error)?? { log.end.withLock { $0 } }
+
+    /// Throws if the sequence has ended: its error, or ``SequenceEnded``.
+    func checkRunning() throws {
+        guard let end = ended else { return }
+        throw end ?? SequenceEnded(after: messages.count)
+    }
+
+    /// Waits until at least `count` messages arrived (at most `timeout`), then returns them all;
+    /// throws if the sequence ends with fewer.
     func waitFor(_ count: Int, timeout: Duration = .seconds(10)) async throws -> [MQTTMessage] {
         let deadline = ContinuousClock.now + timeout
         while messages.count < count, ContinuousClock.now < deadline {
+            if messages.count < count { try checkRunning() }
             try await Task.sleep(for: .milliseconds(10))
         }
-        return messages
+        let received = messages
+        if received.count < count { try checkRunning() }
+        return received
     }
 
-    /// Waits `window` and returns what arrived meanwhile.
+    /// Waits `window` and returns what arrived meanwhile; throws if the sequence ended (nothing
+    /// arriving on an ended sequence proves nothing).
     func arrivals(within window: Duration) async throws -> [MQTTMessage] {
         let before = messages.count
         try await Task.sleep(for: window)
-        return Array(messages.dropFirst(before))
+        let arrived = Array(messages.dropFirst(before))
+        try checkRunning()
+        return arrived
     }
 }
 
@@ -256,11 +309,46 @@ final class EventRecorder: Sendable {
     }
 }
 
-
-/// Waits for the next `.disconnected` event and returns its error.
-func nextDisconnection(on events: MQTTConnectionEvents) async -> MQTTError? {
-    for await event in events {
-        if case .disconnected(let error) = event { return error }
+/// Waits (at most `timeout`) for the next `.disconnected` event and returns its error; a missing
+/// event is recorded as an issue instead of hanging the test.
+func nextDisconnection(on events: MQTTConnectionEvents, timeout: Duration = .seconds(15)) async -> MQTTError? {
+    do {
+        let found = try await within(timeout, "the wait for a disconnection") { () -> MQTTError?? in
+            for await event in events {
+                if case .disconnected(let error) = event { return .some(error) }
+            }
+            return .none
+        }
+        guard let error = found else {
+            Issue.record("the connection events ended without a disconnection")
+            return nil
+        }
+        return error
+    } catch {
+        Issue.record("no disconnection within \(timeout): \(error)")
+        return nil
     }
-    return nil
+}
+
+/// Waits (at most `timeout`) until `events` has delivered `count` events matching `isWanted`
+/// (by default `.connected`); records an issue if they do not come.
+func waitForEvents(
+    _ count: Int = 1,
+    on events: MQTTConnectionEvents,
+    timeout: Duration = .seconds(15),
+    where isWanted: @escaping @Sendable (MQTTConnectionEvent) -> Bool = { if case .connected = $0 { true } else { false } }
+) async {
+    do {
+        let seen = try await within(timeout, "the wait for \(count) connection events") {
+            var seen = 0
+            for await event in events where isWanted(event) {
+                seen += 1
+                if seen == count { break }
+            }
+            return seen
+        }
+        if seen < count { Issue.record("the connection events ended after \(seen) of \(count)") }
+    } catch {
+        Issue.record("\(error)")
+    }
 }

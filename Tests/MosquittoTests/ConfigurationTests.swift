@@ -1,7 +1,7 @@
 import Testing
 @testable import Mosquitto
 
-@Suite("Configuration")
+@Suite("Configuration", .timeLimit(.minutes(1)))
 struct ConfigurationTests {
     private func configurationError(_ configuration: MQTTConfiguration) -> MQTTError? {
         do {
@@ -97,16 +97,25 @@ struct ConfigurationTests {
         #expect("\(MQTTEventLoopGroup.shared)".hasPrefix("MQTTEventLoopGroup(threads: "))
     }
 
-    @Test("reconnect delays grow exponentially up to the maximum")
+    /// A maximum that is no power of two times the minimum, so that doubling, capping and
+    /// stopping at the first delay over the maximum all give different sequences.
+    @Test("reconnect delays double from the minimum and are capped at the maximum (1, 2, 4, then 5 s)")
     func reconnectDelaysGrow() {
-        let policy = MQTTReconnectPolicy.exponentialBackoff(minimumDelay: .seconds(1), maximumDelay: .seconds(8), jitter: false)
-        #expect((1...6).map { policy.delay(forAttempt: $0) } == [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(8), .seconds(8)])
-        let jittered = MQTTReconnectPolicy.exponentialBackoff(minimumDelay: .seconds(2), maximumDelay: .seconds(2))
-        for _ in 0..<20 {
-            let delay = jittered.delay(forAttempt: 3)
-            #expect(delay >= .seconds(2) && delay < .milliseconds(2_500))
-        }
+        let policy = MQTTReconnectPolicy.exponentialBackoff(minimumDelay: .seconds(1), maximumDelay: .seconds(5), jitter: false)
+        #expect((1...7).map { policy.delay(forAttempt: $0) } == [.seconds(1), .seconds(2), .seconds(4), .seconds(5), .seconds(5), .seconds(5), .seconds(5)])
+        #expect(policy.delay(forAttempt: 1_000) == .seconds(5), "no overflow on a long outage")
         #expect(!MQTTReconnectPolicy.disabled.isEnabled)
+    }
+
+    @Test("jitter adds up to a quarter to the doubled or capped delay, never less")
+    func reconnectJitter() {
+        let jittered = MQTTReconnectPolicy.exponentialBackoff(minimumDelay: .seconds(1), maximumDelay: .seconds(5))
+        // attempt: the delay without jitter.
+        for (attempt, base) in [(1, Duration.seconds(1)), (3, .seconds(4)), (4, .seconds(5)), (9, .seconds(5))] {
+            let delays = (0..<50).map { _ in jittered.delay(forAttempt: attempt) }
+            #expect(delays.allSatisfy { $0 >= base && $0 < base * 1.25 }, "attempt \(attempt): \(delays)")
+            #expect(Set(delays).count > 1, "attempt \(attempt): jitter varies")
+        }
     }
 
     @Test("dropping an unconnected client frees it")

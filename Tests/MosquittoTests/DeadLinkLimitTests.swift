@@ -1,7 +1,7 @@
 import Testing
 @testable import Mosquitto
 
-@Suite("Dead-link watchdog limit")
+@Suite("Dead-link watchdog limit", .timeLimit(.minutes(1)))
 struct DeadLinkLimitTests {
     @Test("the limit lies between a healthy link's longest silence and 1.5 x keepalive", arguments: [5, 6, 10, 30, 60, 300, 65_535])
     func limitBounds(keepAlive: Int) {

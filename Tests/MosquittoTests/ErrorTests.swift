@@ -2,7 +2,7 @@ import CMosquitto
 import Testing
 @testable import Mosquitto
 
-@Suite("Error mapping")
+@Suite("Error mapping", .timeLimit(.minutes(1)))
 struct ErrorTests {
     @Test("every MOSQ_ERR value maps to a code and has a description")
     func everyMosquittoErrorMaps() {

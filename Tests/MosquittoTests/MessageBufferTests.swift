@@ -5,7 +5,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("Message buffer")
+@Suite("Message buffer", .timeLimit(.minutes(1)))
 struct MessageBufferTests {
     // MARK: Helpers
 
@@ -84,15 +84,25 @@ struct MessageBufferTests {
         return value
     }
 
-    /// Drains an iterator that will see the end without waiting (everything already appended).
-    private static func drain(_ iterator: MessageBuffer.Iterator) async -> (numbers: [Int], error: MQTTError?) {
-        var messages: [MQTTMessage] = []
-        do throws(MQTTError) {
-            while let message = try await iterator.next() { messages.append(message) }
-            return (numbers(messages), nil)
-        } catch {
-            return (numbers(messages), error)
+    /// Drains an iterator that should see the end without waiting (everything already appended):
+    /// bounded, so that a buffer that never ends fails within `timeout` instead of hanging.
+    private static func drain(_ iterator: MessageBuffer.Iterator, within timeout: Duration = .seconds(5)) async -> (numbers: [Int], error: MQTTError?) {
+        // Only the draining task uses the iterator from here on.
+        nonisolated(unsafe) let iterator = iterator
+        let task = Task { () -> (numbers: [Int], error: MQTTError?) in
+            var messages: [MQTTMessage] = []
+            do throws(MQTTError) {
+                while let message = try await iterator.next() { messages.append(message) }
+                return (numbers(messages), nil)
+            } catch {
+                return (numbers(messages), error)
+            }
         }
+        guard let drained = await result(of: task, within: timeout) else {
+            Issue.record("the iterator did not reach the end within \(timeout)")
+            return ([], MQTTError(.timeout, operation: .receive, detail: "drain"))
+        }
+        return drained
     }
 
     // MARK: Order and batches

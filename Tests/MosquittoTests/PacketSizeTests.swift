@@ -2,7 +2,7 @@ import Testing
 @testable import Mosquitto
 
 /// Exact packet sizes, checked against encodings worked out by hand from MQTT 5 (section 2).
-@Suite("Packet sizes")
+@Suite("Packet sizes", .timeLimit(.minutes(1)))
 struct PacketSizeTests {
     @Test("variable byte integers take 1 to 4 bytes at the specification's boundaries")
     func variableByteIntegers() {

@@ -5,7 +5,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite("MQTT 5 property lists")
+@Suite("MQTT 5 property lists", .timeLimit(.minutes(1)))
 struct PropertyListTests {
     static var everyProperty: MQTTProperties {
         var p = MQTTProperties()

@@ -2,7 +2,7 @@ import Testing
 @testable import Mosquitto
 
 /// The lifecycle without a broker: every transition of ``SessionStateMachine``, time passed in.
-@Suite("Session state machine")
+@Suite("Session state machine", .timeLimit(.minutes(1)))
 struct SessionStateMachineTests {
     let start = ContinuousClock.now
 
@@ -32,7 +32,8 @@ struct SessionStateMachineTests {
         try machine.connectRequested()
         #expect(machine.phase == .connecting)
         #expect(machine.acceptsCommands && !machine.isConnected)
-        #expect(throws: MQTTError.self) { try machine.connectRequested() }
+        let second = #expect(throws: MQTTError.self) { try machine.connectRequested() }
+        #expect(second?.code == .alreadyConnected)
         do {
             let value = machine.connackAccepted(now: start, sessionPresent: false)
             #expect(value)

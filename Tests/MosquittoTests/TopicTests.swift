@@ -1,7 +1,7 @@
 import Testing
 @testable import Mosquitto
 
-@Suite("Topic validation and matching")
+@Suite("Topic validation and matching", .timeLimit(.minutes(1)))
 struct TopicTests {
     @Test("valid publish topics pass", arguments: ["a", "a/b/c", "/", "home/livingroom/sensor", "$SYS/x", "ünïcødé/topic", " "])
     func validPublishTopicsPass(topic: String) throws {
