@@ -77,6 +77,13 @@ final class StreamingCommand: Sendable {
     /// Sends SIGTERM.
     func terminate() { process.terminate() }
 
+    /// The signal that ended the process (SIGABRT from a failed assertion, ...), or `nil` if it
+    /// exited by itself or still runs.
+    var terminationSignal: Int32? {
+        guard !process.isRunning, process.terminationReason == .uncaughtSignal else { return nil }
+        return process.terminationStatus
+    }
+
     /// Waits (bounded) for the process to exit and its output to be read; returns its status,
     /// or `nil` (after killing it) if it did not exit in time.
     func exitStatus(within timeout: Duration) async throws -> Int32? {

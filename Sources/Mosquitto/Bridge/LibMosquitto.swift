@@ -19,6 +19,13 @@ enum LibMosquitto {
         _ = initialization
     }
 
+    /// `mosquitto_lib_version`: the library loaded at run time (read once).
+    static let version: MQTTLibraryVersion = {
+        var major: Int32 = 0, minor: Int32 = 0, revision: Int32 = 0
+        _ = mosquitto_lib_version(&major, &minor, &revision)
+        return MQTTLibraryVersion(major: Int(major), minor: Int(minor), revision: Int(revision))
+    }()
+
     // MARK: Strings
 
     /// `mosquitto_strerror` for a `MOSQ_ERR_*` value.

@@ -44,9 +44,12 @@ struct ClientTelemetry: Sendable {
         guard let logger else { return }
         switch event {
         case .connecting:
-            logger.debug("MQTT connecting")
+            logger.debug("MQTT connecting", metadata: ["mqtt.libmosquitto": .stringConvertible(LibMosquitto.version)])
         case .connected(let sessionPresent):
-            logger.info("MQTT connected", metadata: ["mqtt.session_present": .stringConvertible(sessionPresent)])
+            logger.info(
+                "MQTT connected",
+                metadata: ["mqtt.session_present": .stringConvertible(sessionPresent), "mqtt.libmosquitto": .stringConvertible(LibMosquitto.version)]
+            )
         case .disconnected(nil):
             logger.info("MQTT disconnected")
         case .disconnected(let error?):

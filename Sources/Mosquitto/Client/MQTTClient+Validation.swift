@@ -11,6 +11,12 @@ extension MQTTClient {
         func invalid(_ detail: String) -> MQTTError {
             MQTTError(.invalidConfiguration, operation: .configure, detail: detail)
         }
+        guard libraryVersion >= .minimumSupported else {
+            throw MQTTError(
+                .notSupported, operation: .configure,
+                detail: "libmosquitto \(libraryVersion) is loaded; swift-mosquitto needs \(MQTTLibraryVersion.minimumSupported) or later"
+            )
+        }
         let keepAlive = configuration.keepAlive
         guard keepAlive == .zero || (keepAlive >= .seconds(5) && keepAlive <= .seconds(65_535)) else {
             throw invalid("keepalive must be 0 or 5...65535 seconds")

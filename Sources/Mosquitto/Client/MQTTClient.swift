@@ -36,7 +36,9 @@ public final class MQTTClient: Sendable {
     ///
     /// - Parameter configuration: Where and how to connect.
     /// - Throws: ``MQTTError`` with ``MQTTError/Code/invalidConfiguration`` for an invalid setting
-    ///   (keepalive, client ID, will topic, unreadable TLS file, TLS and PSK together, ...).
+    ///   (keepalive, client ID, will topic, unreadable TLS file, TLS and PSK together, ...);
+    ///   ``MQTTError/Code/notSupported`` when the loaded libmosquitto is older than 2.0
+    ///   (``MQTTClient/libraryVersion``).
     public init(configuration: MQTTConfiguration) throws(MQTTError) {
         var configuration = configuration
         try Self.validate(&configuration)
