@@ -60,7 +60,10 @@ struct SessionLifecycleTests {
         let seen = Mutex<(publishes: Int, disconnect: Bool)?>(nil)
         let peer = try ScriptedPeer { connection in
             guard connection.acceptConnect() else { return }
-            Thread.sleep(forTimeInterval: 0.3)
+            // Reading starts late: the old thread driver gave a stopping session a fixed number
+            // of passes (about 5 s in all when the socket is full) and, with a 0.3 s start, this
+            // test could not tell; at 3 s it dropped the backlog and the DISCONNECT.
+            Thread.sleep(forTimeInterval: 3)
             var publishes = 0
             var disconnect = false
             while let packet = connection.readPacket() {
