@@ -46,7 +46,7 @@ extension MosquittoBridge {
                     .connectionLost, operation: .connection, reasonCode: MQTTReasonCode(rawValue: UInt8(truncatingIfNeeded: returnCode)),
                     detail: "the broker sent DISCONNECT" + (properties.reasonString.map { ": \($0)" } ?? "")
                 )
-                : MQTTError(.connectionLost, operation: .connection, mosquittoErrorCode: returnCode)
+                : MQTTError(Self.lossCode(forMosquittoError: returnCode), operation: .connection, mosquittoErrorCode: returnCode)
         let (report, abandoned) = state.withLock { state in
             let (report, willReconnect, abandoned) = state.session.disconnected(now: .now)
             if !willReconnect, let error {
@@ -66,6 +66,14 @@ extension MosquittoBridge {
         if report {
             sink.bridgeDidReport(.connection(.disconnected(error)))
         }
+    }
+
+    /// What a lost connection is reported as: a protocol violation or a malformed packet from the
+    /// broker keeps its own code (the broker misbehaved, and a reconnect may not help); any other
+    /// cause is ``MQTTError/Code/connectionLost``.
+    static func lossCode(forMosquittoError returnCode: Int32) -> MQTTError.Code {
+        let code = MQTTError.code(forMosquittoError: returnCode, operation: .connection)
+        return [.protocolError, .malformedPacket, .malformedUTF8].contains(code) ? code : .connectionLost
     }
 
     func didPublish(mid: Int32, reasonCode: MQTTReasonCode, properties: MQTTProperties) {

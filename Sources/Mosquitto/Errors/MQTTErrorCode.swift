@@ -1,4 +1,9 @@
 internal import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 // MARK: - MQTTError.Code
 
@@ -168,8 +173,11 @@ extension MQTTError {
     ///   - errno: The `errno` captured right after the call, used for `MOSQ_ERR_ERRNO`.
     ///   - detail: Extra context without secrets.
     init(mosquittoCode: Int32, operation: Operation, errno: Int32? = nil, detail: String? = nil) {
+        // libmosquitto 2.0.16 and later report a failed TLS handshake as MOSQ_ERR_ERRNO with
+        // errno EPROTO (2.0.11: MOSQ_ERR_TLS).
+        let tlsFailed = mosquittoCode == Int32(MOSQ_ERR_ERRNO.rawValue) && errno == EPROTO
         self.init(
-            Self.code(forMosquittoError: mosquittoCode, operation: operation),
+            tlsFailed ? .tlsFailure : Self.code(forMosquittoError: mosquittoCode, operation: operation),
             operation: operation,
             mosquittoErrorCode: mosquittoCode,
             errno: mosquittoCode == Int32(MOSQ_ERR_ERRNO.rawValue) ? errno : nil,
