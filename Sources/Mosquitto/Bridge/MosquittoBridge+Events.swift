@@ -33,6 +33,8 @@ extension MosquittoBridge {
     }
 
     func didDisconnect(returnCode: Int32, properties: MQTTProperties) {
+        // Read first: for MOSQ_ERR_ERRNO it says why (EPROTO: the TLS handshake failed).
+        let failure = MosquittoStatus(returnCode)
         let deadLink: String? = state.withLock { state in
             defer { state.deadLinkDetail = nil }
             return state.deadLinkDetail
@@ -54,7 +56,7 @@ extension MosquittoBridge {
                 state.session.recordEndError(
                     state.session.everConnected || returnCode >= 0x80
                         ? error
-                        : MQTTError(mosquittoCode: returnCode, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+                        : MQTTError(failure, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
                 )
             }
             return (report, abandoned)

@@ -1,4 +1,9 @@
 internal import CMosquitto
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 // MARK: - MosquittoStatus
 
@@ -10,11 +15,18 @@ internal import CMosquitto
 struct MosquittoStatus: Sendable, Equatable, CustomStringConvertible {
     /// The `MOSQ_ERR_*` value, as libmosquitto returned it.
     let rawValue: Int32
+    /// For `MOSQ_ERR_ERRNO`, the `errno` right after the call (EPROTO: the TLS handshake failed,
+    /// in libmosquitto 2.0.16 and later); `nil` otherwise.
+    let errno: Int32?
 
-    /// Wraps a libmosquitto return value.
+    /// Wraps a libmosquitto return value; `errno` is read at once for `MOSQ_ERR_ERRNO`.
     init(_ rawValue: Int32) {
         self.rawValue = rawValue
+        self.errno = rawValue == MOSQ_ERR_ERRNO.rawValue ? Glibc.errno : nil
     }
+
+    /// Statuses are equal when their codes are (the `errno` is detail).
+    static func == (lhs: Self, rhs: Self) -> Bool { lhs.rawValue == rhs.rawValue }
 
     /// `MOSQ_ERR_SUCCESS`.
     static let success = MosquittoStatus(MOSQ_ERR_SUCCESS.rawValue)
@@ -41,6 +53,6 @@ extension MQTTError {
     ///   - errno: The `errno` captured right after the call, kept for ``MosquittoStatus/systemError``.
     ///   - detail: Extra context without secrets.
     init(_ status: MosquittoStatus, operation: Operation, errno: Int32? = nil, detail: String? = nil) {
-        self.init(mosquittoCode: status.rawValue, operation: operation, errno: errno, detail: detail)
+        self.init(mosquittoCode: status.rawValue, operation: operation, errno: errno ?? status.errno, detail: detail)
     }
 }
