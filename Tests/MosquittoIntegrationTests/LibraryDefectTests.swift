@@ -62,3 +62,49 @@ struct LibraryDefectTests {
         #expect(ended?.code == error.code)
     }
 }
+
+/// libmosquitto's QoS 2 receiver keeps a second copy of a PUBLISH the broker sends again before
+/// PUBREL (upstream eclipse-mosquitto/mosquitto#1450 and #1751, open; 2.0.11 and 2.0.21 alike):
+/// the next message under that packet ID is answered with the stale copy. The test states the
+/// correct outcome, and records the defect as a known issue: when a fixed libmosquitto makes it
+/// pass, the known issue fails the test, so that RELIABILITY.md and the README get updated.
+@Suite("libmosquitto QoS 2 receiver", .timeLimit(.minutes(1)))
+struct QoS2ReceiverDefectTests {
+    @Test("a QoS 2 PUBLISH sent again before PUBREL, then a new message under the same packet ID: each delivered once")
+    func resentPublishThenReusedPacketID() async throws {
+        @Sendable func publish(_ payload: String, duplicate: Bool) -> [UInt8] {
+            // PUBLISH, QoS 2, packet ID 1, topic "q2" (MQTT 3.1.1).
+            let body: [UInt8] = [0x00, 0x02, 0x71, 0x32, 0x00, 0x01] + Array(payload.utf8)
+            return [0x34 | (duplicate ? 0x08 : 0), UInt8(body.count)] + body
+        }
+        let peer = try ScriptedPeer { connection in
+            guard connection.acceptConnect(), let subscribe = connection.read(until: 8) else { return }
+            let id = subscribe.packetID
+            connection.send([0x90, 0x03, UInt8(id >> 8), UInt8(id & 0xff), 0x02])
+            // "first", sent again (as a broker does when it did not see the PUBREC), released.
+            connection.send(publish("first", duplicate: false))
+            guard connection.read(until: 5) != nil else { return }
+            connection.send(publish("first", duplicate: true))
+            guard connection.read(until: 5) != nil else { return }
+            connection.send([0x62, 0x02, 0x00, 0x01])
+            guard connection.read(until: 7) != nil else { return }
+            // The next message under packet ID 1.
+            connection.send(publish("second", duplicate: false))
+            guard connection.read(until: 5) != nil else { return }
+            connection.send([0x62, 0x02, 0x00, 0x01])
+            while connection.readPacket() != nil {}
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port)
+        try await client.connect()
+        let subscription = try await client.subscribe(to: "q2", qos: .exactlyOnce)
+        let messages = MessageCollector(subscription)
+        let received = try await messages.waitFor(2, timeout: .seconds(5))
+        withKnownIssue("libmosquitto delivers the stale copy of the re-sent PUBLISH (#1450, #1751)") {
+            #expect(received.map(\.payloadString) == ["first", "second"])
+        }
+        // What it does instead, so that a change of behaviour shows.
+        #expect(received.map(\.payloadString) == ["first", "first"])
+        try await client.disconnect()
+    }
+}
