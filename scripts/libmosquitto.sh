@@ -7,6 +7,11 @@
 #   bash scripts/libmosquitto.sh            builds it (if not built yet) and prints the prefix
 #   source scripts/libmosquitto.sh --env    ... and exports PKG_CONFIG_PATH and LD_LIBRARY_PATH
 #
+# LIBMOSQUITTO_PREFIX=<prefix> selects a libmosquitto of your own instead (one installed with
+# `make install prefix=<prefix>`, with <prefix>/lib/libmosquitto.so.1 and <prefix>/include): nothing
+# is built, a pkg-config file is written for it if it has none, and `bash scripts/test.sh` then runs
+# its second pass against that library.
+#
 # The package finds libmosquitto through pkg-config (`libmosquitto`), so pointing it at any other
 # build is: PKG_CONFIG_PATH=<prefix>/lib/pkgconfig for `swift build`, and
 # LD_LIBRARY_PATH=<prefix>/lib when running (the soname is the same, libmosquitto.so.1, so
@@ -18,9 +23,37 @@ version=2.0.21
 suite=trixie
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="$root/.build-libmosquitto"
-prefix="$work/$version/prefix"
+prefix="${LIBMOSQUITTO_PREFIX:-$work/$version/prefix}"
+
+# A pkg-config file for the library in $prefix, saying $1 is its version.
+write_pkg_config() {
+    mkdir -p "$prefix/lib/pkgconfig"
+    cat > "$prefix/lib/pkgconfig/libmosquitto.pc" <<PC
+prefix=$prefix
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+
+Name: mosquitto
+Description: mosquitto MQTT library (C bindings), selected by scripts/libmosquitto.sh
+Version: $1
+Libs: -L\${libdir} -lmosquitto
+Cflags: -I\${includedir}
+PC
+}
+
+# The version a built library reports, from its header.
+header_version() {
+    awk '/#define LIBMOSQUITTO_(MAJOR|MINOR|REVISION)/{v[$2]=$3} END{print v["LIBMOSQUITTO_MAJOR"]"."v["LIBMOSQUITTO_MINOR"]"."v["LIBMOSQUITTO_REVISION"]}' "$prefix/include/mosquitto.h"
+}
 
 build_libmosquitto() {
+    if [ -n "${LIBMOSQUITTO_PREFIX:-}" ]; then
+        [ -f "$prefix/lib/libmosquitto.so.1" ] && [ -f "$prefix/include/mosquitto.h" ] ||
+            { echo "libmosquitto: LIBMOSQUITTO_PREFIX=$prefix has no lib/libmosquitto.so.1 and include/mosquitto.h" >&2; return 1; }
+        [ -f "$prefix/lib/pkgconfig/libmosquitto.pc" ] || write_pkg_config "$(header_version)"
+        version=$(header_version)
+        return 0
+    fi
     if [ -f "$prefix/lib/libmosquitto.so.1" ] && [ -f "$prefix/lib/pkgconfig/libmosquitto.pc" ]; then
         return 0
     fi
@@ -66,17 +99,7 @@ build_libmosquitto() {
     cp "$source/lib/libmosquitto.so.1" "$prefix/lib/"
     ln -s libmosquitto.so.1 "$prefix/lib/libmosquitto.so"
     cp "$source/include/mosquitto.h" "$source/include/mqtt_protocol.h" "$prefix/include/"
-    cat > "$prefix/lib/pkgconfig/libmosquitto.pc" <<PC
-prefix=$prefix
-libdir=\${prefix}/lib
-includedir=\${prefix}/include
-
-Name: mosquitto
-Description: mosquitto MQTT library (C bindings), Debian $suite source, built by scripts/libmosquitto.sh
-Version: $version
-Libs: -L\${libdir} -lmosquitto
-Cflags: -I\${includedir}
-PC
+    write_pkg_config "$version"
 }
 
 build_libmosquitto

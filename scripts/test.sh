@@ -34,12 +34,14 @@ swift test --skip-build --filter NetworkFaultTests
 swift test --skip-build --filter BrokerCrashTests
 unset MQTT_TEST_DRIVER
 # 4b. The unit and integration suites once more against libmosquitto 2.0.21 (Debian 13's source,
-#     built by scripts/libmosquitto.sh into .build-libmosquitto/, cached), in a build path of its
-#     own; LibraryVersionTests fails the pass if the system's 2.0.11 was loaded instead.
+#     built by scripts/libmosquitto.sh into .build-libmosquitto/, cached), or against the one in
+#     LIBMOSQUITTO_PREFIX, in a build path of its own; LibraryVersionTests fails the pass if the
+#     system's 2.0.11 was loaded instead.
 (
     source scripts/libmosquitto.sh --env
-    swift build --build-tests --build-path .build-2.0.21
-    swift test --skip-build --build-path .build-2.0.21 --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
+    build_path=".build-with-$MQTT_TEST_LIBMOSQUITTO_VERSION"
+    swift build --build-tests --build-path "$build_path"
+    swift test --skip-build --build-path "$build_path" --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
 )
 # 5. The property-list memory test: resident size is process-wide, so in a process of its own.
 MQTT_MEMORY_TEST=1 swift test --skip-build --filter listsAreFreed
