@@ -21,6 +21,29 @@ struct LibraryVersionTests {
         #expect(MQTTLibraryVersion(major: 2, minor: 0, revision: 21).description == "2.0.21")
     }
 
+    @Test("a libmosquitto older than 2.0 is refused with notSupported, naming both versions")
+    func oldLibraryIsRefused() {
+        let error = #expect(throws: MQTTError.self) { try MQTTClient.checkLibrary(MQTTLibraryVersion(major: 1, minor: 6, revision: 9)) }
+        #expect(error?.code == .notSupported)
+        #expect(error?.detail?.contains("1.6.9") == true && error?.detail?.contains("2.0.0") == true, "\(String(describing: error))")
+        #expect(throws: Never.self) { try MQTTClient.checkLibrary(MQTTLibraryVersion(major: 2, minor: 0, revision: 0)) }
+    }
+
+    /// `mosquitto_topic_matches_sub2` ignores its length arguments before 2.0.14, which is why
+    /// `LibMosquitto.topicMatches` uses the NUL-terminated variant (and callers refuse NULs).
+    @Test("topic_matches_sub2 honours its lengths from 2.0.14, not in 2.0.11 (the quirk the library avoids)")
+    func topicMatchesSub2Lengths() {
+        var result = false
+        // "a/b" against the first three bytes of "a/bc": matches only if the length is honoured.
+        let rc = mosquitto_topic_matches_sub2("a/b", 3, "a/bc", 3, &result)
+        #expect(rc == Int32(MOSQ_ERR_SUCCESS.rawValue))
+        let honoursLengths = MQTTClient.libraryVersion >= MQTTLibraryVersion(major: 2, minor: 0, revision: 14)
+        #expect(result == honoursLengths, "libmosquitto \(MQTTClient.libraryVersion)")
+        // The variant the library uses is right on every version.
+        #expect(LibMosquitto.topicMatches(filter: "a/b", topic: "a/bc") == false)
+        #expect(LibMosquitto.topicMatches(filter: "a/+", topic: "a/bc") == true)
+    }
+
     @Test("the socket pair an event-loop handle does without is found where the shim expects it, and closed")
     func wakeupPairLayout() throws {
         LibMosquitto.ensureInitialized()

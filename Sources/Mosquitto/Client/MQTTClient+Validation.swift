@@ -7,16 +7,21 @@ extension MQTTClient {
         return "swift-mqtt-" + digits.joined()
     }
 
+    /// Refuses a libmosquitto older than ``MQTTLibraryVersion/minimumSupported``.
+    static func checkLibrary(_ version: MQTTLibraryVersion) throws(MQTTError) {
+        guard version >= .minimumSupported else {
+            throw MQTTError(
+                .notSupported, operation: .configure,
+                detail: "libmosquitto \(version) is loaded; swift-mosquitto needs \(MQTTLibraryVersion.minimumSupported) or later"
+            )
+        }
+    }
+
     static func validate(_ configuration: inout MQTTConfiguration) throws(MQTTError) {
         func invalid(_ detail: String) -> MQTTError {
             MQTTError(.invalidConfiguration, operation: .configure, detail: detail)
         }
-        guard libraryVersion >= .minimumSupported else {
-            throw MQTTError(
-                .notSupported, operation: .configure,
-                detail: "libmosquitto \(libraryVersion) is loaded; swift-mosquitto needs \(MQTTLibraryVersion.minimumSupported) or later"
-            )
-        }
+        try checkLibrary(libraryVersion)
         let keepAlive = configuration.keepAlive
         guard keepAlive == .zero || (keepAlive >= .seconds(5) && keepAlive <= .seconds(65_535)) else {
             throw invalid("keepalive must be 0 or 5...65535 seconds")
