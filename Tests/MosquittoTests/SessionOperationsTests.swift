@@ -18,7 +18,7 @@ struct SessionOperationsTests {
         _ = machine.connackAccepted(now: start, sessionPresent: false)
         let publish = Promise<MQTTPublishReceipt>()
         #expect(machine.pending.publishes.register(publish, for: 1) == nil)
-        let subscribe = PendingCommands.Subscribe(filters: ["a/#"], qos: .atLeastOnce, options: 0, properties: MQTTProperties(), promise: Promise())
+        let subscribe = PendingCommands.Subscribe(topicFilters: [MQTTTopicFilter("a/#", qos: .atLeastOnce)], properties: MQTTProperties(), promise: Promise())
         #expect(machine.pending.subscribes.register(subscribe.promise, for: 2) == nil)
         machine.pending.commands.sent(.subscribe(subscribe), mid: 2)
         let unsubscribe = PendingCommands.Unsubscribe(filters: ["b"], properties: MQTTProperties(), promise: Promise())

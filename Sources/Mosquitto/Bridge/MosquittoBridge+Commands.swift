@@ -66,12 +66,14 @@ extension MosquittoBridge {
         return MQTTPendingPublish(messageID: messageID, qos: qos, promise: promise, defaultTimeout: configuration.operationTimeout)
     }
 
-    /// Queues one SUBSCRIBE for `filters` at `qos`.
+    /// Queues one SUBSCRIBE for `filters`, which share one QoS and one set of options. The
+    /// filters the SUBACK grants are recorded for re-subscription after a session loss when it
+    /// arrives (before the caller's task resumes: a loss right after it cannot miss them).
     ///
     /// - Returns: The SUBACK's reason codes, one per filter, once it arrives (sent again after a
     ///   reconnect if the connection is lost first).
-    func subscribe(filters: [String], qos: MQTTQoS, options: Int32, properties: MQTTProperties) throws(MQTTError) -> Promise<SubscribeAcknowledgement> {
-        let request = PendingCommands.Subscribe(filters: filters, qos: qos, options: options, properties: properties, promise: Promise())
+    func subscribe(_ filters: [MQTTTopicFilter], properties: MQTTProperties) throws(MQTTError) -> Promise<SubscribeAcknowledgement> {
+        let request = PendingCommands.Subscribe(topicFilters: filters, properties: properties, promise: Promise())
         try send(.subscribe(request))
         return request.promise
     }
@@ -105,7 +107,11 @@ extension MosquittoBridge {
         case .subscribe(let request):
             let early = state.withLock { state in
                 let early = state.session.pending.subscribes.register(request.promise, for: mid)
-                if early == nil { state.session.pending.commands.sent(command, mid: mid) }
+                if early == nil {
+                    state.session.pending.commands.sent(command, mid: mid)
+                } else if case .success(let acknowledgement)? = early {
+                    state.session.subscriptions.remember(request.granted(by: acknowledgement.reasonCodes), properties: request.properties)
+                }
                 return early
             }
             if let early { request.promise.complete(early) }
@@ -133,11 +139,6 @@ extension MosquittoBridge {
 
     // MARK: Subscription registry
 
-    /// Records accepted subscriptions, to restore them after a session loss.
-    func remember(_ filters: [MQTTTopicFilter], properties: MQTTProperties) {
-        state.withLock { $0.session.subscriptions.remember(filters, properties: properties) }
-    }
-
     /// Forgets unsubscribed filters.
     func forget(_ filters: [String]) {
         state.withLock { $0.session.subscriptions.forget(filters) }
@@ -154,9 +155,7 @@ extension MosquittoBridge {
         var answers: [(filter: String, acknowledgement: Promise<SubscribeAcknowledgement>)] = []
         for record in records {
             do {
-                let promise = try subscribe(
-                    filters: [record.filter.filter], qos: record.filter.qos, options: record.filter.optionBits, properties: record.properties
-                )
+                let promise = try subscribe([record.filter], properties: record.properties)
                 answers.append((record.filter.filter, promise))
             } catch {
                 refused.append(MQTTSubscribeResult(filter: record.filter.filter, reasonCode: error.reasonCode ?? .unspecifiedError))

@@ -99,7 +99,11 @@ extension MosquittoBridge {
     func didSubscribe(mid: Int32, reasonCodes: [MQTTReasonCode], properties: MQTTProperties) {
         let acknowledgement = SubscribeAcknowledgement(reasonCodes: reasonCodes, properties: properties)
         let promise = state.withLock { state in
-            state.session.pending.commands.acknowledged(mid)
+            // Recorded for re-subscription now, under the lock: a loss right after this SUBACK
+            // (before the caller's task resumes) still restores what the broker granted.
+            if case .subscribe(let request)? = state.session.pending.commands.acknowledged(mid) {
+                state.session.subscriptions.remember(request.granted(by: reasonCodes), properties: request.properties)
+            }
             return state.session.pending.subscribes.resolve(mid, with: .success(acknowledgement))
         }
         promise?.succeed(acknowledgement)

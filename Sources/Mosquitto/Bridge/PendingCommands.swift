@@ -8,13 +8,24 @@
 /// under a new packet ID and in its original order, once the broker has accepted the next
 /// connection; its caller's wait simply goes on. Only when the session ends do they fail.
 struct PendingCommands {
-    /// What a SUBSCRIBE asked for.
+    /// What a SUBSCRIBE asked for: filters sharing one QoS and one set of options (libmosquitto's
+    /// `subscribe_multiple` takes one of each).
     struct Subscribe: Sendable {
-        let filters: [String]
-        let qos: MQTTQoS
-        let options: Int32
+        let topicFilters: [MQTTTopicFilter]
         let properties: MQTTProperties
         let promise: Promise<SubscribeAcknowledgement>
+
+        /// The filters as sent.
+        var filters: [String] { topicFilters.map(\.filter) }
+        /// Their QoS.
+        var qos: MQTTQoS { topicFilters.first?.qos ?? .atMostOnce }
+        /// Their MQTT 5 options (`MQTT_SUB_OPT_*` bits).
+        var options: Int32 { topicFilters.first?.optionBits ?? 0 }
+
+        /// The filters the SUBACK's `reasonCodes` granted (one code per filter, in order).
+        func granted(by reasonCodes: [MQTTReasonCode]) -> [MQTTTopicFilter] {
+            zip(topicFilters, reasonCodes).filter { !$0.1.isFailure }.map(\.0)
+        }
     }
 
     /// What an UNSUBSCRIBE asked for.
@@ -84,8 +95,11 @@ struct PendingCommands {
     }
 
     /// Packet `mid` was acknowledged.
-    mutating func acknowledged(_ mid: Int32) {
-        inFlight.removeValue(forKey: mid)
+    ///
+    /// - Returns: The command it was, if it was one of ours still in flight.
+    @discardableResult
+    mutating func acknowledged(_ mid: Int32) -> Command? {
+        inFlight.removeValue(forKey: mid)?.command
     }
 
     /// The connection was lost and a reconnect follows: what was in flight is to be sent again.

@@ -62,7 +62,6 @@ extension MQTTClient {
                         + (acknowledgementProperties.reasonString.map { " (\($0))" } ?? "")
                 )
             }
-            bridge.remember(filters, properties: properties)
             return MQTTSubscription(results: results, properties: acknowledgementProperties, messages: messages)
         } catch {
             router.finishListener(listenerID)
@@ -84,9 +83,7 @@ extension MQTTClient {
         }
         var sent: [(indices: [Int], promise: Promise<SubscribeAcknowledgement>)] = []
         for group in groups {
-            let promise = try bridge.subscribe(
-                filters: group.indices.map { filters[$0].filter }, qos: group.qos, options: group.options, properties: properties
-            )
+            let promise = try bridge.subscribe(group.indices.map { filters[$0] }, properties: properties)
             sent.append((group.indices, promise))
         }
         var results = filters.map { MQTTSubscribeResult(filter: $0.filter, reasonCode: .unspecifiedError) }
