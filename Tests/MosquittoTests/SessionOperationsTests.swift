@@ -81,6 +81,17 @@ struct SessionOperationsTests {
         }
     }
 
+    @Test("waits abandoned as the connection closes after a close() fail with clientClosed; after a disconnect with notConnected")
+    func abandonedAtCloseSayClientClosed() throws {
+        var (machine, _, _, _) = try busy(.disabled)
+        _ = machine.stop(error: nil, now: start, deadline: start + .seconds(5))
+        #expect(machine.abandonedError(connectionError: nil).code == .notConnected)
+        _ = machine.close(now: start, deadline: start + .seconds(5))
+        let outcome = machine.disconnected(now: start)
+        #expect(outcome.abandoned.publishes.count == 1)
+        #expect(machine.abandonedError(connectionError: nil).code == .clientClosed)
+    }
+
     @Test("subscriptions are restored once after a CONNACK without session, with their QoS and options; not with the session present")
     func restorationAfterSessionLoss() throws {
         var (machine, _, _, _) = try busy(reconnecting)

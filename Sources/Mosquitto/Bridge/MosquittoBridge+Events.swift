@@ -49,7 +49,7 @@ extension MosquittoBridge {
                     detail: "the broker sent DISCONNECT" + (properties.reasonString.map { ": \($0)" } ?? "")
                 )
                 : MQTTError(Self.lossCode(forMosquittoError: returnCode), operation: .connection, mosquittoErrorCode: returnCode)
-        let (report, abandoned) = state.withLock { state in
+        let (report, abandoned, abandonedError) = state.withLock { state in
             let (report, willReconnect, abandoned) = state.session.disconnected(now: .now)
             if !willReconnect, let error {
                 // Before the first CONNACK, a drop is a failed connect: say why (TLS, reset, ...).
@@ -59,11 +59,11 @@ extension MosquittoBridge {
                         : MQTTError(failure, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
                 )
             }
-            return (report, abandoned)
+            return (report, abandoned, state.session.abandonedError(connectionError: error))
         }
         // With a reconnect to follow nothing is abandoned: QoS 1/2 PUBLISHes are sent again by
         // libmosquitto, SUBSCRIBE/UNSUBSCRIBE by us (resendCommandsIfNeeded), and their waits go on.
-        abandoned.fail(with: error ?? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived"))
+        abandoned.fail(with: abandonedError)
         if !abandoned.publishes.isEmpty { reportPendingPublishes() }
         if report {
             sink.bridgeDidReport(.connection(.disconnected(error)))

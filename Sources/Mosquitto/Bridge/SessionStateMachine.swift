@@ -292,6 +292,14 @@ struct SessionStateMachine: Sendable {
         return (report, willReconnect, pending.connectionLost(willReconnect: willReconnect))
     }
 
+    /// The error for waits abandoned when a connection closes (``disconnected(now:)``): after a
+    /// close, ``MQTTError/Code/clientClosed``; otherwise the connection's own error, or
+    /// ``MQTTError/Code/notConnected`` after a requested disconnect.
+    func abandonedError(connectionError: MQTTError?) -> MQTTError {
+        if closed { return MQTTError(.clientClosed, operation: .connection) }
+        return connectionError ?? MQTTError(.notConnected, operation: .connection, detail: "disconnected before the acknowledgement arrived")
+    }
+
     /// Records why the session ends when nothing else has (the first reason wins).
     mutating func recordEndError(_ error: MQTTError) {
         if stopError == nil, !stopRequested { stopError = error }
