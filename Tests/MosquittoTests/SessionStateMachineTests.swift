@@ -74,6 +74,22 @@ struct SessionStateMachineTests {
         #expect(!machine.isRunning)
     }
 
+    @Test("a reconnect the broker refuses ends the session, reported with the refusal after the loss was reported")
+    func refusedReconnectIsReported() throws {
+        var machine = try connected()
+        let loss = machine.disconnected(now: start + .seconds(1))
+        #expect(loss.report && loss.willReconnect)
+        _ = machine.connectionLost(error: lost, now: start + .seconds(1))
+        machine.connackRefused(MQTTError(.notAuthorized, operation: .connect))
+        do {
+            let value = machine.disconnected(now: start + .seconds(2))
+            #expect(!value.report && !value.willReconnect)
+        }
+        let end = machine.sessionEnded(error: nil)
+        #expect(end.report, "the end is reported once more, with its reason")
+        #expect(!end.requested && end.error?.code == .notAuthorized)
+    }
+
     @Test("a connection lost before the first CONNACK ends the session (a failed connect)")
     func lossBeforeFirstConnack() throws {
         var machine = machine()

@@ -195,9 +195,12 @@ struct SessionStateMachine: Sendable {
     }
 
     /// The broker refused the connection: final (retrying a bad password only hammers the broker).
+    /// The session's end is then reported with the refusal, also after a reconnect whose lost
+    /// connection was reported already (the application must learn why it ended).
     mutating func connackRefused(_ error: MQTTError) {
         stopRequested = true
         if stopError == nil { stopError = error }
+        disconnectReported = false
     }
 
     /// A stop: `disconnect()` (`error == nil`), a connect that timed out or was cancelled, a
