@@ -51,3 +51,24 @@ struct EventRouterHoldTests {
         #expect(try await ready(sequence, count: 2) == ["4", "5"])
     }
 }
+
+/// Unsubscribing takes filters out of the sequences, without a broker.
+@Suite("Event router: unsubscribed filters", .timeLimit(.minutes(1)))
+struct EventRouterFilterTests {
+    @Test("a sequence of two filters loses one on unsubscribe and keeps the other; it ends when the last goes")
+    func filtersLeaveOneByOne() async throws {
+        let router = EventRouter(bufferSize: 10, telemetry: ClientTelemetry(configuration: MQTTConfiguration()))
+        let sequence = router.makeMessageSequence(filters: ["a", "b"]).sequence
+        var iterator = sequence.makeAsyncIterator()
+        router.removeFilters(["a"])
+        router.bridgeDidReceive(MQTTMessage(topic: "a", payload: Array("gone".utf8)))
+        router.bridgeDidReceive(MQTTMessage(topic: "b", payload: Array("kept".utf8)))
+        router.bridgeDidFinishLoopPass()
+        let first = try await iterator.next()
+        #expect(first?.payloadString == "kept")
+        router.removeFilters(["b"])
+        let end = try await iterator.next()
+        #expect(end == nil, "the sequence ends with its last filter")
+    }
+}
+

@@ -27,6 +27,11 @@ final class EventRouter: BridgeEventSink {
             self.matchers = (filters ?? []).map(TopicMatcher.init(filter:))
         }
 
+        /// The same listener without `removed` among its filters.
+        func without(_ removed: Set<String>) -> MessageListener {
+            MessageListener(filters: filters?.filter { !removed.contains($0) }, subscriptionIdentifier: subscriptionIdentifier, buffer: buffer)
+        }
+
         /// Whether `message` belongs to this listener. A message carrying subscription identifiers
         /// goes to the subscriptions with those identifiers (the broker sends one copy per
         /// overlapping subscription); otherwise the topic is matched against the filters.
@@ -129,15 +134,23 @@ final class EventRouter: BridgeEventSink {
         buffer?.finish(throwing: error)
     }
 
-    /// Ends the sequences made for exactly these filters (after an UNSUBACK, or with `error`
-    /// after a refused re-subscription).
-    func finishListeners(subscribedTo filters: Set<String>, error: MQTTError? = nil) {
+    /// The broker no longer sends `filters` to this client (an UNSUBACK, or a re-subscription it
+    /// refused): they leave every sequence's filters, and a sequence left with none ends (with
+    /// `error`, if one is given). A sequence of several filters keeps receiving the others.
+    func removeFilters(_ filters: Set<String>, endingWith error: MQTTError? = nil) {
         let finished = state.withLock { state -> [MessageBuffer] in
-            let ids = state.listeners.filter { _, listener in
-                guard let own = listener.filters else { return false }
-                return own.allSatisfy(filters.contains)
-            }.keys
-            return ids.compactMap { state.listeners.removeValue(forKey: $0)?.buffer }
+            var finished: [MessageBuffer] = []
+            for (id, listener) in state.listeners {
+                guard let own = listener.filters, own.contains(where: filters.contains) else { continue }
+                let remaining = listener.without(filters)
+                if remaining.filters?.isEmpty == true {
+                    state.listeners.removeValue(forKey: id)
+                    finished.append(listener.buffer)
+                } else {
+                    state.listeners[id] = remaining
+                }
+            }
+            return finished
         }
         finished.forEach { $0.finish(throwing: error) }
     }
@@ -337,9 +350,9 @@ final class EventRouter: BridgeEventSink {
         connected?.succeed(())
         if case .resubscribed(let refused) = event, !refused.isEmpty {
             let detail = "re-subscribing after the broker lost the session: " + refused.map { "\"\($0.filter)\": \($0.reasonCode)" }.joined(separator: ", ")
-            finishListeners(
-                subscribedTo: Set(refused.map(\.filter)),
-                error: MQTTError(.subscriptionRefused, operation: .subscribe, reasonCode: refused[0].reasonCode, detail: detail)
+            removeFilters(
+                Set(refused.map(\.filter)),
+                endingWith: MQTTError(.subscriptionRefused, operation: .subscribe, reasonCode: refused[0].reasonCode, detail: detail)
             )
         }
         toDelegate(.connection(event))

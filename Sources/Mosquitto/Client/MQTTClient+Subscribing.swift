@@ -98,7 +98,8 @@ extension MQTTClient {
         return (results, acknowledgementProperties ?? MQTTProperties())
     }
 
-    /// Unsubscribes from filters and finishes the subscriptions made for exactly those filters.
+    /// Unsubscribes from filters. They leave every subscription's sequence: a sequence made for
+    /// several filters keeps receiving the others, and one left with none ends.
     ///
     /// libmosquitto 2.0.11 does not pass UNSUBACK reason codes on, so a per-filter MQTT 5 refusal
     /// cannot be reported; the UNSUBACK's properties (reason string, user properties) are returned.
@@ -123,7 +124,7 @@ extension MQTTClient {
         let promise = try bridge.unsubscribe(filters: filters, properties: properties)
         let acknowledgement = try await promise.wait(timeout: timeout ?? configuration.operationTimeout, operation: .unsubscribe)
         bridge.forget(filters)
-        router.finishListeners(subscribedTo: Set(filters))
+        router.removeFilters(Set(filters))
         return acknowledgement
     }
 
