@@ -183,6 +183,37 @@ struct NetworkFaultTests {
         #expect(proxy.acceptedConnectionCount == 4)
         #expect(proxy.connectionCount == 0)
     }
+
+    @Test("a muted upstream: the client hears nothing, while its bytes and its close still reach the upstream")
+    func proxyMutesUpstreamOnly() async throws {
+        let upstream = try makeLoopbackListener()
+        defer { close(upstream.descriptor) }
+        let proxy = try TCPFaultProxy(upstreamPort: upstream.port)
+        defer { proxy.stop() }
+        let connection = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        let server = try #require(connection.server)
+        #expect(server.exchange("before", with: connection.client) == "before")
+
+        proxy.muteUpstream()
+        #expect(server.exchange("lost", with: connection.client) == .timedOut)
+        #expect(connection.client.exchange("heard", with: server) == "heard")
+        #expect(proxy.connectionCount == 1)
+        // The client closes: the upstream sees it.
+        _ = shutdown(connection.client.descriptor, Int32(SHUT_RDWR))
+        #expect(server.receive(milliseconds: 2_000) == .closed)
+        // Then the upstream closes too, and the proxy drops the connection.
+        _ = shutdown(server.descriptor, Int32(SHUT_RDWR))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while proxy.connectionCount > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(proxy.connectionCount == 0)
+
+        // A new connection forwards both ways.
+        let next = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        #expect(next.client.exchange("again", with: next.server) == "again")
+        #expect(try #require(next.server).exchange("back", with: next.client) == "back")
+    }
 }
 
 // MARK: - Helpers
