@@ -21,6 +21,9 @@ import Darwin
 /// - ``blackHole(includingNewConnections:)`` keeps the current connections open but silently stops
 ///   forwarding, as a pulled cable or a dead NAT entry would: whatever arrives is read and discarded,
 ///   nothing is written, no FIN or RST is sent. Only a keepalive notices.
+/// - ``muteUpstream()`` drops only what the upstream sends: the client hears nothing any more, while its
+///   own bytes, and its close, still reach the upstream (a broker that froze its sending side, or a route
+///   lost one way). A client that gives up on the silent link and closes is seen closing by the upstream.
 ///
 /// One thread of its own runs a `poll` loop over non-blocking sockets, with at most 64 KiB buffered per
 /// direction and connection. The fault methods are synchronous: when they return, the loop has applied
@@ -123,6 +126,17 @@ public final class TCPFaultProxy: Sendable {
         shared.perform(.blackHole(includingNewConnections: includingNewConnections))
     }
 
+    /// Makes every current connection stop forwarding what the upstream sends, in that direction only.
+    ///
+    /// What the upstream sends is read and discarded; what the client sends still reaches the upstream,
+    /// and so does its close (FIN), so the upstream sees exactly what the client does once the link has
+    /// gone silent for it: e.g. whether a client that aborts a dead link sends DISCONNECT first. If the
+    /// upstream closes, both sides are closed. Connections accepted afterwards forward normally.
+    /// Returns once done; does nothing after ``stop()``.
+    public func muteUpstream() {
+        shared.perform(.muteUpstream)
+    }
+
     /// Makes connections accepted from now on forward normally again, ending
     /// ``blackHole(includingNewConnections:)`` with `true`. Connections already black-holed stay so.
     /// Returns once done; does nothing after ``stop()``.
@@ -203,6 +217,7 @@ public final class TCPFaultProxy: Sendable {
 private enum ProxyCommand: Sendable {
     case cut
     case blackHole(includingNewConnections: Bool)
+    case muteUpstream
     case heal
     case stop
 }
@@ -399,6 +414,8 @@ private final class ProxyLoop {
         case .blackHole(let includingNewConnections):
             connections.forEach { $0.blackHole() }
             if includingNewConnections { blackHoleNewConnections = true }
+        case .muteUpstream:
+            connections.forEach { $0.muteUpstream() }
         case .heal:
             blackHoleNewConnections = false
         case .stop:
@@ -453,6 +470,8 @@ private final class ProxyConnection {
     private var upstream: Int32
     private var upstreamConnecting: Bool
     private var isBlackHoled: Bool
+    /// What the upstream sends is discarded; the client's bytes and close are still forwarded.
+    private var isUpstreamMuted = false
     private let toUpstream = ProxyDirection()
     private let toClient = ProxyDirection()
 
@@ -479,7 +498,7 @@ private final class ProxyConnection {
         }
         var events: Int32 = 0
         if toUpstream.wantsInput { events |= Int32(POLLIN) }
-        if !toClient.buffer.isEmpty { events |= Int32(POLLOUT) }
+        if !toClient.buffer.isEmpty, !isUpstreamMuted { events |= Int32(POLLOUT) }
         return pollfd(fd: client, events: Int16(events), revents: 0)
     }
 
@@ -492,7 +511,7 @@ private final class ProxyConnection {
             return pollfd(fd: upstream, events: Int16(POLLOUT), revents: 0)
         }
         var events: Int32 = 0
-        if toClient.wantsInput { events |= Int32(POLLIN) }
+        if toClient.wantsInput || isUpstreamMuted { events |= Int32(POLLIN) }
         if !toUpstream.buffer.isEmpty { events |= Int32(POLLOUT) }
         return pollfd(fd: upstream, events: Int16(events), revents: 0)
     }
@@ -525,6 +544,10 @@ private final class ProxyConnection {
             }
             upstreamConnecting = false
         }
+        if isUpstreamMuted {
+            serviceMuted(clientEvents: clientEvents, upstreamEvents: upstreamEvents, discard: discard)
+            return
+        }
         guard clientEvents & Int16(POLLERR) == 0, upstreamEvents & Int16(POLLERR) == 0,
             toUpstream.transfer(from: client, sourceEvents: clientEvents, to: upstream),
             toClient.transfer(from: upstream, sourceEvents: upstreamEvents, to: client)
@@ -539,17 +562,37 @@ private final class ProxyConnection {
         }
     }
 
+    /// A round for a connection whose upstream is muted: the client's bytes and FIN go upstream as usual;
+    /// the upstream's are discarded, and its close (or an error on either side) closes both.
+    private func serviceMuted(clientEvents: Int16, upstreamEvents: Int16, discard: UnsafeMutableRawBufferPointer) {
+        guard clientEvents & Int16(POLLERR) == 0, upstreamEvents & Int16(POLLERR) == 0,
+            upstreamEvents == 0 || Self.discardAvailable(upstream, into: discard),
+            toUpstream.transfer(from: client, sourceEvents: clientEvents, to: upstream)
+        else {
+            closeAll()
+            return
+        }
+        if clientEvents & Int16(POLLHUP) != 0, toUpstream.buffer.isEmpty {
+            closeAll()
+        }
+    }
+
     /// Reads and discards from a black-holed side; closes it (and only it) when its peer closes.
     private func swallow(_ descriptor: inout Int32, events: Int16, discard: UnsafeMutableRawBufferPointer) {
         guard descriptor >= 0, events != 0 else { return }
+        if !Self.discardAvailable(descriptor, into: discard) {
+            close(descriptor)  // EOF or an error: this side is gone; the other side is told nothing.
+            descriptor = -1
+        }
+    }
+
+    /// Reads and discards everything available on `descriptor`; `false` at EOF or on an error.
+    private static func discardAvailable(_ descriptor: Int32, into discard: UnsafeMutableRawBufferPointer) -> Bool {
         while true {
             let count = recv(descriptor, discard.baseAddress, discard.count, 0)
             if count > 0 { continue }
             if count < 0, errno == EINTR { continue }
-            if count < 0, errno == EAGAIN || errno == EWOULDBLOCK { return }
-            close(descriptor)  // EOF or an error: this side is gone; the other side is told nothing.
-            descriptor = -1
-            return
+            return count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
         }
     }
 
@@ -565,6 +608,13 @@ private final class ProxyConnection {
             upstream = -1
             upstreamConnecting = false
         }
+    }
+
+    /// Stops forwarding what the upstream sends (dropping what is buffered for the client); the client's
+    /// direction keeps forwarding.
+    func muteUpstream() {
+        isUpstreamMuted = true
+        toClient.buffer.removeAll()
     }
 
     /// Closes both sockets.

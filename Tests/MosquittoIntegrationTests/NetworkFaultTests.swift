@@ -74,6 +74,52 @@ struct NetworkFaultTests {
         }
     }
 
+    /// Publishes written into a black-holed connection are sent but lost: the broker never saw
+    /// them and nobody acknowledged them. After the cut they must be sent again on the new
+    /// connection, all of them and in order, whether the session is clean or persistent.
+    @Test("QoS 1/2 publishes sent into a dead connection are sent again after the reconnect: all acknowledged and delivered, in order",
+          arguments: [MQTTQoS.atLeastOnce, .exactlyOnce], [true, false])
+    func inFlightPublishesSurviveAReconnect(qos: MQTTQoS, cleanSession: Bool) async throws {
+        try await withFaultProxy { broker, proxy in
+            let subscriber = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let received = MessageCollector(try await subscriber.subscribe(to: topic, qos: qos))
+
+            let publisher = try proxiedClient(proxy, clientID: uniqueClientID("flight")) { $0.cleanSession = cleanSession }
+            let events = EventRecorder(publisher.connectionEvents)
+            try await publisher.connect()
+            for number in 0..<10 {
+                try await publisher.publish(to: topic, payload: "\(number)", qos: qos)
+            }
+            proxy.blackHole()
+            let count = 60
+            var pending: [MQTTPendingPublish] = []
+            for number in 10..<count {
+                pending.append(try publisher.beginPublish(to: topic, payload: Array("\(number)".utf8), qos: qos))
+            }
+            // Written into the void (20 in flight, the rest queued behind them), unacknowledged.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(publisher.pendingPublishCount == count - 10)
+            #expect(received.messages.count == 10, "nothing got through the black hole")
+            proxy.cut()
+            for publish in pending {
+                let receipt = try await publish.acknowledgement(timeout: .seconds(15))
+                #expect(receipt.messageID == publish.messageID)
+            }
+            #expect(await events.next(after: 0) { if case .disconnected = $0 { true } else { false } } != nil)
+            #expect(proxy.acceptedConnectionCount == 2)
+            #expect(publisher.pendingPublishCount == 0)
+
+            let deliveries = try await received.waitForDistinct(count).compactMap(\.payloadString)
+            var firstArrivals: [String] = []
+            for payload in deliveries where !firstArrivals.contains(payload) { firstArrivals.append(payload) }
+            #expect(firstArrivals == (0..<count).map { "\($0)" })
+            if qos == .exactlyOnce { #expect(deliveries.count == count, "QoS 2: no duplicates") }
+            try await publisher.disconnect()
+            try await subscriber.disconnect()
+        }
+    }
+
     // MARK: Black hole
 
     @Test("a black-holed connection is detected within 1.5 × keepalive and the client reconnects")
@@ -182,6 +228,37 @@ struct NetworkFaultTests {
         #expect(late?.server == nil, "nothing is forwarded after stop()")
         #expect(proxy.acceptedConnectionCount == 4)
         #expect(proxy.connectionCount == 0)
+    }
+
+    @Test("a muted upstream: the client hears nothing, while its bytes and its close still reach the upstream")
+    func proxyMutesUpstreamOnly() async throws {
+        let upstream = try makeLoopbackListener()
+        defer { close(upstream.descriptor) }
+        let proxy = try TCPFaultProxy(upstreamPort: upstream.port)
+        defer { proxy.stop() }
+        let connection = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        let server = try #require(connection.server)
+        #expect(server.exchange("before", with: connection.client) == "before")
+
+        proxy.muteUpstream()
+        #expect(server.exchange("lost", with: connection.client) == .timedOut)
+        #expect(connection.client.exchange("heard", with: server) == "heard")
+        #expect(proxy.connectionCount == 1)
+        // The client closes: the upstream sees it.
+        _ = shutdown(connection.client.descriptor, Int32(SHUT_RDWR))
+        #expect(server.receive(milliseconds: 2_000) == .closed)
+        // Then the upstream closes too, and the proxy drops the connection.
+        _ = shutdown(server.descriptor, Int32(SHUT_RDWR))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while proxy.connectionCount > 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(proxy.connectionCount == 0)
+
+        // A new connection forwards both ways.
+        let next = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        #expect(next.client.exchange("again", with: next.server) == "again")
+        #expect(try #require(next.server).exchange("back", with: next.client) == "back")
     }
 }
 

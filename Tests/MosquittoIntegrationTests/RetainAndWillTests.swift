@@ -1,6 +1,7 @@
 import Foundation
 import Mosquitto
 import MosquittoTesting
+import Synchronization
 import Testing
 
 @Suite("Retain and will", .timeLimit(.minutes(1)))
@@ -74,6 +75,99 @@ struct RetainAndWillTests {
                 #expect(dropped.isConnected)
             }
             #expect(try await wills.arrivals(within: .seconds(2)).isEmpty)
+        }
+    }
+
+    @Test("a retained will is kept by the broker: a subscriber that comes afterwards gets it with the retain flag")
+    func retainedWillReachesLateSubscriber() async throws {
+        try await withMosquittoBroker { broker in
+            let watcher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let wills = MessageCollector(try await watcher.subscribe(to: topic, qos: .atLeastOnce))
+            let will = MQTTWill(topic: topic, payload: Array("gone".utf8), qos: .atLeastOnce, retain: true)
+            try await expectWillArrives(will, broker: broker, on: wills)
+            let late = try await connectedClient(broker)
+            let retained = try await collect(1, from: try await late.subscribe(to: topic, qos: .atLeastOnce))
+            #expect(retained.map(\.payloadString) == ["gone"])
+            #expect(retained.map(\.retain) == [true])
+        }
+    }
+
+    @Test("a QoS 2 will arrives at QoS 2")
+    func willAtQoS2() async throws {
+        try await withMosquittoBroker { broker in
+            let watcher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let wills = MessageCollector(try await watcher.subscribe(to: topic, qos: .exactlyOnce))
+            let will = MQTTWill(topic: topic, payload: Array("gone".utf8), qos: .exactlyOnce)
+            try await expectWillArrives(will, broker: broker, on: wills)
+            #expect(wills.messages.map(\.qos) == [.exactlyOnce])
+        }
+    }
+
+    /// The watchdog aborts a link on which nothing arrives (here: the broker's side of it is muted,
+    /// while the client's bytes still reach the broker). The abort must look like a vanished
+    /// client to the broker, without DISCONNECT, which would discard the will.
+    @Test("after the dead-link watchdog aborts a link the broker still hears, the broker publishes the will: the abort sends no DISCONNECT")
+    func willIsPublishedAfterDeadLinkAbort() async throws {
+        try await withMosquittoBroker { broker in
+            let watcher = try await connectedClient(broker)
+            let topic = uniqueTopic()
+            let wills = MessageCollector(try await watcher.subscribe(to: topic, qos: .atLeastOnce))
+            let proxy = try TCPFaultProxy(forwardingTo: broker)
+            defer { proxy.stop() }
+            let client = try makeClient(host: proxy.host, port: proxy.port, clientID: uniqueClientID("abort")) {
+                $0.keepAlive = .seconds(5)
+                $0.will = MQTTWill(topic: topic, payload: Array("gone".utf8), qos: .atLeastOnce)
+            }
+            let events = client.connectionEvents
+            try await client.connect()
+            proxy.muteUpstream()
+            let error = await nextDisconnection(on: events, timeout: .seconds(20))
+            #expect(error?.code == .connectionLost)
+            #expect(error?.description.contains("dead link") == true, "\(String(describing: error))")
+            // The broker heard the PINGREQs, so its own keepalive (1.5 x 5 s after the last) has
+            // not run out: the will comes from the client's close.
+            let arrived = try await wills.waitFor(1, timeout: .seconds(5))
+            #expect(arrived.map(\.payloadString) == ["gone"])
+            let closedWithoutDisconnect = broker.logContents().contains("Client \(client.clientID) closed its connection")
+            #expect(closedWithoutDisconnect, "the broker log shows the client closing its connection")
+        }
+    }
+
+    @Test("a will set through the library on MQTT 3.1.1 is in the CONNECT (flag, QoS 2, retain, topic, payload) and a 3.1.1 broker publishes it")
+    func willOnMQTT311() async throws {
+        let connect = Mutex<[UInt8]?>(nil)
+        let peer = try ScriptedPeer { connection in
+            guard let packet = connection.read(until: 1) else { return }
+            connect.withLock { $0 = packet.body }
+            connection.send([0x20, 0x02, 0x00, 0x00])
+            _ = connection.read(until: 14)
+        }
+        defer { peer.stop() }
+        let will = MQTTWill(topic: "will/311", payload: Array("gone".utf8), qos: .exactlyOnce, retain: true)
+        let client = try makeClient(host: "127.0.0.1", port: peer.port, clientID: "will-311") {
+            $0.protocolVersion = .v3_1_1
+            $0.will = will
+        }
+        try await client.connect()
+        try await client.disconnect()
+        let body = try #require(connect.withLock { $0 })
+        // Protocol name "MQTT", level 4, then the flags: clean session (bit 1), will (bit 2),
+        // will QoS 2 (bits 3-4), will retain (bit 5); keepalive; then client ID, will topic, will message.
+        #expect(Array(body.prefix(7)) == [0, 4] + Array("MQTT".utf8) + [4])
+        #expect(body[7] == 0b0011_0110, "connect flags \(String(body[7], radix: 2))")
+        let expectedPayload = PeerConnection.encode("will-311") + PeerConnection.encode("will/311") + PeerConnection.encode(UInt16(4)) + Array("gone".utf8)
+        #expect(Array(body.dropFirst(10)) == expectedPayload)
+
+        try await withMosquittoBroker { broker in
+            let watcher = try await connectedClient(broker) { $0.protocolVersion = .v3_1_1 }
+            let topic = uniqueTopic()
+            let wills = MessageCollector(try await watcher.subscribe(to: topic, qos: .atLeastOnce))
+            try await expectWillArrives(MQTTWill(topic: topic, payload: Array("gone".utf8), qos: .atLeastOnce), broker: broker, on: wills) {
+                $0.protocolVersion = .v3_1_1
+            }
+            #expect(wills.messages.map(\.qos) == [.atLeastOnce])
         }
     }
 }

@@ -87,6 +87,9 @@ final class PeerConnection {
     }
 
     private(set) var descriptor: Int32
+    /// Whether the client has closed its end (a read returned end of stream), as opposed to a
+    /// read that merely timed out.
+    private(set) var endOfStream = false
     private var buffer = [UInt8]()
     private var position = 0
 
@@ -199,6 +202,7 @@ final class PeerConnection {
         if position < buffer.count { return true }
         var chunk = [UInt8](repeating: 0, count: 65_536)
         let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+        if count == 0 { endOfStream = true }
         guard count > 0 else { return false }
         buffer = Array(chunk[0..<count])
         position = 0
