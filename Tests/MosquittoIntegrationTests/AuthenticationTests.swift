@@ -112,21 +112,18 @@ struct AuthenticationTests {
         #expect(after.filter { if case .reconnecting = $0 { true } else { false } }.count == 1, "\(after)")
         #expect(!after.contains { if case .connected = $0 { true } else { false } }, "\(after)")
         #expect(!client.isConnected)
-        // The refusal ends the session; the application must hear why. Today the session ends
-        // silently: `.disconnected` was reported for the lost connection already, and
-        // `SessionStateMachine.sessionEnded` reports only when no disconnection was, so the last
-        // event stays `.reconnecting(attempt: 1, ...)` for ever and the notAuthorized is lost.
-        withKnownIssue("a refused reconnect ends the session without a .disconnected event carrying the refusal") {
-            guard case .disconnected(let error)? = after.last else {
-                Issue.record("the last event is \(String(describing: after.last)), not the refusal")
-                return
-            }
-            #expect(error?.code == .notAuthorized, "\(String(describing: error))")
-            if version == .v5 {
-                #expect(error?.reasonCode == .notAuthorized)
-            } else {
-                #expect(error?.connectReturnCode == 5)
-            }
+        // The refusal ends the session, and the application hears why: a last `.disconnected`
+        // with the refusal, after the one for the lost connection (it used to end silently, the
+        // last event staying `.reconnecting`).
+        guard case .disconnected(let error)? = after.last else {
+            Issue.record("the last event is \(String(describing: after.last)), not the refusal")
+            return
+        }
+        #expect(error?.code == .notAuthorized, "\(String(describing: error))")
+        if version == .v5 {
+            #expect(error?.reasonCode == .notAuthorized)
+        } else {
+            #expect(error?.connectReturnCode == 5)
         }
     }
 

@@ -189,10 +189,9 @@ struct DeliveryTests {
         }
     }
 
-    /// Known issue, in the library (not libmosquitto): the router ends a sequence only when one
-    /// `unsubscribe` call names all of its filters (`EventRouter.finishListeners(subscribedTo:)`
-    /// checks each call's filters alone, and a listener's filters never shrink), so unsubscribing
-    /// them one call at a time leaves the sequence open, and silent, for ever.
+    /// Each `unsubscribe` takes its filters out of the sequence (`EventRouter.removeFilters`): the
+    /// sequence ends with its last filter, however many calls that takes (it used to end only
+    /// when one call named all of them, and otherwise stayed open and silent for ever).
     @Test("a subscription made with several filters ends once all of them are unsubscribed, one call at a time")
     func subscriptionEndsOnceEveryFilterIsUnsubscribed() async throws {
         try await withMosquittoBroker { broker in
@@ -201,15 +200,12 @@ struct DeliveryTests {
             let subscription = try await client.subscribe(to: [MQTTTopicFilter("\(topic)/a"), MQTTTopicFilter("\(topic)/b")])
             try await client.unsubscribe(from: "\(topic)/a")
             try await client.unsubscribe(from: "\(topic)/b")
-            await withKnownIssue("a multi-filter sequence ends only when a single unsubscribe names all its filters") {
-                await #expect(throws: SequenceEnded.self) { _ = try await collect(1, from: subscription, timeout: .seconds(2)) }
-            }
+            await #expect(throws: SequenceEnded.self) { _ = try await collect(1, from: subscription, timeout: .seconds(2)) }
         }
     }
 
-    /// Known issue, same cause: the router matches a multi-filter sequence against every filter it
-    /// was made with, also after one was unsubscribed: a message on that topic that the broker still sends for another
-    /// subscription (here a wildcard) reaches the sequence.
+    /// An unsubscribed filter no longer routes to the sequence, even when the broker still sends
+    /// the topic for another subscription (here a wildcard); it used to.
     @Test("after unsubscribing one filter of several, the sequence gets no message on that filter through another subscription")
     func unsubscribedFilterIsNotRoutedThroughAnotherSubscription() async throws {
         try await withMosquittoBroker { broker in
@@ -222,9 +218,7 @@ struct DeliveryTests {
             try await client.publish(to: "\(topic)/b", payload: "b", qos: .atLeastOnce)
             #expect(try await wildcard.waitFor(2).map(\.payloadString) == ["a", "b"])
             let received = try await subscription.waitFor(1).map(\.payloadString)
-            withKnownIssue("the sequence still matches the unsubscribed filter") {
-                #expect(received == ["b"])
-            }
+            #expect(received == ["b"])
         }
     }
 }

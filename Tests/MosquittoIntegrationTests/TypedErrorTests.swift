@@ -38,13 +38,9 @@ struct TypedErrorTests {
         let error = await thrownError { _ = try await pending.acknowledgement(timeout: .seconds(10)) }
         #expect(error != nil, "the publish failed")
         #expect(error?.code != .timeout, "it failed when the client closed, not for want of an answer")
-        // The close drains first (DISCONNECT after waiting for acknowledgements), and libmosquitto's
-        // on_disconnect then fails every pending wait with notConnected
-        // (`MosquittoBridge.didDisconnect`: `error ?? MQTTError(.notConnected, ...)`), before the
-        // session's end, which would have used clientClosed, finds anything left to fail.
-        withKnownIssue("a pending publish fails with notConnected, not clientClosed, when the client is dropped") {
-            #expect(error?.code == .clientClosed, "\(String(describing: error))")
-        }
+        // The close drains first (DISCONNECT after waiting for acknowledgements); the waits
+        // libmosquitto's on_disconnect then abandons fail with clientClosed, not notConnected.
+        #expect(error?.code == .clientClosed, "\(String(describing: error))")
     }
 
     @Test(
