@@ -71,6 +71,8 @@ struct CLIError: Error, Sendable {
 enum MosquittoStatus {
     /// `MOSQ_ERR_TIMEOUT`: mosquitto_sub's status when `-W` expires.
     static let timeout: Int32 = 27
+    /// `MOSQ_ERR_TLS`: a failed TLS handshake or certificate check.
+    static let tls: Int32 = 8
 }
 
 /// The exit statuses, as `--help` and the README list them (those of the mosquitto tools).
@@ -112,6 +114,11 @@ extension CLIError {
         let status: Int32
         if error.code == .connectionFailed || error.code == .hostLookupFailed {
             status = 1
+        } else if error.code == .tlsFailure {
+            // MOSQ_ERR_TLS, as mosquitto_pub 2.0.11 exits; libmosquitto 2.0.16 and later report
+            // some handshake failures as MOSQ_ERR_ERRNO (14) with EPROTO instead, depending on
+            // where the handshake stopped: one status whatever the library version.
+            status = MosquittoStatus.tls
         } else if let code = error.mosquittoErrorCode, code > 0, code < 256 {
             status = code
         } else if error.code == .timeout {
