@@ -33,15 +33,23 @@ swift test --skip-build --skip BrokerCrashTests --skip NetworkFaultTests --skip 
 swift test --skip-build --filter NetworkFaultTests
 swift test --skip-build --filter BrokerCrashTests
 unset MQTT_TEST_DRIVER
-# 4b. The unit and integration suites once more against libmosquitto 2.0.21 (Debian 13's source,
-#     built by scripts/libmosquitto.sh into .build-libmosquitto/, cached), or against the one in
+# 4b. Steps 1 to 4 once more against libmosquitto 2.0.21 (Debian 13's source, built by
+#     scripts/libmosquitto.sh into .build-libmosquitto/, cached), or against the one in
 #     LIBMOSQUITTO_PREFIX, in a build path of its own; LibraryVersionTests fails the pass if the
 #     system's 2.0.11 was loaded instead.
 (
     source scripts/libmosquitto.sh --env
     build_path=".build-with-$MQTT_TEST_LIBMOSQUITTO_VERSION"
     swift build --build-tests --build-path "$build_path"
-    swift test --skip-build --build-path "$build_path" --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
+    run() { swift test --skip-build --build-path "$build_path" "$@"; }
+    run --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
+    run --filter DescriptorLimitTests
+    run --filter NetworkFaultTests
+    run --filter BrokerCrashTests
+    export MQTT_TEST_DRIVER=thread
+    run --skip BrokerCrashTests --skip NetworkFaultTests --skip CLITests --skip InteroperabilityTests --skip DescriptorLimitTests
+    run --filter NetworkFaultTests
+    run --filter BrokerCrashTests
 )
 # 5. The property-list memory test: resident size is process-wide, so in a process of its own.
 MQTT_MEMORY_TEST=1 swift test --skip-build --filter listsAreFreed
