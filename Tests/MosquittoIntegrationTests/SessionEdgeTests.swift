@@ -64,6 +64,45 @@ struct SessionEdgeTests {
         #expect(peer.connectionCount == attempts, "a released client reconnected")
     }
 
+    @Test("a client whose connect is cancelled while the broker holds the CONNACK, then released, closes the connection and is freed")
+    func releasedWhileConnecting() async throws {
+        let connectSeen = Flag()
+        let closed = Flag()
+        let peer = try ScriptedPeer { connection in
+            // CONNECT, never a CONNACK; then wait for the client to go.
+            guard connection.read(until: 1) != nil else { return }
+            connectSeen.set()
+            while connection.readPacket() != nil {}
+            closed.set()
+        }
+        defer { peer.stop() }
+        weak var released: MQTTClient?
+        do {
+            let client = try makeClient(host: "127.0.0.1", port: peer.port) {
+                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(200), maximumDelay: .milliseconds(200), jitter: false)
+            }
+            released = client
+            let connecting = Task { await thrownError { try await client.connect(timeout: .seconds(30)) } }
+            let seen = ContinuousClock.now + .seconds(10)
+            while !connectSeen.isSet, ContinuousClock.now < seen {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            #expect(connectSeen.isSet)
+            connecting.cancel()
+            let error = await connecting.value
+            #expect(error?.code == .cancelled, "\(String(describing: error))")
+        }
+        // At once, not after the 5 s a stop gives queued packets (the attempt is abandoned).
+        let deadline = ContinuousClock.now + .seconds(2)
+        while released != nil || !closed.isSet, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(released == nil, "the client was not freed")
+        #expect(closed.isSet, "the connection stayed open")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(peer.connectionCount == 1, "an abandoned connect was retried")
+    }
+
     @Test("payloads of several MB arrive byte for byte, QoS 0 and 1", arguments: [MQTTQoS.atMostOnce, .atLeastOnce])
     func largePayloads(qos: MQTTQoS) async throws {
         try await withMosquittoBroker { broker in
