@@ -320,6 +320,51 @@ struct ResubscriptionTests {
     }
 }
 
+extension ResubscriptionTests {
+    @Test("the re-SUBSCRIBE after a session loss is the original one byte for byte (options, subscription identifier, user property), but for its packet ID")
+    func resubscriptionKeepsOptionsAndProperties() async throws {
+        let subscribes = Mutex<[[UInt8]]>([])
+        let peer = try ScriptedPeer { connection in
+            // MQTT 5 CONNACK without a session, every time.
+            guard connection.read(until: 1) != nil else { return }
+            connection.send([0x20, 0x03, 0x00, 0x00, 0x00])
+            guard let subscribe = connection.read(until: 8) else { return }
+            let count = subscribes.withLock { list in
+                list.append(Array(subscribe.body.dropFirst(2)))
+                return list.count
+            }
+            let id = subscribe.packetID
+            connection.send([0x90, 0x04, UInt8(id >> 8), UInt8(id & 0xff), 0x00, 0x01])
+            // The first connection drops right after its SUBACK.
+            if count == 1 { return }
+            while connection.readPacket() != nil {}
+        }
+        defer { peer.stop() }
+        let client = try makeClient(host: "127.0.0.1", port: peer.port) {
+            $0.protocolVersion = .v5
+            $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(50), maximumDelay: .milliseconds(100), jitter: false)
+        }
+        let events = EventRecorder(client.connectionEvents)
+        try await client.connect()
+        var properties = MQTTProperties()
+        properties.subscriptionIdentifiers = [7]
+        properties.userProperties = [MQTTUserProperty("origin", "test")]
+        let filter = MQTTTopicFilter("opts/#", qos: .atLeastOnce, noLocal: true, retainAsPublished: true, retainHandling: .doNotSend)
+        _ = try await client.subscribe(to: [filter], properties: properties)
+        let restored = await events.next(after: -1) { if case .resubscribed = $0 { true } else { false } }
+        #expect(restored?.event == .resubscribed(refused: []), "\(events.events)")
+        let sent = subscribes.withLock { $0 }
+        #expect(sent.count == 2)
+        if sent.count == 2 {
+            #expect(sent[1] == sent[0], "first \(sent[0]), again \(sent[1])")
+            // Options byte: QoS 1, no-local, retain-as-published, retain handling 2.
+            let options: UInt8 = 0x01 | 0x04 | 0x08 | 0x20
+            #expect(sent[0].last == options)
+        }
+        try await client.disconnect()
+    }
+}
+
 /// Messages that arrive before anything can take them are held for the first consumer, bounded,
 /// and counted: never silently lost.
 @Suite("Messages nobody takes yet", .timeLimit(.minutes(1)))
