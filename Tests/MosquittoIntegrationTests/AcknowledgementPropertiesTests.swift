@@ -5,7 +5,8 @@ import Testing
 
 /// MQTT 5 properties on what the broker sends back (CONNACK, SUBACK, PUBACK) and on what the
 /// client sends (its limits in CONNECT, its DISCONNECT), checked byte for byte against a scripted
-/// MQTT 5 peer; and a server keepalive override that the dead-link watchdog follows.
+/// MQTT 5 peer. (The server keepalive override of the watchdog is timed: it is with the network
+/// fault tests, which run alone.)
 @Suite("MQTT 5 properties on acknowledgements and on the client's own packets", .timeLimit(.minutes(1)))
 struct AcknowledgementPropertiesTests {
     // MARK: Encoding
@@ -151,13 +152,15 @@ struct AcknowledgementPropertiesTests {
         #expect(sent.properties[0x26] == Self.string("shift") + Self.string("night"))
         #expect(Self.uint(sent.properties[0x11]) == 30)
     }
+}
 
+extension NetworkFaultTests {
     @Test("a server keepalive shorter than the client's is the one the dead-link watchdog uses")
     func serverKeepAliveDrivesTheWatchdog() async throws {
         let peer = try ScriptedPeer(readTimeout: .seconds(30)) { connection in
             guard connection.read(until: 1) != nil else { return }
             // Server keepalive 5 s (the client asked for 60), then silence: PINGREQs go unanswered.
-            connection.send(Self.packet(0x20, [0x00, 0x00] + Self.properties([0x13, 0x00, 0x05])))
+            connection.send(AcknowledgementPropertiesTests.packet(0x20, [0x00, 0x00] + AcknowledgementPropertiesTests.properties([0x13, 0x00, 0x05])))
             while connection.readPacket() != nil {}
         }
         defer { peer.stop() }
