@@ -13,25 +13,39 @@ bash scripts/python-env.sh >/dev/null
 python3 scripts/check-docs.py
 # Everything, examples and tools included. Our targets treat warnings as errors (Package.swift).
 swift build --build-tests
+# `swift test` with the output shown as it comes, failing when no test ran: a `--filter` that
+# matches nothing (a renamed suite) runs 0 tests and exits 0, which must not pass for a run.
+run_tests() {
+    local log
+    log=$(mktemp)
+    swift test --skip-build "$@" 2>&1 | tee "$log"
+    if ! grep -qE "Test run with [1-9][0-9]* tests?" "$log"; then
+        echo "test.sh: swift test $* ran no test" >&2
+        rm -f "$log"
+        return 1
+    fi
+    rm -f "$log"
+}
 if [ $# -gt 0 ]; then
-    exec swift test --skip-build "$@"
+    run_tests "$@"
+    exit
 fi
 # 1. Unit and integration tests, suites in parallel, except the two kinds below.
-swift test --skip-build --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
+run_tests --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
 # 1b. More than 1,024 descriptors open (which would leak into other suites' sockets), alone.
-swift test --skip-build --filter DescriptorLimitTests
+run_tests --filter DescriptorLimitTests
 # 2. Network faults: a dead-link detection bound (1.5 x keepalive) and an idle-link check, with
 #    the machine otherwise quiet.
-swift test --skip-build --filter NetworkFaultTests
+run_tests --filter NetworkFaultTests
 # 3. Broker crashes: 10,000 messages per run with kill -9 and restarts; heavy, so on their own.
-swift test --skip-build --filter BrokerCrashTests
+run_tests --filter BrokerCrashTests
 # 4. The integration suites again with a network thread per client (MQTTConfiguration.eventLoopGroup
 #    = nil, libmosquitto's select() loop) instead of the default shared event-loop group: the same
 #    behaviour is expected of both. (The CLI and interoperability suites do not depend on it.)
 export MQTT_TEST_DRIVER=thread
-swift test --skip-build --skip BrokerCrashTests --skip NetworkFaultTests --skip CLITests --skip InteroperabilityTests --skip DescriptorLimitTests
-swift test --skip-build --filter NetworkFaultTests
-swift test --skip-build --filter BrokerCrashTests
+run_tests --skip BrokerCrashTests --skip NetworkFaultTests --skip CLITests --skip InteroperabilityTests --skip DescriptorLimitTests
+run_tests --filter NetworkFaultTests
+run_tests --filter BrokerCrashTests
 unset MQTT_TEST_DRIVER
 # 4b. Steps 1 to 4 once more against libmosquitto 2.0.21 (Debian 13's source, built by
 #     scripts/libmosquitto.sh into .build-libmosquitto/, cached), or against the one in
@@ -41,7 +55,7 @@ unset MQTT_TEST_DRIVER
     source scripts/libmosquitto.sh --env
     build_path=".build-with-$MQTT_TEST_LIBMOSQUITTO_VERSION"
     swift build --build-tests --build-path "$build_path"
-    run() { swift test --skip-build --build-path "$build_path" "$@"; }
+    run() { run_tests --build-path "$build_path" "$@"; }
     run --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
     run --filter DescriptorLimitTests
     run --filter NetworkFaultTests
@@ -52,7 +66,7 @@ unset MQTT_TEST_DRIVER
     run --filter BrokerCrashTests
 )
 # 5. The property-list memory test: resident size is process-wide, so in a process of its own.
-MQTT_MEMORY_TEST=1 swift test --skip-build --filter listsAreFreed
+MQTT_MEMORY_TEST=1 run_tests --filter listsAreFreed
 # 6. Reliability: a 60-second soak (mixed QoS 0/1/2 across graceful broker restarts: no QoS 1/2
 #    message lost, no QoS 2 message duplicated) and LeakSanitizer over 1,000 client cycles.
 bash scripts/soak.sh 60
