@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-swift build --product mqtt-sensor-demo
+# Build output goes to standard error, so that standard output is the demo's alone.
+swift build --product mqtt-sensor-demo >&2
 exec "$(swift build --show-bin-path)/mqtt-sensor-demo"

@@ -22,7 +22,11 @@ func runDemo() async throws -> Bool {
     let port: Int
     if let externalHost = environment["MQTT_HOST"] {
         host = externalHost
-        port = Int(environment["MQTT_PORT"] ?? "") ?? 1883
+        let text = environment["MQTT_PORT"] ?? "1883"
+        guard let number = Int(text), (1...65_535).contains(number) else {
+            throw DemoError("MQTT_PORT must be a port number (1 to 65535), not \"\(text)\"")
+        }
+        port = number
         print("Using the broker at \(host):\(port)")
     } else {
         let started = try await MosquittoBroker.start()
@@ -71,8 +75,22 @@ func runDemo() async throws -> Bool {
     return received == readingCount
 }
 
-let succeeded = try await runDemo()
-exit(succeeded ? 0 : 1)
+/// A failure the demo reports in one line.
+struct DemoError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+// One line on standard error and a non-zero status for any failure (a wrong port, a broker that
+// refuses, a missing mosquitto), not a backtrace.
+do {
+    let succeeded = try await runDemo()
+    exit(succeeded ? 0 : 1)
+} catch {
+    var line = "mqtt-sensor-demo: \(error)\n"
+    line.withUTF8 { bytes in _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count) }
+    exit(1)
+}
 
 /// The process environment, read without Foundation.
 enum ProcessInfoLite {
