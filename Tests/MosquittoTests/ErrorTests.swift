@@ -91,4 +91,11 @@ struct ErrorTests {
             #expect(error.code == .payloadTooLarge)
         }
     }
+
+    @Test("an established connection's errors read as what happened, not as a failed operation")
+    func connectionErrorsReadPlainly() {
+        #expect(MQTTError(.connectionLost, operation: .connection).description == "connection lost")
+        #expect(MQTTError(.protocolError, operation: .connection).description == "connection: protocol error")
+        #expect(MQTTError(.connectionLost, operation: .connect).description == "connect failed: connection lost")
+    }
 }

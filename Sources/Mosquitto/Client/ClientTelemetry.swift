@@ -52,6 +52,8 @@ struct ClientTelemetry: Sendable {
             )
         case .disconnected(nil):
             logger.info("MQTT disconnected")
+        case .disconnected(let error?) where error.operation == .connect:
+            logger.warning("MQTT connect failed", metadata: ["mqtt.error": .string(error.description)])
         case .disconnected(let error?):
             logger.warning("MQTT connection lost", metadata: ["mqtt.error": .string(error.description)])
         case .reconnecting(let attempt, let delay):

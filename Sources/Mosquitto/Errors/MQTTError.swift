@@ -49,9 +49,13 @@ public struct MQTTError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// A one-line, human-readable description, e.g.
-    /// `connect failed: bad username or password (Connection Refused: bad user name or password.)`.
+    /// `connect failed: bad username or password (Connection Refused: bad user name or password.)`,
+    /// or, for an established connection, `connection lost (...)` / `connection: protocol error (...)`.
     public var description: String {
-        var text = "\(operation.name) failed: \(code.summary)"
+        var text =
+            operation != .connection ? "\(operation.name) failed: \(code.summary)"
+            : code == .connectionLost ? code.summary
+            : "connection: \(code.summary)"
         var notes: [String] = []
         if let reasonCode {
             notes.append(reasonCode.description)
