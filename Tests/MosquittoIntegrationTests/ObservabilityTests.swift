@@ -180,6 +180,30 @@ struct ObservabilityTests {
         }
     }
 
+    @Test("the service's DISCONNECT can carry a reason code and properties: disconnect-with-will makes the broker publish the will on shutdown")
+    func serviceDisconnectReason() async throws {
+        try await withMosquittoBroker { broker in
+            let willTopic = uniqueTopic("will")
+            let observer = try await connectedClient(broker)
+            let wills = MessageCollector(try await observer.subscribe(to: willTopic, qos: .atLeastOnce))
+            let client = try makeClient(broker) {
+                $0.protocolVersion = .v5
+                $0.will = MQTTWill(topic: willTopic, payload: Array("offline".utf8), qos: .atLeastOnce)
+            }
+            var properties = MQTTProperties()
+            properties.reasonString = "deploy"
+            let service = MQTTClientService(client: client, disconnectReasonCode: .disconnectWithWillMessage, disconnectProperties: properties)
+            let events = client.connectionEvents
+            let group = ServiceGroup(configuration: .init(services: [service], logger: Logger(label: "test")))
+            let running = Task { try await group.run() }
+            await waitForEvents(on: events)
+            await group.triggerGracefulShutdown()
+            try await running.value
+            #expect(!client.isConnected)
+            #expect(try await wills.waitFor(1).map(\.payloadString) == ["offline"])
+        }
+    }
+
     @Test("cancelling the service's task also drains and disconnects cleanly")
     func serviceCancellation() async throws {
         try await withMosquittoBroker { broker in
