@@ -97,6 +97,8 @@ enum CertificateGenerator {
             encryptedClientKey: "\(certs)/client-encrypted.key",
             clientKeyPassword: clientKeyPassword,
             otherCAFile: "\(certs)/other-ca.crt",
+            otherCAClientCertificate: "\(certs)/other-ca-client.crt",
+            otherCAClientKey: "\(certs)/other-ca-client.key",
             mismatchedServerCertificate: "\(certs)/mismatched-server.crt",
             mismatchedServerKey: "\(certs)/mismatched-server.key",
             expiredServerCertificate: "\(certs)/expired-server.crt",
@@ -116,6 +118,11 @@ enum CertificateGenerator {
                     commonName: "MosquittoTesting Unrelated CA",
                     key: "\(certs)/other-ca.key",
                     certificate: certificates.otherCAFile
+                )
+                try await tool.signed(
+                    commonName: "test-client", extensions: "client_ext",
+                    caCertificate: certificates.otherCAFile, caKey: "\(certs)/other-ca.key",
+                    key: certificates.otherCAClientKey, certificate: certificates.otherCAClientCertificate
                 )
             }
             group.addTask {

@@ -29,6 +29,13 @@ public struct TestCertificates: Sendable, Equatable {
     /// An unrelated CA certificate, for "wrong CA" tests.
     public let otherCAFile: String
 
+    /// A client certificate (CN `test-client`) signed by the unrelated CA of `otherCAFile`, not by `caFile`:
+    /// a broker requiring client certificates refuses it.
+    public let otherCAClientCertificate: String
+
+    /// The private key of `otherCAClientCertificate`, not encrypted.
+    public let otherCAClientKey: String
+
     /// A server certificate signed by the CA whose only name is `wrong.example.invalid`, for hostname-mismatch tests.
     public let mismatchedServerCertificate: String
 
