@@ -258,19 +258,11 @@ extension TLSTests {
                 if let client {
                     error = await thrownError { try await client.connect() }
                 }
-                // What holds today: it fails, and libmosquitto's text names the path.
-                #expect(error != nil)
-                #expect(error.map { "\($0)".contains(directory) } == true, "\(String(describing: error))")
-                // Library bug: the check in `MosquittoHandle.apply(_ tls:)` is `access(path, R_OK)`, which a
-                // directory passes, and libmosquitto's own `fopen(path, "r")` in `mosquitto_tls_set` opens a
-                // directory too; so the client is created, and the connect fails with `tlsFailure` ("Unable to
-                // load client certificate"/"client key file", OpenSSL "PEM lib") instead of the documented
-                // `invalidConfiguration` at creation naming the setting.
-                withKnownIssue("a directory passes the readability check (access R_OK); the connect fails with tlsFailure") {
-                    #expect(error?.code == .invalidConfiguration, "\(setting): \(String(describing: error))")
-                    #expect(error?.operation == .configure)
-                    #expect(error?.detail?.contains("\(setting) \"\(directory)\"") == true, "\(String(describing: error))")
-                }
+                // Refused when the client is created, naming the setting (libmosquitto itself opens a
+                // directory without complaint, and the connect used to fail in OpenSSL instead).
+                #expect(error?.code == .invalidConfiguration, "\(setting): \(String(describing: error))")
+                #expect(error?.operation == .configure)
+                #expect(error?.detail?.contains("\(setting) \"\(directory)\"") == true, "\(String(describing: error))")
             }
         }
     }

@@ -95,14 +95,22 @@ struct MosquittoHandle: @unchecked Sendable {
 
     private func apply(_ tls: MQTTTLSConfiguration) throws(MQTTError) {
         let caDirectory = (tls.caFile == nil && tls.caDirectory == nil) ? "/etc/ssl/certs" : tls.caDirectory
-        // libmosquitto answers an unreadable file with a bare MOSQ_ERR_INVAL: name the file instead.
-        let files: [(String, String?, Int32)] = [
-            ("caFile", tls.caFile, R_OK), ("caDirectory", caDirectory, R_OK | X_OK),
-            ("certificateFile", tls.certificateFile, R_OK), ("keyFile", tls.keyFile, R_OK),
+        // libmosquitto answers an unreadable file with a bare MOSQ_ERR_INVAL, and takes a directory
+        // given as a file without complaint (the connect then fails in OpenSSL): name the setting.
+        let files: [(String, String?, Int32, isDirectory: Bool)] = [
+            ("caFile", tls.caFile, R_OK, false), ("caDirectory", caDirectory, R_OK | X_OK, true),
+            ("certificateFile", tls.certificateFile, R_OK, false), ("keyFile", tls.keyFile, R_OK, false),
         ]
-        for case let (name, path?, mode) in files where access(path, mode) != 0 {
-            let reason = LibMosquitto.systemErrorString(errno)
-            throw MQTTError(.invalidConfiguration, operation: .configure, detail: "cannot read \(name) \"\(path)\": \(reason)")
+        for case let (name, path?, mode, isDirectory) in files {
+            guard access(path, mode) == 0 else {
+                let reason = LibMosquitto.systemErrorString(errno)
+                throw MQTTError(.invalidConfiguration, operation: .configure, detail: "cannot read \(name) \"\(path)\": \(reason)")
+            }
+            var status = stat()
+            if stat(path, &status) == 0, ((status.st_mode & S_IFMT) == S_IFDIR) != isDirectory {
+                let expected = isDirectory ? "a directory" : "a file, not a directory"
+                throw MQTTError(.invalidConfiguration, operation: .configure, detail: "\(name) \"\(path)\" must be \(expected)")
+            }
         }
         let passwordCallback: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)? =
             tls.keyPassword == nil ? nil : BridgeCallbacks.keyPassword
