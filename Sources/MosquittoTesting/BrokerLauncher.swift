@@ -84,6 +84,7 @@ enum BrokerLauncher {
             stdoutPath: layout.outputFile,
             environment: environment
         )
+        OrphanReaper.shared?.watch(pid: pid, directory: layout.directory)
         if let maximumOpenFiles {
             // Before mosquitto can accept a connection: it is still parsing its config and opening its log.
             do {

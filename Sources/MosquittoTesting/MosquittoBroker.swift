@@ -14,7 +14,9 @@ import Darwin
 ///
 /// A local broker listens on a free port on 127.0.0.1 only, with a config, log, certificates and persistence
 /// file in a private temporary directory (`mosquitto-test-XXXXXX` under `$TMPDIR` or `/tmp`) that is removed
-/// when the broker is deinitialized.
+/// when the broker is deinitialized. A broker never outlives the process that started it: if that
+/// process dies first (even by SIGKILL, or a test runner's timeout), the broker is killed and its
+/// directory removed by a small watchdog process started with the first broker.
 ///
 /// Environment variables:
 /// - `MQTT_TEST_BROKER_HOST`: when set, `start(.anonymous)` (a configuration equal to the default) starts

@@ -47,6 +47,7 @@ enum ProcessSpawner {
     ///   - stdoutPath: File receiving standard output (created if missing, appended to).
     ///   - stderrPath: File receiving standard error; `nil` sends it to `stdoutPath`.
     ///   - environment: Variables set in the child on top of this process's environment (replacing same-named ones).
+    ///   - standardInput: A descriptor to become the child's stdin instead of `/dev/null`.
     /// - Throws: `MosquittoTestingError` if `posix_spawn` fails.
     /// - Returns: The child's process id.
     static func spawn(
@@ -54,7 +55,8 @@ enum ProcessSpawner {
         arguments: [String],
         stdoutPath: String,
         stderrPath: String? = nil,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        standardInput: Int32? = nil
     ) throws -> pid_t {
         #if canImport(Darwin)
         var fileActions: posix_spawn_file_actions_t? = nil
@@ -70,7 +72,11 @@ enum ProcessSpawner {
 
         // Standard streams.
         let outputFlags = O_WRONLY | O_CREAT | O_APPEND
-        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+        if let standardInput {
+            posix_spawn_file_actions_adddup2(&fileActions, standardInput, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_addopen(&fileActions, 1, stdoutPath, outputFlags, 0o644)
         if let stderrPath {
             posix_spawn_file_actions_addopen(&fileActions, 2, stderrPath, outputFlags, 0o644)

@@ -1,3 +1,4 @@
+import Foundation
 import MosquittoTesting
 import Testing
 #if canImport(Glibc)
@@ -82,4 +83,35 @@ private func readFirstLine(_ path: String) -> String {
     var buffer = [CChar](repeating: 0, count: 256)
     guard fgets(&buffer, Int32(buffer.count), file) != nil else { return "" }
     return String(decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+extension BrokerFixtureTests {
+    @Test("a broker dies with the test process that started it, even one killed with SIGKILL, and its directory goes too")
+    func brokerDiesWithAKilledParent() async throws {
+        let holder = try StreamingCommand(["hold-broker"], executable: builtExecutablePath("mqtt-soak"))
+        let started = ContinuousClock.now + .seconds(20)
+        while holder.lines.isEmpty, holder.isRunning, ContinuousClock.now < started {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let fields = try #require(holder.lines.first, "no broker: \(holder.standardError)").split(separator: " ", maxSplits: 1)
+        let pid = try #require(fields.first.flatMap { Int32($0) })
+        let directory = String(try #require(fields.last))
+        #expect(Self.isAlive(pid), "the broker is not running")
+        #expect(access(directory, F_OK) == 0)
+        kill(holder.processIdentifier, SIGKILL)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while Self.isAlive(pid) || access(directory, F_OK) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(!Self.isAlive(pid), "broker \(pid) outlived the killed test process")
+        #expect(access(directory, F_OK) != 0, "\(directory) was left behind")
+    }
+
+    /// Whether `pid` runs (a zombie, which only waits for a reaper, does not count).
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
+    }
 }

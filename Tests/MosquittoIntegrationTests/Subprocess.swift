@@ -77,6 +77,9 @@ final class StreamingCommand: Sendable {
     /// Sends SIGTERM.
     func terminate() { process.terminate() }
 
+    /// The child's process id.
+    var processIdentifier: Int32 { process.processIdentifier }
+
     /// The signal that ended the process (SIGABRT from a failed assertion, ...), or `nil` if it
     /// exited by itself or still runs.
     var terminationSignal: Int32? {

@@ -9,6 +9,8 @@ enum SoakCommand: Equatable {
     case cycles(CycleOptions)
     /// `exit-on-message`: receive one message and exit the process at once, without DISCONNECT.
     case exitOnMessage(ExitOnMessageOptions)
+    /// `hold-broker`: start a fixture broker, print its process id and directory, wait to be killed.
+    case holdBroker
     /// `help`, `-h`, `--help`: print the usage.
     case help
 
@@ -18,6 +20,7 @@ enum SoakCommand: Equatable {
                               [--autosave changes|seconds] [--rate PER_SECOND] [--drain-timeout SECONDS]
                mqtt-soak cycles [--count N] [--leak-on-purpose]
                mqtt-soak exit-on-message --port PORT [--topic FILTER] [--qos 0|1|2] [--thread]
+               mqtt-soak hold-broker
 
           soak    Starts a persistent local mosquitto, a persistent-session subscriber and one
                   publisher per QoS, publishes numbered messages for --duration seconds (default 60)
@@ -36,6 +39,10 @@ enum SoakCommand: Equatable {
                   the process at once, without DISCONNECT: what a process that dies right after a
                   message leaves on the wire (the acknowledgement must already be there). --thread
                   drives the client on a thread of its own instead of the shared event loop.
+          hold-broker
+                  Starts a broker through MosquittoTesting, prints its process id and its
+                  directory on one line, and waits to be killed: a test kills this process with
+                  SIGKILL and checks that the broker died with it and its directory is gone.
         """
 
     /// Parses the arguments that follow the program name.
@@ -91,6 +98,8 @@ enum SoakCommand: Equatable {
             }
             guard options.port > 0 else { throw UsageError("exit-on-message needs --port") }
             return .exitOnMessage(options)
+        case "hold-broker":
+            return .holdBroker
         case "help", "-h", "--help":
             return .help
         default:

@@ -3,8 +3,11 @@
 //   mqtt-soak soak --duration 60      mixed QoS 0/1/2 load across broker restarts (scripts/soak.sh)
 //   mqtt-soak cycles --count 1000     short-lived clients, for LeakSanitizer (scripts/leak-check.sh)
 //   mqtt-soak exit-on-message --port P  dies right after its first message (a lifecycle test)
+//   mqtt-soak hold-broker             starts a broker and waits to be killed (a fixture test)
 //
 // Exit status: 0 passed, 1 failed, 2 bad command line.
+
+import MosquittoTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -42,6 +45,12 @@ func runCommandLine() async -> Int32 {
         case .exitOnMessage(let options):
             try await exitOnFirstMessage(options)
             return 1
+        case .holdBroker:
+            let broker = try await MosquittoBroker.start()
+            let directory = broker.logFilePath.map { String($0[..<($0.lastIndex(of: "/") ?? $0.endIndex)]) } ?? ""
+            var line = "\(broker.processIdentifier ?? 0) \(directory)\n"
+            line.withUTF8 { bytes in _ = write(STDOUT_FILENO, bytes.baseAddress, bytes.count) }
+            while true { try await Task.sleep(for: .seconds(60)) }
         }
     } catch {
         printError("mqtt-soak: \(error)")
