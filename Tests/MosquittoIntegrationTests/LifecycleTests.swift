@@ -260,6 +260,38 @@ struct DelegateOrderTests {
     }
 }
 
+extension DelegateOrderTests {
+    @Test("the client holds its delegate weakly: a released delegate is freed, gets nothing more, and the client goes on (messages then wait for a sequence)")
+    func releasedDelegate() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let client = try await connectedClient(broker)
+            _ = try await client.subscribe(to: topic, qos: .atLeastOnce)
+            weak var released: DelegateRecorder?
+            do {
+                let recorder = DelegateRecorder()
+                released = recorder
+                client.delegate = recorder
+                try await client.publish(to: topic, payload: "seen", qos: .atLeastOnce)
+                let deadline = ContinuousClock.now + .seconds(10)
+                while !recorder.events.contains("message seen"), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(recorder.events.contains("message seen"), "the control: a live delegate receives")
+            }
+            #expect(released == nil, "the client kept its delegate alive")
+            #expect(client.delegate == nil)
+            try await client.publish(to: topic, payload: "after", qos: .atLeastOnce)
+            // Nobody takes it now but the client's own sequence of the subscription, which was
+            // dropped: the message is held for the next matching sequence.
+            let later = try await collect(1, from: client.messages)
+            #expect(later.map(\.payloadString) == ["after"])
+            #expect(client.isConnected)
+            try await client.disconnect()
+        }
+    }
+}
+
 /// A delegate that records every event as a line.
 final class DelegateRecorder: MQTTClientDelegate {
     private final class Log: Sendable {
