@@ -52,7 +52,7 @@ struct MessageBufferTests {
     }
 
     /// Polls `condition` every millisecond for at most `timeout`; returns whether it became true.
-    private static func eventually(within timeout: Duration = .seconds(5), _ condition: () -> Bool) async throws -> Bool {
+    private static func eventually(within timeout: Duration = .seconds(20), _ condition: () -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + timeout
         while !condition() {
             guard ContinuousClock.now < deadline else { return false }
@@ -70,7 +70,7 @@ struct MessageBufferTests {
 
     /// The task's result, or `nil` (after cancelling it) if it does not end within `timeout`.
     /// Bounded even if the task ignores cancellation: the wait is not a child of the task.
-    private static func result<T: Sendable>(of task: Task<T, Never>, within timeout: Duration = .seconds(5)) async -> T? {
+    private static func result<T: Sendable>(of task: Task<T, Never>, within timeout: Duration = .seconds(20)) async -> T? {
         let slot = OneShot<T?>()
         let value = await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
             slot.set(continuation)
@@ -86,7 +86,7 @@ struct MessageBufferTests {
 
     /// Drains an iterator that should see the end without waiting (everything already appended):
     /// bounded, so that a buffer that never ends fails within `timeout` instead of hanging.
-    private static func drain(_ iterator: MessageBuffer.Iterator, within timeout: Duration = .seconds(5)) async -> (numbers: [Int], error: MQTTError?) {
+    private static func drain(_ iterator: MessageBuffer.Iterator, within timeout: Duration = .seconds(20)) async -> (numbers: [Int], error: MQTTError?) {
         // Only the draining task uses the iterator from here on.
         nonisolated(unsafe) let iterator = iterator
         let task = Task { () -> (numbers: [Int], error: MQTTError?) in
