@@ -11,30 +11,14 @@ import Testing
 struct AcknowledgementPropertiesTests {
     // MARK: Encoding
 
-    /// A variable byte integer.
-    static func varint(_ value: Int) -> [UInt8] {
-        var value = value
-        var bytes: [UInt8] = []
-        repeat {
-            var byte = UInt8(value & 0x7f)
-            value >>= 7
-            if value > 0 { byte |= 0x80 }
-            bytes.append(byte)
-        } while value > 0
-        return bytes
-    }
-
     /// A UTF-8 string with its two-byte length.
-    static func string(_ text: String) -> [UInt8] {
-        let bytes = Array(text.utf8)
-        return [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xff)] + bytes
-    }
+    static func string(_ text: String) -> [UInt8] { PeerConnection.encode(text) }
 
     /// A property block: its length, then the properties.
-    static func properties(_ bytes: [UInt8]) -> [UInt8] { varint(bytes.count) + bytes }
+    static func properties(_ bytes: [UInt8]) -> [UInt8] { PeerConnection.propertyBlock(bytes) }
 
     /// A packet: `header`, the remaining length, `body`.
-    static func packet(_ header: UInt8, _ body: [UInt8]) -> [UInt8] { [header] + varint(body.count) + body }
+    static func packet(_ header: UInt8, _ body: [UInt8]) -> [UInt8] { PeerConnection.packet(header, body) }
 
     /// Reason string (0x1F) and one user property (0x26).
     static func reasonAndUser(_ reason: String, _ name: String, _ value: String) -> [UInt8] {

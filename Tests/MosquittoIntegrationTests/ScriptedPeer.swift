@@ -157,15 +157,25 @@ final class PeerConnection {
 
     /// Writes one packet: `header`, the remaining length, `body`.
     func sendPacket(_ header: UInt8, _ body: [UInt8]) {
-        var bytes = [header]
-        var length = body.count
+        send(Self.packet(header, body))
+    }
+
+    /// One packet's bytes: `header`, the remaining length, `body`.
+    static func packet(_ header: UInt8, _ body: [UInt8]) -> [UInt8] {
+        [header] + encodeLength(body.count) + body
+    }
+
+    /// A variable byte integer (a remaining length, an MQTT 5 property block's length).
+    static func encodeLength(_ value: Int) -> [UInt8] {
+        var value = value
+        var bytes: [UInt8] = []
         repeat {
-            var byte = UInt8(length & 0x7f)
-            length >>= 7
-            if length > 0 { byte |= 0x80 }
+            var byte = UInt8(value & 0x7f)
+            value >>= 7
+            if value > 0 { byte |= 0x80 }
             bytes.append(byte)
-        } while length > 0
-        send(bytes + body)
+        } while value > 0
+        return bytes
     }
 
     /// A packet identifier's two bytes.
@@ -179,8 +189,7 @@ final class PeerConnection {
 
     /// An MQTT 5 property block: its variable-byte length, then `properties`.
     static func propertyBlock(_ properties: [UInt8]) -> [UInt8] {
-        precondition(properties.count < 128, "one length byte")
-        return [UInt8(properties.count)] + properties
+        encodeLength(properties.count) + properties
     }
 
     /// Closes the connection (idempotent).
