@@ -30,23 +30,26 @@ if [ $# -gt 0 ]; then
     run_tests "$@"
     exit
 fi
-# 1. Unit and integration tests, suites in parallel, except the two kinds below.
-run_tests --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
-# 1b. More than 1,024 descriptors open (which would leak into other suites' sockets), alone.
-run_tests --filter DescriptorLimitTests
-# 2. Network faults: a dead-link detection bound (1.5 x keepalive) and an idle-link check, with
-#    the machine otherwise quiet.
-run_tests --filter NetworkFaultTests
-# 3. Broker crashes: 10,000 messages per run with kill -9 and restarts; heavy, so on their own.
-run_tests --filter BrokerCrashTests
-# 4. The integration suites again with a network thread per client (MQTTConfiguration.eventLoopGroup
-#    = nil, libmosquitto's select() loop) instead of the default shared event-loop group: the same
-#    behaviour is expected of both. (The CLI and interoperability suites do not depend on it.)
-export MQTT_TEST_DRIVER=thread
-run_tests --skip BrokerCrashTests --skip NetworkFaultTests --skip CLITests --skip InteroperabilityTests --skip DescriptorLimitTests
-run_tests --filter NetworkFaultTests
-run_tests --filter BrokerCrashTests
-unset MQTT_TEST_DRIVER
+# Steps 1 to 4, with ARGUMENTS (a build path) added to every `swift test`.
+suite_passes() {
+    # 1. Unit and integration tests, suites in parallel, except the two kinds below.
+    run_tests "$@" --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
+    # 1b. More than 1,024 descriptors open (which would leak into other suites' sockets), alone.
+    run_tests "$@" --filter DescriptorLimitTests
+    # 2. Network faults: a dead-link detection bound (1.5 x keepalive) and an idle-link check,
+    #    with the machine otherwise quiet.
+    run_tests "$@" --filter NetworkFaultTests
+    # 3. Broker crashes: 10,000 messages per run with kill -9 and restarts; heavy, so on their own.
+    run_tests "$@" --filter BrokerCrashTests
+    # 4. The integration suites again with a network thread per client
+    #    (MQTTConfiguration.eventLoopGroup = nil, libmosquitto's select() loop) instead of the
+    #    default shared event-loop group: the same behaviour is expected of both. (The CLI and
+    #    interoperability suites do not depend on it.)
+    MQTT_TEST_DRIVER=thread run_tests "$@" --skip BrokerCrashTests --skip NetworkFaultTests --skip CLITests --skip InteroperabilityTests --skip DescriptorLimitTests
+    MQTT_TEST_DRIVER=thread run_tests "$@" --filter NetworkFaultTests
+    MQTT_TEST_DRIVER=thread run_tests "$@" --filter BrokerCrashTests
+}
+suite_passes
 # 4b. Steps 1 to 4 once more against libmosquitto 2.0.21 (Debian 13's source, built by
 #     scripts/libmosquitto.sh into .build-libmosquitto/, cached), or against the one in
 #     LIBMOSQUITTO_PREFIX, in a build path of its own; LibraryVersionTests fails the pass if the
@@ -55,15 +58,7 @@ unset MQTT_TEST_DRIVER
     source scripts/libmosquitto.sh --env
     build_path=".build-with-$MQTT_TEST_LIBMOSQUITTO_VERSION"
     swift build --build-tests --build-path "$build_path"
-    run() { run_tests --build-path "$build_path" "$@"; }
-    run --skip BrokerCrashTests --skip NetworkFaultTests --skip DescriptorLimitTests
-    run --filter DescriptorLimitTests
-    run --filter NetworkFaultTests
-    run --filter BrokerCrashTests
-    export MQTT_TEST_DRIVER=thread
-    run --skip BrokerCrashTests --skip NetworkFaultTests --skip CLITests --skip InteroperabilityTests --skip DescriptorLimitTests
-    run --filter NetworkFaultTests
-    run --filter BrokerCrashTests
+    suite_passes --build-path "$build_path"
 )
 # 5. The property-list memory test: resident size is process-wide, so in a process of its own.
 MQTT_MEMORY_TEST=1 run_tests --filter listsAreFreed
