@@ -12,7 +12,9 @@ struct SessionEdgeTests {
     func keepAliveZero() async throws {
         let keepAliveField = Mutex<Int?>(nil)
         let idlePackets = Atomic<Int>(0)
-        let peer = try ScriptedPeer { connection in
+        // A read timeout past the test's own minute: under load this task may resume long after
+        // its 2.5 s sleep, and the peer must not end the idle connection meanwhile.
+        let peer = try ScriptedPeer(readTimeout: .seconds(90)) { connection in
             guard let connect = connection.read(until: 1) else { return }
             // Protocol name (2 + 4 bytes), level, flags, then the keepalive (MQTT 3.1.1).
             keepAliveField.withLock { $0 = Int(connect.body[8]) << 8 | Int(connect.body[9]) }
