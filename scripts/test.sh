@@ -13,6 +13,8 @@ bash scripts/python-env.sh >/dev/null
 python3 scripts/check-docs.py
 # Everything, examples and tools included. Our targets treat warnings as errors (Package.swift).
 swift build --build-tests
+# The DocC catalogs of Mosquitto and MosquittoTesting build without a warning or a note.
+bash scripts/check-docc.sh
 # `swift test` with the output shown as it comes, failing when no test ran: a `--filter` that
 # matches nothing (a renamed suite) runs 0 tests and exits 0, which must not pass for a run.
 run_tests() {

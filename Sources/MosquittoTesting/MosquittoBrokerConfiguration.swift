@@ -25,7 +25,7 @@ public struct MosquittoBrokerConfiguration: Sendable, Equatable {
 
     /// The oldest TLS version the listener accepts (mosquitto's `tls_version`); TLS 1.2 by default.
     ///
-    /// Applies to the certificate modes of ``tls``, not to ``TLSMode/preSharedKey(identity:hexKey:)``.
+    /// Applies to the certificate modes of ``tls-property``, not to ``TLSMode/preSharedKey(identity:hexKey:)``.
     public var minimumTLSVersion: TLSVersion
 
     /// The newest TLS version the broker accepts, or `nil` for OpenSSL's newest (TLS 1.3).

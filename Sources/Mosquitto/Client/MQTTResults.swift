@@ -125,7 +125,7 @@ public struct MQTTPublishReceipt: Sendable, Hashable {
 
 /// A publish handed to libmosquitto whose acknowledgement can be awaited later.
 ///
-/// Returned by ``MQTTClient/beginPublish(to:payload:qos:retain:properties:)`` so that many messages can be
+/// Returned by ``MQTTClient/beginPublish(to:payload:qos:retain:properties:)-(_,Collection<UInt8>,_,_,_)`` so that many messages can be
 /// published without one round trip each, then awaited together:
 /// ```swift
 /// let pending = try (0..<1000).map { try client.beginPublish(to: "t", payload: [UInt8]("\($0)".utf8), qos: .atLeastOnce) }

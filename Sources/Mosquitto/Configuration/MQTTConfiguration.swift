@@ -57,7 +57,7 @@ public struct MQTTConfiguration: Sendable {
     /// receive maximum towards the broker is separate). Defaults to 20, libmosquitto's default.
     public var maxInflightMessages: Int
     /// How many QoS 1/2 publishes may await acknowledgement (in flight or queued by libmosquitto)
-    /// before ``MQTTClient/beginPublish(to:payload:qos:retain:properties:)`` throws
+    /// before ``MQTTClient/beginPublish(to:payload:qos:retain:properties:)-(_,Collection<UInt8>,_,_,_)`` throws
     /// ``MQTTError/Code/queueFull``. libmosquitto's own queue is unbounded; this bounds it.
     /// At most 65,535 (packet identifiers are 16 bits); defaults to 10,000.
     public var maxPendingPublishes: Int
