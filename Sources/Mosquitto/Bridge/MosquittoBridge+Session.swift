@@ -195,7 +195,7 @@ extension MosquittoBridge {
             // failed inside the loop): keep OpenSSL's reason from the log.
             let error = state.session.everConnected
                 ? MQTTError(status, operation: .connection)
-                : MQTTError(status, operation: .connect, detail: Self.failureDetail(state.connectLog, fallback: nil))
+                : MQTTError(status, operation: .connect, detail: connectFailureDetail(status, log: state.connectLog))
             switch state.session.connectionLost(error: error, now: .now) {
             case .reconnect(let attempt): return attempt
             case .end: return nil
@@ -247,12 +247,19 @@ extension MosquittoBridge {
     /// The error for a failed `mosquitto_connect_bind_v5`, with OpenSSL's reason when there is one.
     func connectError(_ status: MosquittoStatus, errno: Int32) -> MQTTError {
         let log = state.withLock { $0.connectLog }
-        let detail = Self.failureDetail(log, fallback: "\(configuration.host):\(configuration.port)")
-        return MQTTError(status, operation: .connect, errno: errno, detail: detail)
+        return MQTTError(status, operation: .connect, errno: errno, detail: connectFailureDetail(status, log: log))
     }
 
-    /// libmosquitto's error lines from a failed connect (OpenSSL's reasons among them), or `fallback`.
-    static func failureDetail(_ log: [String], fallback: String?) -> String? {
-        log.isEmpty ? fallback : log.joined(separator: " | ")
+    /// What a failed connect says beyond its code: libmosquitto's error lines (OpenSSL's reasons
+    /// among them), a hint when a connection without TLS closed before the CONNACK (what a TLS
+    /// port does with a plain CONNECT), and the endpoint, `host:port`.
+    func connectFailureDetail(_ status: MosquittoStatus, log: [String]) -> String {
+        var parts = log.isEmpty ? [] : [log.joined(separator: " | ")]
+        let usesTLS = configuration.tls != nil || configuration.psk != nil
+        if !usesTLS, MQTTError(status, operation: .connect).code == .connectionLost {
+            parts.append("the server closed the connection before CONNACK; if it is a TLS port, set MQTTConfiguration.tls")
+        }
+        parts.append("\(configuration.host):\(configuration.port)")
+        return parts.joined(separator: "; ")
     }
 }

@@ -63,8 +63,11 @@ public struct MQTTError: Error, Sendable, Hashable, CustomStringConvertible {
         if let connectReturnCode {
             notes.append(LibMosquitto.connackString(connectReturnCode))
         }
-        // `mosquitto_strerror(MOSQ_ERR_ERRNO)` reads the *current* errno; ours is below.
-        if let mosquittoErrorCode, reasonCode == nil, errno == nil {
+        // `mosquitto_strerror(MOSQ_ERR_ERRNO)` reads the *current* errno; ours is below. For a
+        // TLS failure with OpenSSL's reason, libmosquitto's sentence ("A TLS error occurred.")
+        // only repeats the summary.
+        let restatesTheSummary = code == .tlsFailure && !(detail ?? "").isEmpty
+        if let mosquittoErrorCode, reasonCode == nil, errno == nil, !restatesTheSummary {
             notes.append(LibMosquitto.errorString(mosquittoErrorCode))
         }
         if let errno {
