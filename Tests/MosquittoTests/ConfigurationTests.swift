@@ -12,6 +12,16 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("a will takes any byte collection or a string as its payload, as publish does")
+    func willPayloadKinds() {
+        let bytes: [UInt8] = [0x00, 0xff, 0x41]
+        #expect(MQTTWill(topic: "w", payload: bytes).payload == bytes)
+        #expect(MQTTWill(topic: "w", payload: bytes[1...]).payload == [0xff, 0x41])
+        #expect(MQTTWill(topic: "w", payload: "gone").payload == Array("gone".utf8))
+        #expect(MQTTWill(topic: "w", payload: "é").payload == [0xc3, 0xa9])
+        #expect(MQTTWill(topic: "w", payload: []).payload.isEmpty)
+    }
+
     @Test("an empty client ID is replaced by a generated one that fits MQTT 3.1")
     func emptyClientIDIsGenerated() throws {
         let client = try MQTTClient(configuration: .init(protocolVersion: .v3_1))

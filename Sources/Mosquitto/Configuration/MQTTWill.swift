@@ -22,15 +22,30 @@ public struct MQTTWill: Sendable, Hashable {
     ///
     /// - Parameters:
     ///   - topic: The topic.
-    ///   - payload: The payload bytes.
+    ///   - payload: The payload bytes: any collection of bytes (`[UInt8]`, `Data`, a slice).
     ///   - qos: The QoS. Defaults to QoS 0.
     ///   - retain: Whether it is retained. Defaults to `false`.
     ///   - properties: MQTT 5 will properties. Defaults to none.
-    public init(topic: String, payload: [UInt8], qos: MQTTQoS = .atMostOnce, retain: Bool = false, properties: MQTTProperties = MQTTProperties()) {
+    public init(
+        topic: String, payload: some Collection<UInt8>, qos: MQTTQoS = .atMostOnce, retain: Bool = false,
+        properties: MQTTProperties = MQTTProperties()
+    ) {
         self.topic = topic
-        self.payload = payload
+        self.payload = Array(payload)
         self.qos = qos
         self.retain = retain
         self.properties = properties
+    }
+
+    /// Creates a will with a text payload, sent as UTF-8.
+    ///
+    /// - Parameters:
+    ///   - topic: The topic.
+    ///   - payload: The payload text.
+    ///   - qos: The QoS. Defaults to QoS 0.
+    ///   - retain: Whether it is retained. Defaults to `false`.
+    ///   - properties: MQTT 5 will properties. Defaults to none.
+    public init(topic: String, payload: String, qos: MQTTQoS = .atMostOnce, retain: Bool = false, properties: MQTTProperties = MQTTProperties()) {
+        self.init(topic: topic, payload: payload.utf8, qos: qos, retain: retain, properties: properties)
     }
 }
