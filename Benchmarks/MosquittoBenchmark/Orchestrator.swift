@@ -177,7 +177,7 @@ struct Orchestrator {
     }
 
     /// Reads the `result` line of `process` and reaps it.
-    private func report(from process: ChildProcess, timeoutMilliseconds: Int) throws -> RoleReport {
+    private func report(from process: RoleProcess, timeoutMilliseconds: Int) throws -> RoleReport {
         let line = try process.expectLine(startingWith: "result", timeoutMilliseconds: timeoutMilliseconds)
         let exit = process.reap(timeoutMilliseconds: 10_000)
         guard exit == "exit 0" else { throw RoleFailure("\(process.name) ended with \(exit)") }
@@ -186,13 +186,13 @@ struct Orchestrator {
     }
 
     /// Starts the role executable for `spec`, under `MQTT_BENCH_WRAP` when `MQTT_BENCH_WRAP_ROLE` names it.
-    private func spawn(_ spec: RoleSpec) throws -> ChildProcess {
+    private func spawn(_ spec: RoleSpec) throws -> RoleProcess {
         let name = "\(spec.implementation.rawValue)-\(spec.kind.rawValue)"
         var command = [spec.executablePath(in: binDirectory)] + spec.arguments
         if let wrapper = Environment.value("MQTT_BENCH_WRAP"), Environment.value("MQTT_BENCH_WRAP_ROLE") == name {
             command = wrapper.split(separator: " ").map(String.init) + command
         }
-        return try ChildProcess(executable: command[0], arguments: Array(command.dropFirst()), name: name)
+        return try RoleProcess(executable: command[0], arguments: Array(command.dropFirst()), name: name)
     }
 
     /// One progress line on standard error.
