@@ -42,8 +42,9 @@ let roundTripImplementations: [RoleSpec.Implementation] = [.swift, .c, .cLoop]
 /// Starts the broker, runs every row for every implementation and repetition (each client in a
 /// process of its own), and collects the results for ``Report``.
 ///
-/// The orchestrator itself runs sequentially: it blocks in `poll`/`waitpid` on the main task,
-/// which is all this process does meanwhile.
+/// The orchestrator itself runs sequentially: it blocks on its role processes' output and exit
+/// (``RoleProcess``, over the fixture's `ChildProcess`) on the main task, which is all this process
+/// does meanwhile.
 struct Orchestrator {
     /// The command line.
     let options: BenchmarkOptions

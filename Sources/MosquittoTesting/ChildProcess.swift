@@ -132,7 +132,9 @@ public final class ChildProcess: Sendable, CustomStringConvertible {
     ///   - environment: Variables set in the child on top of the inherited environment (replacing same-named ones).
     ///   - inheritsEnvironment: Whether the child starts from this process's environment; when `false`,
     ///     its environment is `environment` alone.
-    ///   - workingDirectory: The child's working directory; `nil` for this process's.
+    ///   - workingDirectory: The child's working directory; `nil` for this process's. Relative file
+    ///     paths in `standardInput`, `standardOutput` and `standardError` are opened before the change,
+    ///     a relative `executable` after it.
     ///   - standardInput: Where standard input comes from; `/dev/null` by default.
     ///   - standardOutput: Where standard output goes; captured by default.
     ///   - standardError: Where standard error goes; captured by default.
