@@ -95,7 +95,7 @@ struct ChildProcessTests {
 
     @Test("waitForLine returns the line once printed, and fails after its timeout or when the output ends")
     func waitingForLines() async throws {
-        let child = try shell("echo one; sleep 0.2; echo two; sleep 30")
+        let child = try shell("echo one; sleep 0.2; echo two; exec sleep 30")
         #expect(try await child.waitForLine(timeout: .seconds(10)) { $0 == "two" } == "two")
         await #expect(throws: MosquittoTestingError.self) {
             try await child.waitForLine(timeout: .milliseconds(300)) { $0 == "three" }
@@ -117,7 +117,7 @@ struct ChildProcessTests {
         #expect(try child.line(3, timeout: .seconds(10)) == nil)
         #expect(child.outputLines == ["a", "b"])
 
-        let silent = try shell("sleep 30")
+        let silent = try shell("exec sleep 30")
         #expect(throws: MosquittoTestingError.self) { try silent.line(0, timeout: .milliseconds(200)) }
     }
 
