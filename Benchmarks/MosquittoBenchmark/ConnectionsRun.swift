@@ -136,7 +136,7 @@ struct ConnectionsRun {
             unlink(controlPath)
         }
         let topicPrefix = "bench/\(getpid())/conn/"
-        let role = try ChildProcess(
+        let role = try RoleProcess(
             executable: "\(Orchestrator.executableDirectory)/MosquittoBenchmarkSwiftRole",
             arguments: [
                 "connections", "--host", host, "--port", "\(port)", "--count", "\(options.count)",
@@ -166,7 +166,7 @@ struct ConnectionsRun {
             spec.qos = options.qos
             spec.maxInflight = 100
             spec.controlPath = controlPath
-            let publisher = try ChildProcess(
+            let publisher = try RoleProcess(
                 executable: spec.executablePath(in: Orchestrator.executableDirectory), arguments: spec.arguments, name: "c-fanout"
             )
             do {
@@ -192,7 +192,7 @@ struct ConnectionsRun {
     /// lines are echoed, `note` and `error` lines kept. When the role ends or times out first,
     /// records that in `result.roleFailure` and returns `nil`.
     private func readUntil(
-        _ prefix: String, from role: ChildProcess, timeoutMilliseconds: Int, into result: inout ConnectionsResult
+        _ prefix: String, from role: RoleProcess, timeoutMilliseconds: Int, into result: inout ConnectionsResult
     ) -> String? {
         let deadline = Measurements.now + UInt64(timeoutMilliseconds) * 1_000_000
         while true {

@@ -42,8 +42,9 @@ let roundTripImplementations: [RoleSpec.Implementation] = [.swift, .c, .cLoop]
 /// Starts the broker, runs every row for every implementation and repetition (each client in a
 /// process of its own), and collects the results for ``Report``.
 ///
-/// The orchestrator itself runs sequentially: it blocks in `poll`/`waitpid` on the main task,
-/// which is all this process does meanwhile.
+/// The orchestrator itself runs sequentially: it blocks on its role processes' output and exit
+/// (``RoleProcess``, over the fixture's `ChildProcess`) on the main task, which is all this process
+/// does meanwhile.
 struct Orchestrator {
     /// The command line.
     let options: BenchmarkOptions
@@ -177,7 +178,7 @@ struct Orchestrator {
     }
 
     /// Reads the `result` line of `process` and reaps it.
-    private func report(from process: ChildProcess, timeoutMilliseconds: Int) throws -> RoleReport {
+    private func report(from process: RoleProcess, timeoutMilliseconds: Int) throws -> RoleReport {
         let line = try process.expectLine(startingWith: "result", timeoutMilliseconds: timeoutMilliseconds)
         let exit = process.reap(timeoutMilliseconds: 10_000)
         guard exit == "exit 0" else { throw RoleFailure("\(process.name) ended with \(exit)") }
@@ -186,13 +187,13 @@ struct Orchestrator {
     }
 
     /// Starts the role executable for `spec`, under `MQTT_BENCH_WRAP` when `MQTT_BENCH_WRAP_ROLE` names it.
-    private func spawn(_ spec: RoleSpec) throws -> ChildProcess {
+    private func spawn(_ spec: RoleSpec) throws -> RoleProcess {
         let name = "\(spec.implementation.rawValue)-\(spec.kind.rawValue)"
         var command = [spec.executablePath(in: binDirectory)] + spec.arguments
         if let wrapper = Environment.value("MQTT_BENCH_WRAP"), Environment.value("MQTT_BENCH_WRAP_ROLE") == name {
             command = wrapper.split(separator: " ").map(String.init) + command
         }
-        return try ChildProcess(executable: command[0], arguments: Array(command.dropFirst()), name: name)
+        return try RoleProcess(executable: command[0], arguments: Array(command.dropFirst()), name: name)
     }
 
     /// One progress line on standard error.

@@ -37,7 +37,7 @@ enum BrokerConfigFile {
             )
         } else if !configuration.users.isEmpty {
             guard
-                let passwd = ProcessSpawner.findExecutable(
+                let passwd = ExecutableSearch.find(
                     named: "mosquitto_passwd",
                     environmentVariable: "MOSQUITTO_PASSWD_BINARY",
                     preferred: ["/usr/bin/mosquitto_passwd"]
@@ -48,10 +48,8 @@ enum BrokerConfigFile {
             // `-c` creates the file with the first user; `mosquitto_passwd` rewrites it, so runs are sequential.
             for (index, user) in configuration.users.keys.sorted().enumerated() {
                 let create = index == 0 ? ["-c"] : []
-                try await ProcessSpawner.run(
-                    executable: passwd,
-                    arguments: create + ["-b", layout.passwordFile, user, configuration.users[user] ?? ""],
-                    scratchDirectory: layout.directory
+                try await ChildProcess.run(
+                    executable: passwd, arguments: create + ["-b", layout.passwordFile, user, configuration.users[user] ?? ""]
                 )
             }
         }

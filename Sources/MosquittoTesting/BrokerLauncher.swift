@@ -23,14 +23,14 @@ enum BrokerLauncher {
         /// The broker accepts connections.
         case ready
         /// The process exited before accepting connections (typically: the port was taken).
-        case exited(ProcessExit)
+        case exited(ChildProcess.ExitStatus)
         /// The process neither exited nor accepted connections before the deadline; it has been killed.
         case timedOut
     }
 
-    /// The result of one launch: the process id (already reaped unless ready) and what happened.
+    /// The result of one launch: the process (already reaped unless ready) and what happened.
     struct Launch: Sendable {
-        let pid: pid_t
+        let process: ChildProcess
         let readiness: Readiness
         /// Byte offsets of the log and output files when the process was spawned, for error details.
         let logOffset: Int
@@ -42,7 +42,7 @@ enum BrokerLauncher {
     /// The path of the `mosquitto` binary: `$MOSQUITTO_BINARY`, else `/usr/sbin/mosquitto`, else `mosquitto` on `PATH`.
     /// - Throws: `MosquittoTestingError` if it cannot be found.
     static func locateMosquitto() throws -> String {
-        if let path = ProcessSpawner.findExecutable(
+        if let path = ExecutableSearch.find(
             named: "mosquitto",
             environmentVariable: "MOSQUITTO_BINARY",
             preferred: ["/usr/sbin/mosquitto"]
@@ -67,7 +67,7 @@ enum BrokerLauncher {
     ///   - maximumOpenFiles: The open-file limit applied to the process right after it is spawned, or `nil`.
     /// - Throws: `MosquittoTestingError` if spawning fails or the open-file limit cannot be set (the process
     ///   is killed); `CancellationError` if the task is cancelled (the process is killed).
-    /// - Returns: The process id and readiness.
+    /// - Returns: The process and its readiness.
     static func launch(
         executable: String,
         layout: BrokerLayout,
@@ -78,29 +78,30 @@ enum BrokerLauncher {
     ) async throws -> Launch {
         let logOffset = FileSystem.size(of: layout.logFile)
         let outputOffset = FileSystem.size(of: layout.outputFile)
-        let pid = try ProcessSpawner.spawn(
+        let process = try ChildProcess(
             executable: executable,
             arguments: ["-c", layout.configFile],
-            stdoutPath: layout.outputFile,
-            environment: environment
+            environment: environment,
+            standardOutput: .file(layout.outputFile),
+            standardError: .standardOutput
         )
-        OrphanReaper.shared?.watch(pid: pid, directory: layout.directory)
+        OrphanReaper.shared?.watch(pid: process.processIdentifier, directory: layout.directory)
         if let maximumOpenFiles {
             // Before mosquitto can accept a connection: it is still parsing its config and opening its log.
             do {
-                try ResourceLimits.setOpenFileLimit(maximumOpenFiles, of: pid)
+                try ResourceLimits.setOpenFileLimit(maximumOpenFiles, of: process.processIdentifier)
             } catch {
-                ProcessSpawner.forceKill(pid)
+                process.kill()
                 throw error
             }
         }
         func result(_ readiness: Readiness) -> Launch {
-            Launch(pid: pid, readiness: readiness, logOffset: logOffset, outputOffset: outputOffset)
+            Launch(process: process, readiness: readiness, logOffset: logOffset, outputOffset: outputOffset)
         }
 
         var firstAccepted: Double?
         while true {
-            if let exit = ProcessSpawner.exitIfFinished(pid) {
+            if let exit = process.exitStatus {
                 return result(.exited(exit))
             }
             if LoopbackNetwork.acceptsConnections(port: port) {
@@ -110,20 +111,20 @@ enum BrokerLauncher {
                 firstAccepted = acceptedAt
                 let settled = MonotonicClock.now - acceptedAt >= fallbackSettleTime
                 if logSaysRunning(layout.logFile, from: logOffset) || settled {
-                    if let exit = ProcessSpawner.exitIfFinished(pid) {
+                    if let exit = process.exitStatus {
                         return result(.exited(exit))
                     }
                     return result(.ready)
                 }
             }
             if MonotonicClock.now >= deadline {
-                ProcessSpawner.forceKill(pid)
+                process.kill()
                 return result(.timedOut)
             }
             do {
                 try await Task.sleep(nanoseconds: pollInterval)
             } catch {
-                ProcessSpawner.forceKill(pid)
+                process.kill()
                 throw error
             }
         }

@@ -72,7 +72,7 @@ enum CertificateGenerator {
     /// - Throws: `MosquittoTestingError` if `openssl` is missing or fails.
     /// - Returns: The paths of the generated files.
     static func generate(in directory: String) async throws -> TestCertificates {
-        guard let openssl = ProcessSpawner.findExecutable(named: "openssl", environmentVariable: "OPENSSL_BINARY") else {
+        guard let openssl = ExecutableSearch.find(named: "openssl", environmentVariable: "OPENSSL_BINARY") else {
             throw MosquittoTestingError("openssl not found; install the `openssl` package (or set OPENSSL_BINARY)")
         }
         let certs = "\(directory)/certs"
@@ -85,7 +85,7 @@ enum CertificateGenerator {
         try FileSystem.writeText("01\n", to: "\(caDatabase)/serial")  // a fresh CA: any serial is unique
         let config = "\(certs)/openssl.cnf"
         try FileSystem.writeText(opensslConfig(caDatabase: caDatabase), to: config)
-        let tool = OpenSSL(executable: openssl, config: config, scratchDirectory: certs)
+        let tool = OpenSSL(executable: openssl, config: config)
 
         let certificates = TestCertificates(
             caFile: "\(certs)/ca.crt",
@@ -166,15 +166,13 @@ enum CertificateGenerator {
 private struct OpenSSL: Sendable {
     let executable: String
     let config: String
-    let scratchDirectory: String
 
     private static let keyArguments = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
 
     /// Runs `openssl` with `arguments` and returns its standard output.
     @discardableResult
     func run(_ arguments: [String]) async throws -> String {
-        try await ProcessSpawner.run(executable: executable, arguments: arguments, scratchDirectory: scratchDirectory)
-            .standardOutput
+        try await ChildProcess.run(executable: executable, arguments: arguments).standardOutput
     }
 
     /// Creates a new key and a self-signed CA certificate for it.

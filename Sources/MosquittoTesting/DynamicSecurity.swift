@@ -33,17 +33,13 @@ enum DynamicSecurity {
     /// Password hashes come from `mosquitto_ctrl dynsec init`, run once per user on a scratch file.
     /// - Throws: `MosquittoTestingError` when `mosquitto_ctrl` is missing or fails.
     static func writeConfiguration(users: [String: String], patterns: [String], to path: String, scratchDirectory: String) async throws {
-        guard let control = ProcessSpawner.findExecutable(named: "mosquitto_ctrl", preferred: ["/usr/bin/mosquitto_ctrl"]) else {
+        guard let control = ExecutableSearch.find(named: "mosquitto_ctrl", preferred: ["/usr/bin/mosquitto_ctrl"]) else {
             throw MosquittoTestingError("mosquitto_ctrl not found; install the `mosquitto-clients` package")
         }
         var clients: [Client] = []
         for (index, username) in users.keys.sorted().enumerated() {
             let scratch = "\(scratchDirectory)/dynsec-user-\(index).json"
-            try await ProcessSpawner.run(
-                executable: control,
-                arguments: ["dynsec", "init", scratch, username, users[username] ?? ""],
-                scratchDirectory: scratchDirectory
-            )
+            try await ChildProcess.run(executable: control, arguments: ["dynsec", "init", scratch, username, users[username] ?? ""])
             let generated = try JSONDecoder().decode(File.self, from: Data(FileSystem.readText(scratch).utf8))
             FileSystem.removeTree(scratch)
             for var client in generated.clients {

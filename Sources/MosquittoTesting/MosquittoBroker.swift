@@ -53,11 +53,12 @@ public final class MosquittoBroker: Sendable {
     /// The `mosquitto` executable; `nil` for an external broker.
     private let executable: String?
 
-    /// The mutable process state. Whoever takes `pid` out of it is responsible for reaping that process.
+    /// The mutable process state. Whoever takes `process` out of it stops it (a released process is
+    /// killed and reaped anyway).
     private let state: Mutex<State>
 
     private struct State: Sendable {
-        var pid: pid_t?
+        var process: ChildProcess?
         var isRestarting = false
     }
 
@@ -72,7 +73,7 @@ public final class MosquittoBroker: Sendable {
         logFilePath = nil
         layout = nil
         executable = nil
-        state = Mutex(State(pid: nil))
+        state = Mutex(State(process: nil))
     }
 
     private init(
@@ -81,7 +82,7 @@ public final class MosquittoBroker: Sendable {
         certificates: TestCertificates?,
         layout: BrokerLayout,
         executable: String,
-        pid: pid_t
+        process: ChildProcess
     ) {
         host = LoopbackNetwork.host
         self.port = port
@@ -91,13 +92,11 @@ public final class MosquittoBroker: Sendable {
         logFilePath = layout.logFile
         self.layout = layout
         self.executable = executable
-        state = Mutex(State(pid: pid))
+        state = Mutex(State(process: process))
     }
 
     deinit {
-        if let pid = state.withLock({ $0.pid }) {
-            ProcessSpawner.forceKill(pid)
-        }
+        state.withLock { $0.process }?.kill()
         if let layout {
             FileSystem.removeTree(layout.directory)
         }
@@ -151,7 +150,7 @@ public final class MosquittoBroker: Sendable {
                         certificates: certificates,
                         layout: layout,
                         executable: executable,
-                        pid: launch.pid
+                        process: launch.process
                     )
                 case .exited(let exit):
                     let details = "(\(exit), port \(port)): " + BrokerLauncher.diagnostics(for: launch, layout: layout)
@@ -180,21 +179,19 @@ public final class MosquittoBroker: Sendable {
     /// Idempotent, synchronous (usable from `defer`), and a no-op for an external broker. With persistence
     /// enabled, mosquitto saves its database on SIGTERM.
     public func stop() {
-        guard let pid = takeProcess() else { return }
-        ProcessSpawner.terminate(pid, timeout: 5)
+        takeProcess()?.terminate(gracePeriod: .seconds(5))
     }
 
     /// Kills the broker with SIGKILL (a crash, for fault tests) and reaps it; a no-op for an external broker.
     public func kill() {
-        guard let pid = takeProcess() else { return }
-        ProcessSpawner.forceKill(pid)
+        takeProcess()?.kill()
     }
 
-    /// Removes the process id from the state, making the caller responsible for reaping it.
-    private func takeProcess() -> pid_t? {
+    /// Removes the process from the state, making the caller responsible for stopping it.
+    private func takeProcess() -> ChildProcess? {
         state.withLock { state in
-            defer { state.pid = nil }
-            return state.pid
+            defer { state.process = nil }
+            return state.process
         }
     }
 
@@ -232,7 +229,7 @@ public final class MosquittoBroker: Sendable {
             )
             switch launch.readiness {
             case .ready:
-                state.withLock { $0.pid = launch.pid }
+                state.withLock { $0.process = launch.process }
                 return
             case .exited(let exit):
                 // Typically "Address already in use" while the old socket lingers; try again shortly.
@@ -258,9 +255,9 @@ public final class MosquittoBroker: Sendable {
     public var isRunning: Bool {
         if isExternal { return true }
         return state.withLock { state in
-            guard let pid = state.pid else { return false }
-            if ProcessSpawner.exitIfFinished(pid) != nil {
-                state.pid = nil
+            guard let process = state.process else { return false }
+            if process.exitStatus != nil {
+                state.process = nil
                 return false
             }
             return true
@@ -269,7 +266,7 @@ public final class MosquittoBroker: Sendable {
 
     /// The broker's process id while it runs, e.g. to send it SIGSTOP in a fault test; `nil` otherwise.
     public var processIdentifier: Int32? {
-        state.withLock { $0.pid }
+        state.withLock { $0.process?.processIdentifier }
     }
 
     // MARK: Logs

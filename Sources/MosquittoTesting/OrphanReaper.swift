@@ -25,6 +25,9 @@ final class OrphanReaper: Sendable {
     /// The pipe's write end (close-on-exec).
     private let writer: Int32
 
+    /// The watchdog `sh`, kept for the life of this process (releasing it would kill it).
+    private let watchdog: ChildProcess
+
     /// The reaper's script: collect lines until end of file, then clean up. It ignores the
     /// signals a terminal sends to the whole process group (Ctrl-C), so that it outlives a test
     /// run interrupted that way and cleans up after it.
@@ -45,14 +48,15 @@ final class OrphanReaper: Sendable {
         var descriptors: [Int32] = [-1, -1]
         guard pipe(&descriptors) == 0 else { return nil }
         let (reader, writer) = (descriptors[0], descriptors[1])
-        // Neither end may reach another child (ProcessSpawner also closes what is above stderr in
+        // Neither end may reach another child (ChildProcess also closes what is above stderr in
         // its children); the reaper gets the read end as its stdin through dup2, which clears it.
         _ = fcntl(reader, F_SETFD, FD_CLOEXEC)
         _ = fcntl(writer, F_SETFD, FD_CLOEXEC)
         defer { close(reader) }
         do {
-            _ = try ProcessSpawner.spawn(
-                executable: "/bin/sh", arguments: ["-c", Self.script], stdoutPath: "/dev/null", standardInput: reader
+            watchdog = try ChildProcess(
+                executable: "/bin/sh", arguments: ["-c", Self.script],
+                standardInput: .descriptor(reader), standardOutput: .null, standardError: .null
             )
         } catch {
             close(writer)

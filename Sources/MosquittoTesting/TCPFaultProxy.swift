@@ -13,7 +13,7 @@ import Darwin
 /// A loopback TCP proxy between a client and a broker that can cut or black-hole its connections, for
 /// network-fault tests.
 ///
-/// It listens on a free port on 127.0.0.1 and forwards every accepted connection to an upstream on the
+/// It listens on a free port on 127.0.0.1 (a ``LoopbackListener``) and forwards every accepted connection to an upstream on the
 /// loopback network (it never connects anywhere else). Point a client at ``host``:``port`` instead of the
 /// broker, then inject a fault:
 /// - ``cut()`` closes every current connection on both sides, as a broker or NAT reset would: the client
@@ -64,11 +64,11 @@ public final class TCPFaultProxy: Sendable {
     ///   range, or the listening socket, wake-up pipe or thread cannot be created.
     public init(upstreamHost: String = "127.0.0.1", upstreamPort: Int) throws {
         let upstream = try Self.loopbackAddress(host: upstreamHost, port: upstreamPort)
-        let (listener, port) = try Self.makeListener()
+        let listener = try LoopbackListener(backlog: 64)
         var pipeEnds: [Int32] = [-1, -1]
         guard pipe(&pipeEnds) == 0 else {
             let reason = FileSystem.lastErrorDescription()
-            close(listener)
+            listener.close()
             throw MosquittoTestingError("could not create the proxy's wake-up pipe: \(reason)")
         }
         for descriptor in pipeEnds {
@@ -77,13 +77,13 @@ public final class TCPFaultProxy: Sendable {
         let shared = ProxyShared(wakeWrite: pipeEnds[1])
         let loop = ProxyLoop(listener: listener, wakeRead: pipeEnds[0], upstream: upstream, shared: shared)
         guard ProxyLoop.startThread(loop) else {
-            close(listener)
+            listener.close()
             close(pipeEnds[0])
             close(pipeEnds[1])
             throw MosquittoTestingError("could not start the proxy's thread")
         }
-        self.host = LoopbackNetwork.host
-        self.port = port
+        self.host = listener.host
+        self.port = listener.port
         self.upstreamHost = upstreamHost
         self.upstreamPort = upstreamPort
         self.shared = shared
@@ -186,29 +186,6 @@ public final class TCPFaultProxy: Sendable {
         }
         return address
     }
-
-    /// A non-blocking socket listening on 127.0.0.1 with a kernel-chosen port.
-    private static func makeListener() throws -> (descriptor: Int32, port: Int) {
-        guard let descriptor = Socket.make() else {
-            throw MosquittoTestingError("could not create a socket: \(FileSystem.lastErrorDescription())")
-        }
-        var reuse: Int32 = 1
-        _ = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var address = try loopbackAddress(host: LoopbackNetwork.host, port: 1)
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let listening = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-            }
-        }
-        guard listening, listen(descriptor, 64) == 0 else {
-            let reason = FileSystem.lastErrorDescription()
-            close(descriptor)
-            throw MosquittoTestingError("could not listen on 127.0.0.1: \(reason)")
-        }
-        return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
-    }
 }
 
 // MARK: - Shared state
@@ -306,7 +283,7 @@ private final class ProxyShared: Sendable {
 
 /// The loop thread's world: the listener, the connections and their buffers. Only that thread touches it.
 private final class ProxyLoop {
-    private let listener: Int32
+    private let listener: LoopbackListener
     private let wakeRead: Int32
     private let upstream: sockaddr_in
     private let shared: ProxyShared
@@ -317,7 +294,7 @@ private final class ProxyLoop {
     /// Where black-holed data goes.
     private let discard = UnsafeMutableRawBufferPointer.allocate(byteCount: ProxyBuffer.capacity, alignment: 1)
 
-    init(listener: Int32, wakeRead: Int32, upstream: sockaddr_in, shared: ProxyShared) {
+    init(listener: LoopbackListener, wakeRead: Int32, upstream: sockaddr_in, shared: ProxyShared) {
         self.listener = listener
         self.wakeRead = wakeRead
         self.upstream = upstream
@@ -359,13 +336,13 @@ private final class ProxyLoop {
         defer {
             connections.forEach { $0.closeAll() }
             connections.removeAll()
-            close(listener)
+            listener.close()
             close(wakeRead)
             shared.report(appliedTicket: appliedTicket, connectionCount: 0, acceptedCount: acceptedCount, ended: true)
         }
         while true {
             let polled = connections
-            var descriptors = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0), pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            var descriptors = [pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0), pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)]
             for connection in polled {
                 descriptors.append(connection.clientPollDescriptor())
                 descriptors.append(connection.upstreamPollDescriptor())
@@ -426,12 +403,8 @@ private final class ProxyLoop {
     // MARK: Accepting
 
     private func acceptPending() {
-        while true {
-            let client = accept(listener, nil, nil)
-            if client < 0 {
-                if errno == EINTR { continue }
-                return  // EAGAIN, or a connection that died in the backlog.
-            }
+        // Until none is waiting (or accept fails, e.g. out of descriptors: the next round retries).
+        while let client = try? listener.accept(timeout: .zero) {
             acceptedCount += 1
             Socket.configure(client)
             Socket.disableNagle(client)

@@ -46,10 +46,10 @@ struct AcknowledgementOnExitTests {
         for repetition in 0..<repetitions {
             var arguments = ["exit-on-message", "--port", String(peer.port), "--topic", "t", "--qos", String(qos)]
             if ownThread { arguments.append("--thread") }
-            let child = try StreamingCommand(arguments, executable: builtExecutablePath("mqtt-soak"))
-            let status = try await child.exitStatus(within: .seconds(30))
-            #expect(status == 0, "repetition \(repetition): \(child.standardError)")
-            #expect(child.lines == ["t"])
+            let child = try startCommand(arguments, executable: builtExecutablePath("mqtt-soak"))
+            let status = try await child.wait(timeout: .seconds(30))
+            #expect(status == .exited(0), "repetition \(repetition): \(child.standardError)")
+            #expect(child.outputLines == ["t"])
             // The peer sees the end of the stream once the process is gone.
             let deadline = ContinuousClock.now + .seconds(10)
             while outcomes.withLock({ $0.count }) <= repetition, ContinuousClock.now < deadline {

@@ -2,6 +2,9 @@ import Mosquitto
 import MosquittoTesting
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `kill -9` of the broker in the middle of a stream of QoS 1/2 messages, then a restart on the
 /// same port: with persistent sessions on both ends, nothing may be lost.
@@ -321,21 +324,21 @@ extension BrokerCrashTests {
         try await withMosquittoBroker(Self.crashSafeBroker) { broker in
             let topic = uniqueTopic("cli")
             let endpoint = ["-h", broker.host, "-p", "\(broker.port)"]
-            let subscriber = try StreamingCommand(["sub"] + endpoint + ["-c", "-i", uniqueClientID("clisub"), "-q", "1", "-t", topic])
+            let subscriber = try startCommand(["sub"] + endpoint + ["-c", "-i", uniqueClientID("clisub"), "-q", "1", "-t", topic])
             // Until the subscription is in place a message goes nowhere: probe until one arrives.
             let prober = try await connectedClient(broker)
             let ready = ContinuousClock.now + .seconds(10)
-            while !subscriber.lines.contains("ready"), ContinuousClock.now < ready {
+            while !subscriber.outputLines.contains("ready"), ContinuousClock.now < ready {
                 try await prober.publish(to: topic, payload: "ready", qos: .atLeastOnce)
                 try await Task.sleep(for: .milliseconds(100))
             }
             try await prober.disconnect()
-            #expect(subscriber.lines.contains("ready"))
+            #expect(subscriber.outputLines.contains("ready"))
 
-            func received() -> [Int] { subscriber.lines.compactMap { Int($0) } }
+            func received() -> [Int] { subscriber.outputLines.compactMap { Int($0) } }
             let count = 10_000
             let input = (1...count).map { "\($0)\n" }.joined()
-            let publisher = try StreamingCommand(
+            let publisher = try startCommand(
                 ["pub"] + endpoint + ["-l", "-q", "1", "-c", "-i", uniqueClientID("clipub"), "-t", topic], input: input
             )
             var publisherRunningAtKill: [Bool] = []
@@ -350,18 +353,18 @@ extension BrokerCrashTests {
                 broker.kill()
                 try await broker.restart()
             }
-            let publisherStatus = try await publisher.exitStatus(within: .seconds(40))
+            let publisherStatus = try await publisher.wait(timeout: .seconds(40))
             let deadline = ContinuousClock.now + .seconds(20)
             while Set(received()).count < count, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            subscriber.terminate()
-            let subscriberStatus = try await subscriber.exitStatus(within: .seconds(10))
+            subscriber.signal(SIGTERM)
+            let subscriberStatus = try await subscriber.wait(timeout: .seconds(10))
             let numbers = received()
             let missing = Set(1...count).subtracting(numbers)
             print("[broker crash] mqtt pub -l / mqtt sub -c, 2 kills: \(Set(numbers).count) of \(count) delivered, \(numbers.count - Set(numbers).count) duplicates")
             #expect(publisherRunningAtKill == [true, true], "the kills must fall in the middle of the run")
-            #expect(publisherStatus == 0, "\(publisher.standardError)")
+            #expect(publisherStatus == .exited(0), "\(publisher.standardError)")
             #expect(publisher.standardError.isEmpty)
             // mosquitto 2.0.11 may lose a message it had acknowledged but not yet saved or
             // forwarded when it is killed (RELIABILITY.md; the library's crash runs tell these
@@ -374,7 +377,7 @@ extension BrokerCrashTests {
             }
             #expect(unexplained.isEmpty, "\(unexplained.count) lines lost, e.g. \(unexplained.sorted().prefix(10))")
             #expect(missing.count <= 10, "\(missing.count) lines lost, e.g. \(missing.sorted().prefix(10))")
-            #expect(subscriberStatus == 0, "\(subscriber.standardError)")
+            #expect(subscriberStatus == .exited(0), "\(subscriber.standardError)")
         }
     }
 }

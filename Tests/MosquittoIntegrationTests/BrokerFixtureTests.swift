@@ -88,17 +88,17 @@ private func readFirstLine(_ path: String) -> String {
 extension BrokerFixtureTests {
     @Test("a broker dies with the test process that started it, even one killed with SIGKILL, and its directory goes too")
     func brokerDiesWithAKilledParent() async throws {
-        let holder = try StreamingCommand(["hold-broker"], executable: builtExecutablePath("mqtt-soak"))
+        let holder = try startCommand(["hold-broker"], executable: builtExecutablePath("mqtt-soak"))
         let started = ContinuousClock.now + .seconds(20)
-        while holder.lines.isEmpty, holder.isRunning, ContinuousClock.now < started {
+        while holder.outputLines.isEmpty, holder.isRunning, ContinuousClock.now < started {
             try await Task.sleep(for: .milliseconds(20))
         }
-        let fields = try #require(holder.lines.first, "no broker: \(holder.standardError)").split(separator: " ", maxSplits: 1)
+        let fields = try #require(holder.outputLines.first, "no broker: \(holder.standardError)").split(separator: " ", maxSplits: 1)
         let pid = try #require(fields.first.flatMap { Int32($0) })
         let directory = String(try #require(fields.last))
         #expect(Self.isAlive(pid), "the broker is not running")
         #expect(access(directory, F_OK) == 0)
-        kill(holder.processIdentifier, SIGKILL)
+        holder.kill()
         let deadline = ContinuousClock.now + .seconds(10)
         while Self.isAlive(pid) || access(directory, F_OK) == 0, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))

@@ -7,6 +7,7 @@ import Testing
 @Suite("mqtt command-line client", .timeLimit(.minutes(1)))
 struct CLITests {
     struct Run {
+        /// The exit code, or 128 + the signal that ended the process (as a shell reports it).
         var status: Int32
         var stdout: String
         var stderr: String
@@ -17,12 +18,13 @@ struct CLITests {
     static func mqtt(
         _ arguments: [String], input: String? = nil, environment: [String: String] = [:], timeout: Duration = .seconds(20)
     ) async throws -> Run {
-        let command = try StreamingCommand(arguments, input: input, environment: environment)
-        guard let status = try await command.exitStatus(within: timeout) else {
+        let command = try startCommand(arguments, input: input, environment: environment)
+        guard let status = try await command.wait(timeout: timeout) else {
+            command.kill()
             Issue.record("mqtt \(arguments.joined(separator: " ")) did not finish within \(timeout)")
             return Run(status: -1, stdout: command.standardOutput, stderr: command.standardError)
         }
-        return Run(status: status, stdout: command.standardOutput, stderr: command.standardError)
+        return Run(status: status.code ?? 128 + (status.signal ?? 0), stdout: command.standardOutput, stderr: command.standardError)
     }
 
     static func lines(_ text: String) -> [String] {
@@ -353,13 +355,13 @@ struct CLITests {
             let arguments = try await Self.persistentSession(
                 broker, clientID: uniqueClientID("term"), topic: uniqueTopic(), payloads: (1...2_000).map { "\($0)" }
             )
-            let subscriber = try StreamingCommand(arguments + ["--stats", "3600"])
+            let subscriber = try startCommand(arguments + ["--stats", "3600"])
             let deadline = ContinuousClock.now + .seconds(10)
             while subscriber.standardOutput.isEmpty, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(1))
             }
-            subscriber.terminate()
-            #expect(try await subscriber.exitStatus(within: .seconds(10)) == 0)
+            subscriber.signal(SIGTERM)
+            #expect(try await subscriber.wait(timeout: .seconds(10)) == .exited(0))
             var lines = Self.lines(subscriber.standardOutput)
             // Printed after the signal; it counts the messages received, and each must be printed.
             let statistics = lines.popLast() ?? ""

@@ -44,10 +44,12 @@ enum Interop {
         guard let timeout = findExecutable("timeout"), let bash = findExecutable("bash") else {
             throw InteropError("`bash` and `timeout` (coreutils) are needed to run \(script)")
         }
-        let run = try ChildProcess(timeout, ["-k", "5", "300", bash, script])
-        guard let status = await run.waitForExit(timeout: .seconds(310)), status == 0 else {
+        let run = try ChildProcess(executable: timeout, arguments: ["-k", "5", "300", bash, script])
+        let status = try await run.wait(timeout: .seconds(310))
+        guard status == .exited(0) else {
+            run.kill()
             throw InteropError(
-                "\(script) failed (\(run.exitDescription)); it creates .build-python/venv with amqtt and paho-mqtt from PyPI:\n"
+                "\(script) failed (\(status?.description ?? "still running")); it creates .build-python/venv with amqtt and paho-mqtt from PyPI:\n"
                     + run.standardError.suffix(2_000)
             )
         }
@@ -75,163 +77,7 @@ enum Interop {
     }
 
     static func findExecutable(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let directories = path.split(separator: ":").map(String.init) + ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin"]
-        return directories.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
-    static func freePort() throws -> Int {
-        let listener = try makeLoopbackListener()
-        close(listener.descriptor)
-        return listener.port
-    }
-
-    /// Whether 127.0.0.1:`port` accepts a TCP connection right now (closed at once).
-    static func acceptsConnections(port: Int) -> Bool {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
-}
-
-// MARK: - Child processes
-
-/// A child process whose standard output and error go to files in a private temporary directory,
-/// read whenever asked: no thread blocks on a pipe. (With pipes read on `DispatchQueue.global()`,
-/// a few long-running children made every wait in the suite seconds late on this 2-core machine:
-/// the blocked readers hold Dispatch's few worker threads.) Killed with
-/// SIGKILL and reaped when stopped or released, so no test leaves one behind.
-final class ChildProcess: Sendable {
-    /// The command, for messages.
-    let command: String
-    private let process: Process
-    private let directory: String
-
-    private var outputPath: String { directory + "/stdout" }
-    private var errorPath: String { directory + "/stderr" }
-
-    /// Starts `executable` with `arguments`, writing `input` to its standard input and closing it
-    /// (standard input is `/dev/null` without `input`).
-    /// - Throws: ``InteropError`` when it cannot be started.
-    init(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:]) throws {
-        command = ([executable] + arguments).joined(separator: " ")
-        process = Process()
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("interop-\(UInt64.random(in: 0 ... .max))").path
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let manager = FileManager.default
-            guard manager.createFile(atPath: directory + "/stdout", contents: nil),
-                  manager.createFile(atPath: directory + "/stderr", contents: nil)
-            else { throw InteropError("could not create output files in \(directory)") }
-            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/stdout"))
-            let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/stderr"))
-            defer {
-                try? output.close()
-                try? errors.close()
-            }
-            process.standardOutput = output
-            process.standardError = errors
-            let stdin = input.map { _ in Pipe() }
-            process.standardInput = stdin ?? FileHandle.nullDevice
-            try process.run()
-            if let input, let stdin {
-                // Small inputs only: they fit in the pipe's buffer, so this never blocks.
-                stdin.fileHandleForWriting.write(Data(input.utf8))
-                try? stdin.fileHandleForWriting.close()
-            }
-        } catch {
-            try? FileManager.default.removeItem(atPath: directory)
-            throw InteropError("could not start \(command): \(error)")
-        }
-    }
-
-    deinit {
-        stop()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    var isRunning: Bool { process.isRunning }
-
-    /// Everything printed on standard output so far.
-    var standardOutput: String { Self.read(outputPath) }
-    /// Everything printed on standard error so far.
-    var standardError: String { Self.read(errorPath) }
-
-    /// The non-empty lines of standard output so far.
-    var outputLines: [String] {
-        standardOutput.split(separator: "\n").map(String.init)
-    }
-
-    /// How the process ended, for messages.
-    var exitDescription: String {
-        if process.isRunning { return "still running" }
-        return process.terminationReason == .uncaughtSignal
-            ? "signal \(process.terminationStatus)" : "exit status \(process.terminationStatus)"
-    }
-
-    /// Waits until a line of standard output satisfies `predicate` and returns it; fails with the
-    /// process's output after `timeout` or when it exits first.
-    @discardableResult
-    func waitForLine(
-        timeout: Duration = .seconds(10), _ what: String, where predicate: (String) -> Bool
-    ) async throws -> String {
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            let running = process.isRunning
-            if let line = outputLines.first(where: predicate) { return line }
-            if !running {
-                throw InteropError("\(command) ended (\(exitDescription)) before printing \(what); stdout: \(standardOutput) stderr: \(standardError)")
-            }
-            if ContinuousClock.now >= deadline {
-                throw InteropError("\(command) did not print \(what) within \(timeout); stdout: \(standardOutput) stderr: \(standardError)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
-    /// Waits until the process exits (at most `timeout`) and returns its exit status; `nil` if it
-    /// was still running (it is then killed) or died of a signal.
-    func waitForExit(timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        guard !process.isRunning else {
-            stop()
-            return nil
-        }
-        return process.terminationReason == .exit ? process.terminationStatus : nil
-    }
-
-    /// Kills the process with SIGKILL (it cannot be ignored or blocked) and reaps it. Idempotent.
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        // Foundation reaps the child on a thread of its own: a short, bounded wait.
-        let deadline = ContinuousClock.now + .seconds(5)
-        while process.isRunning, ContinuousClock.now < deadline {
-            usleep(2_000)
-        }
-    }
-
-    private static func read(_ path: String) -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { return "" }
-        return String(decoding: data, as: UTF8.self)
+        ChildProcess.findExecutable(named: name)
     }
 }
 
@@ -273,8 +119,8 @@ final class AmqttBroker: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var failures: [String] = []
         for _ in 1 ... 3 {
-            let port = try Interop.freePort()
-            let tlsPort = try certificates.map { _ in try Interop.freePort() }
+            let port = try LoopbackNetwork.freePort()
+            let tlsPort = try certificates.map { _ in try LoopbackNetwork.freePort() }
             var config = """
                 listeners:
                   default:
@@ -301,18 +147,18 @@ final class AmqttBroker: Sendable {
                 """
             let configFile = directory + "/broker.yaml"
             try config.write(toFile: configFile, atomically: true, encoding: .utf8)
-            let process = try ChildProcess(executable, ["-c", configFile])
+            let process = try ChildProcess(executable: executable, arguments: ["-c", configFile])
             let deadline = ContinuousClock.now + .seconds(15)
             while process.isRunning, ContinuousClock.now < deadline {
-                if Interop.acceptsConnections(port: port), tlsPort.map(Interop.acceptsConnections(port:)) ?? true {
+                if LoopbackNetwork.acceptsConnections(port: port), tlsPort.map({ LoopbackNetwork.acceptsConnections(port: $0) }) ?? true {
                     return AmqttBroker(port: port, tlsPort: tlsPort, process: process, directory: directory)
                 }
                 try await Task.sleep(for: .milliseconds(50))
             }
-            process.stop()
-            _ = await process.waitForExit(timeout: .seconds(2))
+            process.kill()
+            let status = try await process.wait(timeout: .seconds(2))
             let log = process.standardError + process.standardOutput
-            failures.append("(\(process.exitDescription), ports \(port) \(tlsPort.map(String.init) ?? "-")): \(log.suffix(1_500))")
+            failures.append("(\(status?.description ?? "still running"), ports \(port) \(tlsPort.map(String.init) ?? "-")): \(log.suffix(1_500))")
             guard log.contains("in use") else { break }
         }
         try? FileManager.default.removeItem(atPath: directory)
@@ -321,7 +167,7 @@ final class AmqttBroker: Sendable {
 
     /// Kills the broker and removes its directory. Idempotent.
     func stop() {
-        process.stop()
+        process.kill()
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
@@ -417,9 +263,9 @@ enum Paho {
     static func publish(_ messages: [PahoPublish], port: Int, version: MQTTProtocolVersion) async throws {
         let json = String(decoding: try JSONEncoder().encode(messages), as: UTF8.self)
         let run = try await start(["pub", "--port", "\(port)", "--protocol", protocolArgument(version), "--messages", json])
-        let status = await run.waitForExit(timeout: .seconds(20))
-        guard status == 0, run.outputLines == ["published \(messages.count)"] else {
-            throw InteropError("paho publisher failed (\(run.exitDescription)): \(run.standardOutput) \(run.standardError)")
+        let status = try await run.wait(timeout: .seconds(20))
+        guard status == .exited(0), run.outputLines == ["published \(messages.count)"] else {
+            throw InteropError("paho publisher failed (\(status?.description ?? "still running")): \(run.standardOutput) \(run.standardError)")
         }
     }
 
@@ -440,9 +286,9 @@ enum Paho {
 
     /// Waits for `subscriber` to exit after its messages and returns them.
     static func messages(from subscriber: ChildProcess) async throws -> [PahoMessage] {
-        let status = await subscriber.waitForExit(timeout: .seconds(20))
-        guard status == 0 else {
-            throw InteropError("paho subscriber failed (\(subscriber.exitDescription)): \(subscriber.standardOutput) \(subscriber.standardError)")
+        let status = try await subscriber.wait(timeout: .seconds(20))
+        guard status == .exited(0) else {
+            throw InteropError("paho subscriber failed (\(status?.description ?? "still running")): \(subscriber.standardOutput) \(subscriber.standardError)")
         }
         return try subscriber.outputLines.dropFirst().map { line in
             try JSONDecoder().decode(PahoMessage.self, from: Data(line.utf8))
@@ -452,7 +298,9 @@ enum Paho {
     private static func start(_ arguments: [String]) async throws -> ChildProcess {
         let python = try await Interop.python()
         // No __pycache__ next to the script in the source tree.
-        return try ChildProcess(python, [Interop.pahoScript] + arguments, environment: ["PYTHONDONTWRITEBYTECODE": "1"])
+        return try ChildProcess(
+            executable: python, arguments: [Interop.pahoScript] + arguments, environment: ["PYTHONDONTWRITEBYTECODE": "1"]
+        )
     }
 }
 

@@ -110,14 +110,14 @@ struct InteroperabilityTests {
             let watcher = try await connectedAmqttClient(broker)
             let wills = try await watcher.subscribe(to: topic, qos: .atLeastOnce)
             // Our CLI with a will, in a process of its own that cannot send DISCONNECT when killed.
-            let dying = try ChildProcess(mqttExecutablePath(), [
+            let dying = try ChildProcess(executable: mqttExecutablePath(), arguments: [
                 "sub", "-h", broker.host, "-p", "\(broker.port)", "-V", "311", "-i", uniqueClientID("will"), "-t", uniqueTopic(), "-d",
                 "--will-topic", topic, "--will-payload", "gone", "--will-qos", "1",
             ])
-            defer { dying.stop() }
+            defer { dying.kill() }
             // `-d` prints mosquitto_sub's "Subscribed (mid: 1): 0" after the SUBACK: connected, will registered.
             try await dying.waitForLine("the SUBACK") { $0.hasPrefix("Subscribed (mid:") }
-            dying.stop()
+            dying.kill()
             let messages = try await collect(1, from: wills)
             #expect(messages.map(\.payloadString) == ["gone"])
             #expect(messages.map(\.qos) == [.atLeastOnce])
@@ -228,7 +228,7 @@ struct InteroperabilityTests {
             try await publisher.publish(to: topic + "/kept", payload: "ours kept", qos: .atLeastOnce, retain: true, properties: properties)
 
             let paho = try await Paho.subscriber(port: broker.port, version: version, topic: topic + "/#", qos: 2, count: 4)
-            defer { paho.stop() }
+            defer { paho.kill() }
             for qos in MQTTQoS.allCases {
                 try await publisher.publish(
                     to: "\(topic)/live/\(qos.rawValue)", payload: "ours qos \(qos.rawValue)", qos: qos, properties: properties
@@ -259,18 +259,20 @@ struct InteroperabilityTests {
                 let topic = uniqueTopic()
                 let clientID = uniqueClientID("cli")
                 let subscribing = try ChildProcess(
-                    subscriber, (subscriber == mqtt ? ["sub"] : []) + connection + ["-i", clientID, "-t", topic, "-C", "3", "-W", "20"] + format
+                    executable: subscriber,
+                    arguments: (subscriber == mqtt ? ["sub"] : []) + connection + ["-i", clientID, "-t", topic, "-C", "3", "-W", "20"] + format
                 )
-                defer { subscribing.stop() }
+                defer { subscribing.kill() }
                 try await waitForLog(broker, "Sending SUBACK to \(clientID)")
                 let publishing = try ChildProcess(
-                    publisher, (publisher == mqtt ? ["pub"] : []) + connection + ["-t", topic, "-l"] + publishProperties,
-                    input: lines.map { $0 + "\n" }.joined()
+                    executable: publisher,
+                    arguments: (publisher == mqtt ? ["pub"] : []) + connection + ["-t", topic, "-l"] + publishProperties,
+                    standardInput: .text(lines.map { $0 + "\n" }.joined())
                 )
-                let published = await publishing.waitForExit(timeout: .seconds(20))
-                #expect(published == 0, "\(publisher): \(publishing.standardError)")
-                let status = await subscribing.waitForExit(timeout: .seconds(20))
-                #expect(status == 0, "\(subscriber): \(subscribing.standardError)")
+                let published = try await publishing.wait(timeout: .seconds(20))
+                #expect(published == .exited(0), "\(publisher): \(publishing.standardError)")
+                let status = try await subscribing.wait(timeout: .seconds(20))
+                #expect(status == .exited(0), "\(subscriber): \(subscribing.standardError)")
                 let expected = version == "5"
                     ? lines.map { "\(topic)|\($0)|1|site:berlin\n" }.joined()
                     : lines.map { "\(topic) \($0)\n" }.joined()

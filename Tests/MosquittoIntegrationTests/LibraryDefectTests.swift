@@ -32,9 +32,9 @@ struct LibraryDefectTests {
         let peer = try Self.malformedPeer()
         defer { peer.stop() }
         // In a child process, so that this test survives the abort.
-        let child = try StreamingCommand(["sub", "-h", "127.0.0.1", "-p", String(peer.port), "-V", "5", "-t", "t/v5"])
-        _ = try await child.exitStatus(within: .seconds(20))
-        #expect(child.terminationSignal == SIGABRT, "stderr: \(child.standardError)")
+        let child = try startCommand(["sub", "-h", "127.0.0.1", "-p", String(peer.port), "-V", "5", "-t", "t/v5"])
+        let status = try await child.wait(timeout: .seconds(20))
+        #expect(status == .signaled(SIGABRT), "stderr: \(child.standardError)")
         #expect(child.standardError.contains("log__printf"), "libmosquitto's assertion: \(child.standardError)")
     }
 

@@ -181,15 +181,11 @@ struct LifecycleTests {
 /// A loopback listening socket that never accepts: a client's TCP handshake completes through the
 /// backlog, but no CONNACK ever comes.
 private final class SilentServer {
-    let port: Int
-    private let socketDescriptor: Int32
+    var port: Int { listener.port }
+    private let listener: LoopbackListener
 
     init() throws {
-        (socketDescriptor, port) = try makeLoopbackListener()
-    }
-
-    deinit {
-        close(socketDescriptor)
+        listener = try LoopbackListener(backlog: 8)
     }
 }
 

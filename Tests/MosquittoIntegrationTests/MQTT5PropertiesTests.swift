@@ -1,4 +1,4 @@
-import Dispatch
+import Foundation
 import Mosquitto
 import MosquittoTesting
 import Synchronization
@@ -215,16 +215,15 @@ struct MQTT5PropertiesTests {
 /// A loopback TCP peer that, for one connection, answers each packet it reads with the next
 /// scripted reply. Used only where mosquitto 2.0.11 cannot produce the packet under test.
 private final class ScriptedMQTT5Peer: Sendable {
-    let port: Int
-    private let listener: Int32
+    var port: Int { listener.port }
+    private let listener: LoopbackListener
 
     init(replies: [[UInt8]]) throws {
-        let (descriptor, port) = try makeLoopbackListener(backlog: 1)
-        listener = descriptor
-        self.port = port
-        DispatchQueue.global().async {
-            let connection = accept(descriptor, nil, nil)
-            guard connection >= 0 else { return }
+        let listener = try LoopbackListener(backlog: 1)
+        self.listener = listener
+        // A thread of its own: a blocking wait on Dispatch's few worker threads delays the suite's other waits.
+        Thread.detachNewThread {
+            guard let connection = try? listener.accept(timeout: .seconds(30)) else { return }
             defer { close(connection) }
             var buffer = [UInt8](repeating: 0, count: 4096)
             // Answer the CONNECT, then send the rest unprompted.
@@ -239,6 +238,6 @@ private final class ScriptedMQTT5Peer: Sendable {
     }
 
     deinit {
-        close(listener)
+        listener.close()
     }
 }

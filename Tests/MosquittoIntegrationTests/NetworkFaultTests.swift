@@ -184,14 +184,13 @@ struct NetworkFaultTests {
 
     @Test("the proxy forwards both ways, cuts, black-holes current or new connections, heals, and stops")
     func proxySemantics() async throws {
-        let upstream = try makeLoopbackListener()
-        defer { close(upstream.descriptor) }
+        let upstream = try LoopbackListener()
         let proxy = try TCPFaultProxy(upstreamPort: upstream.port)
         defer { proxy.stop() }
         #expect(proxy.host == "127.0.0.1")
 
         // Forwarding both ways.
-        let first = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        let first = try RawConnection(through: proxy, upstream: upstream)
         #expect(first.client.exchange("ping", with: first.server) == "ping")
         let firstServer = try #require(first.server)
         #expect(firstServer.exchange("pong", with: first.client) == "pong")
@@ -204,12 +203,12 @@ struct NetworkFaultTests {
         #expect(proxy.connectionCount == 1)
 
         // A new connection forwards; black-holing new connections too stops that until heal().
-        let second = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        let second = try RawConnection(through: proxy, upstream: upstream)
         #expect(second.client.exchange("new", with: second.server) == "new")
         proxy.blackHole(includingNewConnections: true)
-        #expect(try RawConnection(through: proxy, upstream: upstream.descriptor, expectUpstream: false).server == nil)
+        #expect(try RawConnection(through: proxy, upstream: upstream, expectUpstream: false).server == nil)
         proxy.heal()
-        let third = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        let third = try RawConnection(through: proxy, upstream: upstream)
         #expect(third.client.exchange("healed", with: third.server) == "healed")
         #expect(proxy.acceptedConnectionCount == 4)
 
@@ -224,7 +223,7 @@ struct NetworkFaultTests {
         // a broker of a test running in parallel, so a connection attempt alone proves nothing.)
         proxy.stop()
         proxy.stop()
-        let late = try? RawConnection(through: proxy, upstream: upstream.descriptor, expectUpstream: false)
+        let late = try? RawConnection(through: proxy, upstream: upstream, expectUpstream: false)
         #expect(late?.server == nil, "nothing is forwarded after stop()")
         #expect(proxy.acceptedConnectionCount == 4)
         #expect(proxy.connectionCount == 0)
@@ -232,11 +231,10 @@ struct NetworkFaultTests {
 
     @Test("a muted upstream: the client hears nothing, while its bytes and its close still reach the upstream")
     func proxyMutesUpstreamOnly() async throws {
-        let upstream = try makeLoopbackListener()
-        defer { close(upstream.descriptor) }
+        let upstream = try LoopbackListener()
         let proxy = try TCPFaultProxy(upstreamPort: upstream.port)
         defer { proxy.stop() }
-        let connection = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        let connection = try RawConnection(through: proxy, upstream: upstream)
         let server = try #require(connection.server)
         #expect(server.exchange("before", with: connection.client) == "before")
 
@@ -256,7 +254,7 @@ struct NetworkFaultTests {
         #expect(proxy.connectionCount == 0)
 
         // A new connection forwards both ways.
-        let next = try RawConnection(through: proxy, upstream: upstream.descriptor)
+        let next = try RawConnection(through: proxy, upstream: upstream)
         #expect(next.client.exchange("again", with: next.server) == "again")
         #expect(try #require(next.server).exchange("back", with: next.client) == "back")
     }
@@ -343,22 +341,9 @@ private final class RawConnection {
     let client: RawSocket
     let server: RawSocket?
 
-    init(through proxy: TCPFaultProxy, upstream listener: Int32, expectUpstream: Bool = true) throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(proxy.port).bigEndian
-        address.sin_addr.s_addr = inet_addr(proxy.host)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else {
-            close(descriptor)
-            throw MQTTError(.connectionFailed, operation: .connect, detail: "could not connect to the proxy")
-        }
-        client = RawSocket(descriptor: descriptor)
-        var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-        server = poll(&ready, 1, expectUpstream ? 2_000 : 300) == 1 ? RawSocket(descriptor: accept(listener, nil, nil)) : nil
+    init(through proxy: TCPFaultProxy, upstream listener: LoopbackListener, expectUpstream: Bool = true) throws {
+        client = RawSocket(descriptor: try LoopbackNetwork.connect(port: proxy.port))
+        server = try listener.accept(timeout: .milliseconds(expectUpstream ? 2_000 : 300)).map(RawSocket.init(descriptor:))
     }
 
     deinit {

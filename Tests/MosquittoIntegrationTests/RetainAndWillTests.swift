@@ -40,19 +40,19 @@ struct RetainAndWillTests {
             // A separate process using our client with a will, killed with SIGKILL: it cannot
             // send DISCONNECT, as when a device loses power.
             let clientID = uniqueClientID("will")
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: mqttExecutablePath())
-            process.arguments = [
-                "sub", "-h", broker.host, "-p", "\(broker.port)", "-t", uniqueTopic(), "-i", clientID,
-                "--will-topic", topic, "--will-payload", "gone", "--will-qos", "1",
-            ]
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            let process = try ChildProcess(
+                executable: mqttExecutablePath(),
+                arguments: [
+                    "sub", "-h", broker.host, "-p", "\(broker.port)", "-t", uniqueTopic(), "-i", clientID,
+                    "--will-topic", topic, "--will-payload", "gone", "--will-qos", "1",
+                ],
+                standardOutput: .null,
+                standardError: .inherit
+            )
+            defer { process.kill() }
             // The will is only registered once the client is connected; give it time to connect.
             try await waitUntilConnected(clientID, to: broker)
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.kill()
             let messages = try await collect(1, from: wills)
             #expect(messages.map(\.payloadString) == ["gone"])
             #expect(messages.map(\.qos) == [.atLeastOnce])

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Mosquitto
+import MosquittoTesting
 import Synchronization
 
 // MARK: - ScriptedPeer
@@ -13,22 +14,19 @@ import Synchronization
 /// by a receive timeout, so a script never hangs a test.
 final class ScriptedPeer: Sendable {
     /// The port the client connects to.
-    let port: Int
-    private let listener: Int32
+    var port: Int { listener.port }
+    private let listener: LoopbackListener
     private let stopping = Atomic<Bool>(false)
     private let accepted = Atomic<Int>(0)
     private let finished = DispatchSemaphore(value: 0)
 
     /// Starts listening; `script` runs once per accepted connection (then the connection closes).
     init(readTimeout: Duration = .seconds(10), script: @escaping @Sendable (PeerConnection) -> Void) throws {
-        (listener, port) = try makeLoopbackListener(backlog: 16)
+        listener = try LoopbackListener(backlog: 16)
         Thread.detachNewThread { [self] in
             defer { finished.signal() }
             while !stopping.load(ordering: .relaxed) {
-                var descriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-                guard poll(&descriptor, 1, 50) > 0 else { continue }
-                let connection = accept(listener, nil, nil)
-                guard connection >= 0 else { continue }
+                guard let connection = try? listener.accept(timeout: .milliseconds(50)) else { continue }
                 accepted.add(1, ordering: .relaxed)
                 let peer = PeerConnection(descriptor: connection, readTimeout: readTimeout)
                 script(peer)
@@ -44,7 +42,7 @@ final class ScriptedPeer: Sendable {
     func stop() {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         finished.wait()
-        Glibc.close(listener)
+        listener.close()
     }
 
     deinit { stop() }

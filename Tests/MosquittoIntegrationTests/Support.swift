@@ -158,6 +158,16 @@ func builtExecutablePath(_ name: String) -> String {
     return name
 }
 
+/// Starts `mqtt arguments` (or another of this package's executables), with `input` then end of
+/// file on its standard input and `environment` added to ours; its output is captured.
+func startCommand(
+    _ arguments: [String], input: String? = nil, environment: [String: String] = [:], executable: String = mqttExecutablePath()
+) throws -> ChildProcess {
+    try ChildProcess(
+        executable: executable, arguments: arguments, environment: environment, standardInput: input.map { .text($0) } ?? .null
+    )
+}
+
 // MARK: - Errors
 
 /// Runs `body` and returns the ``MQTTError`` it threw, or `nil` if it succeeded (a success
@@ -241,27 +251,6 @@ final class MessageCollector: Sendable {
         try checkRunning()
         return arrived
     }
-}
-
-// MARK: - Loopback listeners
-
-/// A listening TCP socket on 127.0.0.1 with a port the kernel chose.
-func makeLoopbackListener(backlog: Int32 = 8) throws -> (descriptor: Int32, port: Int) {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
-        }
-    }
-    guard bound, listen(descriptor, backlog) == 0 else {
-        close(descriptor)
-        throw MQTTError(.connectionFailed, operation: .connect, detail: "could not listen on 127.0.0.1")
-    }
-    return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
 }
 
 // MARK: - Connection events
