@@ -80,13 +80,14 @@ enum ExitStatus {
     static let help = """
         Exit status (as mosquitto_pub, mosquitto_sub and mosquitto_rr); on failure, one line on stderr:
           0        success: pub: every message sent (QoS 1/2: acknowledged); sub: -C messages
-                   printed, or stopped by SIGINT/SIGTERM; rr: a response printed
+                   printed, or stopped by SIGINT/SIGTERM once connected; rr: a response printed
           1        bad flags; TCP connection or host lookup failed; an I/O error; a publish the
                    MQTT 5 broker refused; CONNACK code 1 (unacceptable protocol version)
           2-5      a refused MQTT 3.1/3.1.1 connection: the CONNACK code (5: not authorised)
           27       -W expired ("Timed out")
           128-162  a refused MQTT 5 connection: the CONNACK reason code (135: not authorized)
           130, 143 pub or rr ended by SIGINT / SIGTERM (128 + the signal)
+          255      sub stopped by SIGINT / SIGTERM before the CONNACK
           other    libmosquitto's error number (7: connection lost, 8: TLS failure, ...)
         """
 }

@@ -90,24 +90,14 @@ enum Output {
     }
 }
 
-/// The signal handlers of ``Output/flushBeforeDyingOfSignals()``.
-final class SignalFlusher: Sendable {
-    /// Held only to keep the dispatch sources alive; never read.
-    private let sources: Mutex<[any DispatchSourceSignal]>
-
+/// The signal handlers of ``Output/flushBeforeDyingOfSignals()``: flush standard output, then
+/// die of the signal.
+struct SignalFlusher: Sendable {
     fileprivate init() {
-        let queue = DispatchQueue(label: "mqtt.signals.flush")
-        sources = Mutex([SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                Output.flush()
-                signal(number, SIG_DFL)
-                raise(number)
-            }
-            source.resume()
-            return source
-        })
+        Signals.install { number in
+            Output.flush()
+            Signals.die(of: number)
+        }
     }
 }
 

@@ -68,7 +68,20 @@ enum Receiver {
         var limit: Int?
         /// Runs once subscribed, before messages are read (`rr` publishes its request).
         var afterSubscribing: (@Sendable (MQTTClient) async throws(CLIError) -> Void)?
+        /// What SIGINT/SIGTERM do once connected.
+        var onSignal: SignalBehaviour = .disconnectWithWill
     }
+
+    /// How a command ends on SIGINT or SIGTERM after the CONNACK, as its mosquitto tool does.
+    enum SignalBehaviour: Sendable {
+        /// mosquitto_sub: DISCONNECT with reason 0x04 (the broker publishes the will), exit 0.
+        case disconnectWithWill
+        /// mosquitto_rr, which the signal kills: the connection closes without DISCONNECT.
+        case closeWithoutDisconnect
+    }
+
+    /// mosquitto_sub's status when a signal arrives before the CONNACK (its `exit(-1)`).
+    static let signalledBeforeConnackStatus: Int32 = 255
 
     /// Runs `plan` on `session`.
     ///
@@ -89,7 +102,23 @@ enum Receiver {
             group.cancelAll()
             return first
         }
-        await session.disconnect()
+        let connected = session.client.connectResult != nil
+        switch outcome {
+        case .signalled where !connected && plan.onSignal == .disconnectWithWill:
+            // mosquitto_sub exits at once, with -1, when no CONNACK has arrived yet.
+            var interrupted = CLIError.runtime("Interrupted", status: signalledBeforeConnackStatus)
+            interrupted.isSilenced = true
+            throw interrupted
+        case .signalled(let number) where plan.onSignal == .closeWithoutDisconnect:
+            // Killed, as mosquitto_rr is: the socket closes without DISCONNECT (a released
+            // client would send one).
+            Output.flush()
+            Signals.die(of: number)
+        case .signalled, .timedOut:
+            await session.disconnect(reasonCode: .disconnectWithWillMessage)
+        case .finished, .interrupted, .failed:
+            await session.disconnect()
+        }
         switch outcome {
         case .finished, .interrupted:
             return nil

@@ -104,7 +104,8 @@ enum RequestCommand {
             limit: 1,
             afterSubscribing: { (client: MQTTClient) throws(CLIError) in
                 try await PublishCommand.publishOne(payload, as: request, client: client, statistics: session.statistics)
-            }
+            },
+            onSignal: .closeWithoutDisconnect
         )
         if let signal = try await Receiver.run(plan, session: session) {
             var interrupted = CLIError.runtime("Interrupted", status: 128 + signal)

@@ -76,8 +76,12 @@ struct Session: Sendable {
     /// Sends DISCONNECT, waits for the socket to close (at most 5 s), and lets the debug log
     /// print its last lines (`sending DISCONNECT`), then the last statistics line (if a
     /// connection was made). Errors are ignored: the work is done.
-    func disconnect() async {
-        try? await client.disconnect(properties: disconnectProperties, timeout: .seconds(5))
+    ///
+    /// - Parameter reasonCode: The MQTT 5 reason: mosquitto_sub sends
+    ///   ``MQTTReasonCode/disconnectWithWillMessage`` when a signal or `-W` ends it, so that the
+    ///   broker publishes the will (MQTT 3.1.1 has no reason: the will is discarded).
+    func disconnect(reasonCode: MQTTReasonCode = .success) async {
+        try? await client.disconnect(reasonCode: reasonCode, properties: disconnectProperties, timeout: .seconds(5))
         await flushLog()
         if let statistics, let reporter {
             reporter.cancel()
@@ -135,21 +139,12 @@ final class DebugLogger: MQTTClientDelegate {
 final class SignalWatcher: Sendable {
     /// The signals, in the order they arrived.
     let signals: AsyncStream<Int32>
-    /// Held only to keep the dispatch sources alive; never read.
-    private let sources: Mutex<[any DispatchSourceSignal]>
 
     /// Starts watching `numbers` (the default actions are replaced until the process exits).
     init(_ numbers: [Int32] = [SIGINT, SIGTERM]) {
         let (stream, continuation) = AsyncStream<Int32>.makeStream()
         signals = stream
-        let queue = DispatchQueue(label: "mqtt.signals")
-        sources = Mutex(numbers.map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            return source
-        })
+        Signals.install(numbers) { continuation.yield($0) }
     }
 
     /// Returns when a signal arrives (or never; cancellable).

@@ -89,5 +89,7 @@ enum MQTTCommandLine {
 
 // MARK: - Entry
 
+// On the main thread, before anything else runs: SIGINT and SIGTERM must reach the process.
+Signals.unblockOnThisThread()
 let status = await MQTTCommandLine.main(Array(CommandLine.arguments.dropFirst()))
 exit(status)
