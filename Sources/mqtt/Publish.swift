@@ -88,10 +88,12 @@ enum PublishCommand {
         let message = Message(topic: topic, qos: options.common.qos, retain: options.retain, properties: options.common.properties.publish)
         try await session.connect()
         do {
-            if let payload {
-                try await publishOne(payload, as: message, client: session.client, statistics: session.statistics)
-            } else {
-                try await publishLines(as: message, client: session.client, statistics: session.statistics)
+            try await session.untilTheProtocolBreaks { () throws(CLIError) in
+                if let payload {
+                    try await publishOne(payload, as: message, client: session.client, statistics: session.statistics)
+                } else {
+                    try await publishLines(as: message, client: session.client, statistics: session.statistics)
+                }
             }
         } catch {
             await session.disconnect()

@@ -150,7 +150,13 @@ enum Receiver {
             // libmosquitto callback: a message reaches the printer without waking another thread,
             // and a full stdout pipe holds up reading from the broker (backpressure) as it does
             // mosquitto_sub's.
-            group.addTask(executorPreference: session.client.taskExecutor) { await receive(messages, session: session, plan: plan) }
+            group.addTask(executorPreference: session.client.taskExecutor) {
+                do throws(CLIError) {
+                    return try await session.untilTheProtocolBreaks { await receive(messages, session: session, plan: plan) }
+                } catch {
+                    return .failed(error)
+                }
+            }
             if let seconds = plan.options.timeoutSeconds {
                 group.addTask {
                     do {

@@ -25,6 +25,8 @@ struct Session: Sendable {
     let statistics: Statistics?
     /// Prints the statistics line periodically; cancelled by ``disconnect()``.
     private let reporter: Task<Void, Never>?
+    /// The connection's changes from before the connect on, read only by ``brokenProtocol()``.
+    private let events: MQTTConnectionEvents
 
     /// Creates the client; nothing is sent yet.
     ///
@@ -39,6 +41,7 @@ struct Session: Sendable {
             throw CLIError(error)
         }
         disconnectProperties = options.properties.disconnect
+        events = client.connectionEvents
         if options.debug {
             let logger = DebugLogger()
             client.delegate = logger
@@ -71,6 +74,49 @@ struct Session: Sendable {
             await flushLog()
             throw CLIError(error)
         }
+    }
+
+    /// Runs `body` (the command's work once connected) until it ends, or until the broker
+    /// breaks the protocol: then `body` is cancelled and this throws the error.
+    ///
+    /// A protocol violation (an acknowledgement of the wrong kind, such as a PUBACK for a QoS 2
+    /// publish, or a packet identifier of 0) or a malformed packet from the broker ends the
+    /// mosquitto tools with libmosquitto's error (`loop_forever` does not reconnect after
+    /// `MOSQ_ERR_PROTOCOL`): reconnecting would only send the same messages into the same
+    /// failure. A lost connection is not such an error: the client reconnects unless
+    /// `--no-reconnect`.
+    func untilTheProtocolBreaks<T: Sendable>(_ body: @escaping @Sendable () async throws(CLIError) -> T) async throws(CLIError) -> T {
+        let outcome = await withTaskGroup(of: Result<T, CLIError>?.self) { group in
+            group.addTask {
+                do throws(CLIError) {
+                    return .success(try await body())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            group.addTask { await brokenProtocol().map { .failure($0) } }
+            var first: Result<T, CLIError>?
+            while first == nil, let next = await group.next() {
+                first = next
+            }
+            group.cancelAll()
+            return first
+        }
+        // The body always ends with a result; the watcher only with an error (or when cancelled).
+        guard let outcome else { throw CLIError.runtime("Error: interrupted", status: 1) }
+        return try outcome.get()
+    }
+
+    /// Returns the error of the first connection the broker ended with a protocol violation or a
+    /// malformed packet, as the mosquitto tools print it (`Error: <mosquitto_strerror>`, exit
+    /// status the error number); `nil` once cancelled.
+    private func brokenProtocol() async -> CLIError? {
+        for await event in events {
+            guard case .disconnected(let error?) = event, error.code == .protocolError || error.code == .malformedPacket else { continue }
+            let status = error.mosquittoErrorCode ?? 1
+            return .runtime("Error: " + (error.mosquittoErrorText ?? error.description), status: status)
+        }
+        return nil
     }
 
     /// Sends DISCONNECT, waits for the socket to close (at most 5 s), and lets the debug log

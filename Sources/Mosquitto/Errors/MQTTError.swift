@@ -48,6 +48,13 @@ public struct MQTTError: Error, Sendable, Hashable, CustomStringConvertible {
         self.detail = detail
     }
 
+    /// libmosquitto's own sentence for ``mosquittoErrorCode`` (`mosquitto_strerror`), e.g.
+    /// `A network protocol error occurred when communicating with the broker.`, or `nil` when the
+    /// failure did not come from libmosquitto. The mosquitto tools print this text.
+    public var mosquittoErrorText: String? {
+        mosquittoErrorCode.map(LibMosquitto.errorString)
+    }
+
     /// A one-line, human-readable description, e.g.
     /// `connect failed: bad username or password (Connection Refused: bad user name or password.)`,
     /// or, for an established connection, `connection lost (...)` / `connection: protocol error (...)`.
