@@ -87,6 +87,57 @@ struct ConfigurationTests {
         #expect(dumped.contains("alice"))
     }
 
+    @Test("in-memory PEM data and the key passphrase never appear in descriptions or dumps; a file source shows its path")
+    func inMemoryTLSSourcesAreRedacted() {
+        let key = MQTTTLSSource.pem("-----BEGIN PRIVATE KEY-----\nSECRETKEYBYTES\n-----END PRIVATE KEY-----\n")
+        let tls = MQTTTLSConfiguration(
+            caCertificates: .pem(Array("CABYTES".utf8)), certificate: .file("/etc/mqtt/device.crt"), privateKey: key, keyPassword: "key-pass-secret"
+        )
+        var dumped = ""
+        dump(MQTTConfiguration(tls: tls), to: &dumped)
+        dump(key, to: &dumped)
+        for text in [dumped, "\(tls)", String(reflecting: tls), "\(key)", String(reflecting: key)] {
+            #expect(!text.contains("SECRETKEYBYTES"), "\(text)")
+            #expect(!text.contains("CABYTES"), "\(text)")
+            #expect(!text.contains("key-pass-secret"), "\(text)")
+        }
+        #expect("\(key)" == "in-memory PEM (69 bytes)")
+        #expect("\(tls)".contains("caCertificates: in-memory PEM (7 bytes), certificateFile: /etc/mqtt/device.crt, privateKey: in-memory PEM (69 bytes)"), "\(tls)")
+    }
+
+    @Test("the file-path settings are the file form of the sources: caFile, certificateFile and keyFile read and replace them")
+    func filePathsAreSourceViews() {
+        var tls = MQTTTLSConfiguration(caFile: "/ca.pem", certificateFile: "/c.pem", keyFile: "/k.pem")
+        #expect(tls.caCertificates == .file("/ca.pem"))
+        #expect(tls.certificate == .file("/c.pem"))
+        #expect(tls.privateKey == .file("/k.pem"))
+        tls.privateKey = .pem([1, 2, 3])
+        #expect(tls.keyFile == nil)
+        #expect(tls.privateKey?.isInMemory == true)
+        tls.keyFile = "/other.pem"
+        #expect(tls.privateKey == .file("/other.pem"))
+        #expect(tls == MQTTTLSConfiguration(caCertificates: .file("/ca.pem"), certificate: .file("/c.pem"), privateKey: .file("/other.pem")))
+    }
+
+    @Test("the documentation's in-memory TLS example compiles and builds a client (the data is checked when the client is created)")
+    func inMemoryTLSExampleCompiles() {
+        func secret(_ name: String) -> String? { nil }  // stands in for a secrets manager
+        let run = {
+            // The example in README.md and TLSAndAuthentication.md:
+            let caPEM = Array((secret("MQTT_CA_PEM") ?? "").utf8)
+            var configuration = MQTTConfiguration(host: "broker.example.com", port: 8883, clientID: "sensor-1")
+            configuration.tls = MQTTTLSConfiguration(
+                caCertificates: .pem(caPEM),
+                certificate: .pem(secret("MQTT_DEVICE_CERT") ?? ""),
+                privateKey: .pem(secret("MQTT_DEVICE_KEY") ?? ""),
+                keyPassword: secret("MQTT_DEVICE_KEY_PASSPHRASE")
+            )
+            let client = try MQTTClient(configuration: configuration)
+            _ = client
+        }
+        #expect(throws: MQTTError.self) { try run() }
+    }
+
     @Test("a client and its configuration can be dumped: the event-loop group shows its thread counts, locked state stays hidden")
     func dumpsWithoutReflectingLockedState() throws {
         let client = try MQTTClient(configuration: MQTTConfiguration(clientID: "dump-test"))

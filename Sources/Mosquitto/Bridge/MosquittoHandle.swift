@@ -86,15 +86,15 @@ struct MosquittoHandle: @unchecked Sendable {
             try check(rc, "will")
         }
         if let tls = configuration.tls {
-            try apply(tls)
+            try apply(tls, host: configuration.host, port: configuration.port)
         }
         if let psk = configuration.psk {
             try check(mosquitto_tls_psk_set(pointer, psk.hexKey, psk.identity, psk.ciphers), "TLS-PSK")
         }
     }
 
-    private func apply(_ tls: MQTTTLSConfiguration) throws(MQTTError) {
-        let caDirectory = (tls.caFile == nil && tls.caDirectory == nil) ? "/etc/ssl/certs" : tls.caDirectory
+    private func apply(_ tls: MQTTTLSConfiguration, host: String, port: Int) throws(MQTTError) {
+        let caDirectory = (tls.caCertificates == nil && tls.caDirectory == nil) ? "/etc/ssl/certs" : tls.caDirectory
         // libmosquitto answers an unreadable file with a bare MOSQ_ERR_INVAL, and takes a directory
         // given as a file without complaint (the connect then fails in OpenSSL): name the setting.
         let files: [(String, String?, Int32, isDirectory: Bool)] = [
@@ -112,6 +112,10 @@ struct MosquittoHandle: @unchecked Sendable {
                 throw MQTTError(.invalidConfiguration, operation: .configure, detail: "\(name) \"\(path)\" must be \(expected)")
             }
         }
+        if tls.hasInMemoryCredential {
+            try applyContext(TLSContext.make(for: tls, host: host, port: port))
+            return
+        }
         let passwordCallback: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)? =
             tls.keyPassword == nil ? nil : BridgeCallbacks.keyPassword
         try check(
@@ -123,6 +127,14 @@ struct MosquittoHandle: @unchecked Sendable {
         if let alpn = tls.alpn {
             try check(mosquitto_string_option(pointer, MOSQ_OPT_TLS_ALPN, alpn), "ALPN")
         }
+    }
+
+    /// Hands libmosquitto a prepared `SSL_CTX` to use as it is (see ``TLSContext``), and releases
+    /// the caller's reference: libmosquitto holds its own from here until `mosquitto_destroy`.
+    private func applyContext(_ context: OpaquePointer) throws(MQTTError) {
+        defer { SSL_CTX_free(context) }
+        try check(mosquitto_int_option(pointer, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0), "TLS context without libmosquitto's defaults")
+        try check(mosquitto_void_option(pointer, MOSQ_OPT_SSL_CTX, UnsafeMutableRawPointer(context)), "TLS context")
     }
 
     private func check(_ rc: Int32, _ setting: String) throws(MQTTError) {
