@@ -123,7 +123,8 @@ struct ConfigurationTests {
     func inMemoryTLSExampleCompiles() {
         func secret(_ name: String) -> String? { nil }  // stands in for a secrets manager
         let run = {
-            // The example in README.md and TLSAndAuthentication.md:
+            // The example in README.md and TLSAndAuthentication.md, verbatim:
+            // `secret(_:)` stands for your secrets manager: (String) -> String?
             let caPEM = Array((secret("MQTT_CA_PEM") ?? "").utf8)
             var configuration = MQTTConfiguration(host: "broker.example.com", port: 8883, clientID: "sensor-1")
             configuration.tls = MQTTTLSConfiguration(
