@@ -139,6 +139,70 @@ struct ConfigurationTests {
         #expect(throws: MQTTError.self) { try run() }
     }
 
+    @Test("a SOCKS5 proxy's password never appears in descriptions or dumps")
+    func socksProxyPasswordIsRedacted() {
+        let proxy = MQTTSOCKS5Proxy(host: "127.0.0.1", port: 1080, username: "alice", password: "proxy-pass-secret")
+        var configuration = MQTTConfiguration()
+        configuration.socksProxy = proxy
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        dump(proxy, to: &dumped)
+        for text in [dumped, "\(configuration)", String(reflecting: configuration), "\(proxy)", String(reflecting: proxy)] {
+            #expect(!text.contains("proxy-pass-secret"), "\(text)")
+        }
+        #expect("\(proxy)" == "MQTTSOCKS5Proxy(socks5://alice:<redacted>@127.0.0.1:1080)")
+        #expect(dumped.contains("alice"))
+    }
+
+    @Test("SOCKS5 proxy settings libmosquitto or the protocol cannot take are refused when the client is created, each with its reason")
+    func invalidSOCKSProxySettingsAreRefused() {
+        let cases: [(MQTTSOCKS5Proxy, port: Int, String)] = [
+            (MQTTSOCKS5Proxy(host: ""), 1883, "socksProxy: the proxy host must be 1 to 256 bytes"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", port: 0), 1883, "socksProxy: port 0 is out of range (1...65535)"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", port: 70_000), 1883, "socksProxy: port 70000 is out of range (1...65535)"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", password: "pw"), 1883, "socksProxy: a password needs a username"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", username: ""), 1883, "socksProxy: the username must be 1 to 255 bytes"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", username: "u", password: String(repeating: "p", count: 256)), 1883,
+             "socksProxy: the password must be at most 255 bytes"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1"), 0, "socksProxy: a Unix socket (port 0) cannot be reached through a proxy"),
+        ]
+        for (proxy, port, expected) in cases {
+            var configuration = MQTTConfiguration(host: "127.0.0.1", port: port)
+            configuration.socksProxy = proxy
+            let error = configurationError(configuration)
+            #expect(error?.code == .invalidConfiguration, "\(expected)")
+            #expect(error?.detail == expected, "\(String(describing: error))")
+            #expect(error.map { "\($0)" }?.contains(String(repeating: "p", count: 256)) != true)
+        }
+        var valid = MQTTConfiguration(host: "127.0.0.1")
+        valid.socksProxy = MQTTSOCKS5Proxy(host: "127.0.0.1", username: "u", password: "p")
+        #expect(configurationError(valid) == nil)
+    }
+
+    @Test("a libmosquitto built without SOCKS support (MOSQ_ERR_NOT_SUPPORTED) is notSupported, saying so; MOSQ_ERR_PROXY is proxyFailure")
+    func socksNotSupportedIsTyped() {
+        let unsupported = MosquittoHandle.proxyError(10)  // MOSQ_ERR_NOT_SUPPORTED
+        #expect(unsupported.code == .notSupported)
+        #expect(unsupported.operation == .configure)
+        #expect(unsupported.detail?.contains("built without SOCKS5 support") == true, "\(unsupported)")
+        #expect(MQTTError(mosquittoCode: 16, operation: .connect).code == .proxyFailure)  // MOSQ_ERR_PROXY
+        #expect(MosquittoBridge.proxyRefusal(MosquittoStatus(16), withCredentials: true)?.contains("username and password") == true)
+        #expect(MosquittoBridge.proxyRefusal(MosquittoStatus(14), withCredentials: true) == nil)  // MOSQ_ERR_ERRNO: not the proxy's reply
+    }
+
+    @Test("the documentation's SOCKS5 examples compile and build clients")
+    func socksExamplesCompile() throws {
+        // README.md, verbatim:
+        var proxied = MQTTConfiguration(host: "broker.internal", port: 1883, clientID: "sensor-1")
+        proxied.socksProxy = MQTTSOCKS5Proxy(host: "127.0.0.1", port: 1080, username: "sensor", password: "proxy secret")
+        // TLSAndAuthentication.md, verbatim (but for the CA file, which must exist):
+        var configuration = MQTTConfiguration(host: "broker.internal", port: 8883, clientID: "sensor-1")
+        configuration.socksProxy = MQTTSOCKS5Proxy(host: "127.0.0.1", port: 1080, username: "sensor", password: "proxy secret")
+        configuration.tls = MQTTTLSConfiguration(caFile: "/etc/ssl/certs/ca-certificates.crt")
+        _ = try MQTTClient(configuration: proxied)
+        _ = try MQTTClient(configuration: configuration)
+    }
+
     @Test("a client and its configuration can be dumped: the event-loop group shows its thread counts, locked state stays hidden")
     func dumpsWithoutReflectingLockedState() throws {
         let client = try MQTTClient(configuration: MQTTConfiguration(clientID: "dump-test"))

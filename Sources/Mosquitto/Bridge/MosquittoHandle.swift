@@ -91,6 +91,9 @@ struct MosquittoHandle: @unchecked Sendable {
         if let psk = configuration.psk {
             try check(mosquitto_tls_psk_set(pointer, psk.hexKey, psk.identity, psk.ciphers), "TLS-PSK")
         }
+        if let proxy = configuration.socksProxy {
+            try applyProxy(proxy)
+        }
     }
 
     private func apply(_ tls: MQTTTLSConfiguration, host: String, port: Int) throws(MQTTError) {
@@ -127,6 +130,25 @@ struct MosquittoHandle: @unchecked Sendable {
         if let alpn = tls.alpn {
             try check(mosquitto_string_option(pointer, MOSQ_OPT_TLS_ALPN, alpn), "ALPN")
         }
+    }
+
+    /// `mosquitto_socks5_set`: every connect and reconnect then goes through the proxy.
+    ///
+    /// A username without a password is given an empty one: libmosquitto 2.0 (`socks5__send`)
+    /// calls `strlen` on the password when the proxy picks username/password authentication, and
+    /// crashes on NULL.
+    private func applyProxy(_ proxy: MQTTSOCKS5Proxy) throws(MQTTError) {
+        let password = proxy.username == nil ? nil : (proxy.password ?? "")
+        let rc = mosquitto_socks5_set(pointer, proxy.host, Int32(proxy.port), proxy.username, password)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw Self.proxyError(rc) }
+    }
+
+    /// The error for a failed `mosquitto_socks5_set` (never naming the password).
+    static func proxyError(_ rc: Int32) -> MQTTError {
+        let detail = rc == MOSQ_ERR_NOT_SUPPORTED.rawValue
+            ? "socksProxy: this libmosquitto was built without SOCKS5 support (WITH_SOCKS)"
+            : "socksProxy"
+        return MQTTError(mosquittoCode: rc, operation: .configure, detail: detail)
     }
 
     /// Hands libmosquitto a prepared `SSL_CTX` to use as it is (see ``TLSContext``), and releases
