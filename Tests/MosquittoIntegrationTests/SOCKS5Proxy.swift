@@ -34,6 +34,7 @@ final class SOCKS5Proxy: Sendable {
             var usernames: [String] = []
             var requests: [Request] = []
             var relayedBytes = 0
+            var clientPrefix: [UInt8] = []
         }
 
         let seen = Mutex(Seen())
@@ -66,6 +67,8 @@ final class SOCKS5Proxy: Sendable {
     var requests: [Request] { record.seen.withLock { $0.requests } }
     /// How many bytes were relayed, both directions together.
     var relayedBytes: Int { record.seen.withLock { $0.relayedBytes } }
+    /// The first 16 KiB clients sent through the tunnel (a TLS ClientHello is readable there).
+    var clientBytes: [UInt8] { record.seen.withLock { $0.clientPrefix } }
 
     /// Stops relaying and accepting (idempotent).
     func stop() {
@@ -178,7 +181,10 @@ final class SOCKS5Proxy: Sendable {
             for (index, destination) in [(0, upstream), (1, client.descriptor)] where descriptors[index].revents != 0 {
                 let count = chunk.withUnsafeMutableBytes { recv(descriptors[index].fd, $0.baseAddress, $0.count, 0) }
                 guard count > 0, sendAll(chunk[0..<count], to: destination) else { return }
-                record.seen.withLock { $0.relayedBytes += count }
+                record.seen.withLock { seen in
+                    seen.relayedBytes += count
+                    if index == 0, seen.clientPrefix.count < 16_384 { seen.clientPrefix += chunk[0..<min(count, 16_384 - seen.clientPrefix.count)] }
+                }
             }
         }
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Mosquitto
 import MosquittoTesting
 import Testing
@@ -148,6 +149,31 @@ struct SOCKS5ProxyTests {
             try await client.connect()
             try await roundTrip(client, "TLS through SOCKS5")
             #expect(proxy.requests.map(\.host) == ["localhost"])
+        }
+    }
+
+    @Test("the ALPN protocol is offered in the ClientHello, by libmosquitto for file credentials and by the client's own context for in-memory ones")
+    func alpnIsOfferedInClientHello() async throws {
+        try await withMosquittoBroker(.tls) { broker in
+            let files = try #require(broker.certificates)
+            let caPEM = Array(try String(contentsOfFile: files.caFile, encoding: .utf8).utf8)
+            for (name, source) in [("file", MQTTTLSSource.file(files.caFile)), ("memory", .pem(caPEM))] {
+                let proxy = try SOCKS5Proxy()
+                defer { proxy.stop() }
+                let protocolName = "x-test-alpn-\(name)"
+                let client = try proxiedClient(broker, through: proxy.port, host: "localhost") { configuration in
+                    var tls = MQTTTLSConfiguration(caCertificates: source)
+                    tls.alpn = protocolName
+                    configuration.tls = tls
+                }
+                try await client.connect()
+                try await client.disconnect()
+                // The extension carries the name with a one-byte length before it.
+                let wire = [UInt8(protocolName.utf8.count)] + Array(protocolName.utf8)
+                let hello = proxy.clientBytes
+                #expect(hello.first == 0x16, "\(name): not a TLS handshake record")
+                #expect(hello.indices.contains { hello[$0...].starts(with: wire) }, "\(name): ALPN \(protocolName) not in the ClientHello")
+            }
         }
     }
 }

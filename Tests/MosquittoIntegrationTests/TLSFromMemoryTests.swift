@@ -102,6 +102,23 @@ extension TLSTests {
         }
     }
 
+    @Test("with an in-memory CA the client's own context keeps minimumVersion: TLS 1.3 required, a TLS 1.2 broker refuses it")
+    func inMemoryCAKeepsMinimumVersion() async throws {
+        try await withMosquittoBroker(.init(tls: .serverAuthentication, maximumTLSVersion: .v1_2)) { broker in
+            let modern = try memoryClient(broker) { certificates in
+                var tls = MQTTTLSConfiguration(caCertificates: .pem(certificates.ca))
+                tls.minimumVersion = .v1_3
+                return tls
+            }
+            let error = await thrownError { try await modern.connect() }
+            #expect(error?.code == .tlsFailure, "\(String(describing: error))")
+            #expect(error?.detail?.contains("protocol version") == true, "\(String(describing: error))")
+            let compatible = try memoryClient(broker) { MQTTTLSConfiguration(caCertificates: .pem($0.ca)) }
+            try await compatible.connect()
+            #expect(compatible.isConnected)
+        }
+    }
+
     @Test("mutual TLS with an in-memory client certificate and key, also mixed with a CA file, round-trips QoS 1")
     func mutualTLSWithInMemoryCertificateAndKey() async throws {
         try await withMosquittoBroker(.mutualTLS) { broker in
