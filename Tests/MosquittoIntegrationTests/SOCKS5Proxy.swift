@@ -14,7 +14,7 @@ import Synchronization
 /// within 100 ms of ``stop()``.
 final class SOCKS5Proxy: Sendable {
     /// A CONNECT request as the proxy received it.
-    struct Request: Sendable, Equatable, CustomStringConvertible {
+    struct Request: Sendable, Hashable, CustomStringConvertible {
         /// The SOCKS command (1: CONNECT).
         var command: UInt8
         /// The address type: 1 IPv4, 3 domain name, 4 IPv6.

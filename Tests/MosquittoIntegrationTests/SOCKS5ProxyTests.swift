@@ -65,6 +65,30 @@ struct SOCKS5ProxyTests {
         }
     }
 
+    @Test("after the broker crashes and restarts the client reconnects through the proxy again, and QoS 1 round-trips")
+    func reconnectsThroughProxy() async throws {
+        try await withMosquittoBroker { broker in
+            let proxy = try SOCKS5Proxy(credentials: ("mqtt-user", "proxy-pw"))
+            defer { proxy.stop() }
+            let client = try proxiedClient(broker, through: proxy.port, username: "mqtt-user", password: "proxy-pw") {
+                $0.reconnect = .exponentialBackoff(minimumDelay: .milliseconds(100), maximumDelay: .milliseconds(300))
+            }
+            let events = EventRecorder(client.connectionEvents)
+            try await client.connect()
+            broker.kill()
+            try await broker.restart()
+            let lost = await events.next(after: -1) { if case .disconnected = $0 { true } else { false } }
+            #expect(lost != nil, "\(events.events)")
+            let back = await events.next(after: lost?.index ?? 0, timeout: .seconds(15)) { if case .connected = $0 { true } else { false } }
+            #expect(back != nil, "no reconnect: \(events.events)")
+            try await roundTrip(client, "after the reconnect")
+            let requests = proxy.requests
+            #expect(requests.count >= 2, "\(requests)")
+            #expect(Set(requests) == [.init(command: 1, addressType: 1, host: broker.host, port: broker.port)], "\(requests)")
+            #expect(Set(proxy.usernames) == ["mqtt-user"])
+        }
+    }
+
     @Test("a username without a password authenticates with an empty password (libmosquitto 2.0 would dereference NULL)")
     func usernameWithoutPasswordSendsEmptyPassword() async throws {
         try await withMosquittoBroker { broker in
