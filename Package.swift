@@ -23,11 +23,14 @@ let package = Package(
     ],
     targets: [
         // libmosquitto 2.0 as a system library: only `module.modulemap` and `shim.h` live here.
+        // OpenSSL (libssl, libcrypto) is linked too: TLS credentials from memory build their
+        // `SSL_CTX` in `shim.h` (libssl-dev: the headers; libmosquitto's pkg-config file names
+        // neither).
         .systemLibrary(
             name: "CMosquitto",
             path: "Modules/CMosquitto",
             pkgConfig: "libmosquitto",
-            providers: [.apt(["libmosquitto-dev"])]
+            providers: [.apt(["libmosquitto-dev", "libssl-dev"])]
         ),
         // The Swift API. Every `import CMosquitto` in it is `internal import`: no C type reaches
         // its public interface, and the C calls stay in Bridge/ (the handle, the callbacks,

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what swift-mosquitto needs on Debian/Ubuntu, skipping what is already there:
-# libmosquitto (headers + library), the mosquitto broker and clients, OpenSSL, pkg-config.
+# libmosquitto (headers + library), the mosquitto broker and clients, OpenSSL (the tool, and the
+# headers: CMosquitto builds TLS contexts from in-memory PEM data itself), pkg-config.
 # Sourced by demo.sh and test.sh; safe to run again.
 set -euo pipefail
 
-packages=(libmosquitto-dev mosquitto mosquitto-clients openssl pkg-config)
+packages=(libmosquitto-dev libssl-dev mosquitto mosquitto-clients openssl pkg-config)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

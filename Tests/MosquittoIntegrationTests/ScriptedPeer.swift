@@ -119,6 +119,25 @@ final class PeerConnection {
         return Packet(header: header, body: body)
     }
 
+    /// The next `count` bytes, or `nil` at end of stream, on a timeout or on an error.
+    func read(exactly count: Int) -> [UInt8]? {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(count)
+        while bytes.count < count {
+            guard fill() else { return nil }
+            let take = min(count - bytes.count, buffer.count - position)
+            bytes.append(contentsOf: buffer[position..<position + take])
+            position += take
+        }
+        return bytes
+    }
+
+    /// The bytes already read from the socket but not consumed (for a relay to pass on first).
+    func takeBuffered() -> [UInt8] {
+        defer { buffer = []; position = 0 }
+        return Array(buffer[position...])
+    }
+
     /// Reads packets until one of `type` arrives (returned), or the stream ends (`nil`).
     func read(until type: UInt8) -> Packet? {
         while let packet = readPacket() {

@@ -97,6 +97,122 @@ struct ConfigurationTests {
         #expect(dumped.contains("alice"))
     }
 
+    @Test("in-memory PEM data and the key passphrase never appear in descriptions or dumps; a file source shows its path")
+    func inMemoryTLSSourcesAreRedacted() {
+        let key = MQTTTLSSource.pem("-----BEGIN PRIVATE KEY-----\nSECRETKEYBYTES\n-----END PRIVATE KEY-----\n")
+        let tls = MQTTTLSConfiguration(
+            caCertificates: .pem(Array("CABYTES".utf8)), certificate: .file("/etc/mqtt/device.crt"), privateKey: key, keyPassword: "key-pass-secret"
+        )
+        var dumped = ""
+        dump(MQTTConfiguration(tls: tls), to: &dumped)
+        dump(key, to: &dumped)
+        for text in [dumped, "\(tls)", String(reflecting: tls), "\(key)", String(reflecting: key)] {
+            #expect(!text.contains("SECRETKEYBYTES"), "\(text)")
+            #expect(!text.contains("CABYTES"), "\(text)")
+            #expect(!text.contains("key-pass-secret"), "\(text)")
+        }
+        #expect("\(key)" == "in-memory PEM (69 bytes)")
+        #expect("\(tls)".contains("caCertificates: in-memory PEM (7 bytes), certificateFile: /etc/mqtt/device.crt, privateKey: in-memory PEM (69 bytes)"), "\(tls)")
+    }
+
+    @Test("the file-path settings are the file form of the sources: caFile, certificateFile and keyFile read and replace them")
+    func filePathsAreSourceViews() {
+        var tls = MQTTTLSConfiguration(caFile: "/ca.pem", certificateFile: "/c.pem", keyFile: "/k.pem")
+        #expect(tls.caCertificates == .file("/ca.pem"))
+        #expect(tls.certificate == .file("/c.pem"))
+        #expect(tls.privateKey == .file("/k.pem"))
+        tls.privateKey = .pem([1, 2, 3])
+        #expect(tls.keyFile == nil)
+        #expect(tls.privateKey?.isInMemory == true)
+        tls.keyFile = "/other.pem"
+        #expect(tls.privateKey == .file("/other.pem"))
+        #expect(tls == MQTTTLSConfiguration(caCertificates: .file("/ca.pem"), certificate: .file("/c.pem"), privateKey: .file("/other.pem")))
+    }
+
+    @Test("the documentation's in-memory TLS example compiles and builds a client (the data is checked when the client is created)")
+    func inMemoryTLSExampleCompiles() {
+        func secret(_ name: String) -> String? { nil }  // stands in for a secrets manager
+        let run = {
+            // The example in README.md and TLSAndAuthentication.md, verbatim:
+            // `secret(_:)` stands for your secrets manager: (String) -> String?
+            let caPEM = Array((secret("MQTT_CA_PEM") ?? "").utf8)
+            var configuration = MQTTConfiguration(host: "broker.example.com", port: 8883, clientID: "sensor-1")
+            configuration.tls = MQTTTLSConfiguration(
+                caCertificates: .pem(caPEM),
+                certificate: .pem(secret("MQTT_DEVICE_CERT") ?? ""),
+                privateKey: .pem(secret("MQTT_DEVICE_KEY") ?? ""),
+                keyPassword: secret("MQTT_DEVICE_KEY_PASSPHRASE")
+            )
+            let client = try MQTTClient(configuration: configuration)
+            _ = client
+        }
+        #expect(throws: MQTTError.self) { try run() }
+    }
+
+    @Test("a SOCKS5 proxy's password never appears in descriptions or dumps")
+    func socksProxyPasswordIsRedacted() {
+        let proxy = MQTTSOCKS5Proxy(host: "127.0.0.1", port: 1080, username: "alice", password: "proxy-pass-secret")
+        var configuration = MQTTConfiguration()
+        configuration.socksProxy = proxy
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        dump(proxy, to: &dumped)
+        for text in [dumped, "\(configuration)", String(reflecting: configuration), "\(proxy)", String(reflecting: proxy)] {
+            #expect(!text.contains("proxy-pass-secret"), "\(text)")
+        }
+        #expect("\(proxy)" == "MQTTSOCKS5Proxy(socks5://alice:<redacted>@127.0.0.1:1080)")
+        #expect(dumped.contains("alice"))
+    }
+
+    @Test("SOCKS5 proxy settings libmosquitto or the protocol cannot take are refused when the client is created, each with its reason")
+    func invalidSOCKSProxySettingsAreRefused() {
+        let cases: [(MQTTSOCKS5Proxy, port: Int, String)] = [
+            (MQTTSOCKS5Proxy(host: ""), 1883, "socksProxy: the proxy host must be 1 to 256 bytes"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", port: 0), 1883, "socksProxy: port 0 is out of range (1...65535)"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", port: 70_000), 1883, "socksProxy: port 70000 is out of range (1...65535)"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", password: "pw"), 1883, "socksProxy: a password needs a username"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", username: ""), 1883, "socksProxy: the username must be 1 to 255 bytes"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1", username: "u", password: String(repeating: "p", count: 256)), 1883,
+             "socksProxy: the password must be at most 255 bytes"),
+            (MQTTSOCKS5Proxy(host: "127.0.0.1"), 0, "socksProxy: a Unix socket (port 0) cannot be reached through a proxy"),
+        ]
+        for (proxy, port, expected) in cases {
+            var configuration = MQTTConfiguration(host: "127.0.0.1", port: port)
+            configuration.socksProxy = proxy
+            let error = configurationError(configuration)
+            #expect(error?.code == .invalidConfiguration, "\(expected)")
+            #expect(error?.detail == expected, "\(String(describing: error))")
+            #expect(error.map { "\($0)" }?.contains(String(repeating: "p", count: 256)) != true)
+        }
+        var valid = MQTTConfiguration(host: "127.0.0.1")
+        valid.socksProxy = MQTTSOCKS5Proxy(host: "127.0.0.1", username: "u", password: "p")
+        #expect(configurationError(valid) == nil)
+    }
+
+    @Test("a libmosquitto built without SOCKS support (MOSQ_ERR_NOT_SUPPORTED) is notSupported, saying so; MOSQ_ERR_PROXY is proxyFailure")
+    func socksNotSupportedIsTyped() {
+        let unsupported = MosquittoHandle.proxyError(10)  // MOSQ_ERR_NOT_SUPPORTED
+        #expect(unsupported.code == .notSupported)
+        #expect(unsupported.operation == .configure)
+        #expect(unsupported.detail?.contains("built without SOCKS5 support") == true, "\(unsupported)")
+        #expect(MQTTError(mosquittoCode: 16, operation: .connect).code == .proxyFailure)  // MOSQ_ERR_PROXY
+        #expect(MosquittoBridge.proxyRefusal(MosquittoStatus(16), withCredentials: true)?.contains("username and password") == true)
+        #expect(MosquittoBridge.proxyRefusal(MosquittoStatus(14), withCredentials: true) == nil)  // MOSQ_ERR_ERRNO: not the proxy's reply
+    }
+
+    @Test("the documentation's SOCKS5 examples compile and build clients")
+    func socksExamplesCompile() throws {
+        // README.md, verbatim:
+        var proxied = MQTTConfiguration(host: "broker.internal", port: 1883, clientID: "sensor-1")
+        proxied.socksProxy = MQTTSOCKS5Proxy(host: "127.0.0.1", port: 1080, username: "sensor", password: "proxy secret")
+        // TLSAndAuthentication.md, verbatim (but for the CA file, which must exist):
+        var configuration = MQTTConfiguration(host: "broker.internal", port: 8883, clientID: "sensor-1")
+        configuration.socksProxy = MQTTSOCKS5Proxy(host: "127.0.0.1", port: 1080, username: "sensor", password: "proxy secret")
+        configuration.tls = MQTTTLSConfiguration(caFile: "/etc/ssl/certs/ca-certificates.crt")
+        _ = try MQTTClient(configuration: proxied)
+        _ = try MQTTClient(configuration: configuration)
+    }
+
     @Test("a client and its configuration can be dumped: the event-loop group shows its thread counts, locked state stays hidden")
     func dumpsWithoutReflectingLockedState() throws {
         let client = try MQTTClient(configuration: MQTTConfiguration(clientID: "dump-test"))

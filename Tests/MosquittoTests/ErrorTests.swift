@@ -12,7 +12,7 @@ struct ErrorTests {
             (MOSQ_ERR_CONN_LOST, .connectionLost), (MOSQ_ERR_TLS, .tlsFailure), (MOSQ_ERR_PAYLOAD_SIZE, .payloadTooLarge),
             (MOSQ_ERR_NOT_SUPPORTED, .notSupported), (MOSQ_ERR_AUTH, .notAuthorized), (MOSQ_ERR_ACL_DENIED, .notAuthorized),
             (MOSQ_ERR_UNKNOWN, .unknown), (MOSQ_ERR_ERRNO, .connectionFailed), (MOSQ_ERR_EAI, .hostLookupFailed),
-            (MOSQ_ERR_PROXY, .unknown), (MOSQ_ERR_PLUGIN_DEFER, .unknown), (MOSQ_ERR_MALFORMED_UTF8, .malformedUTF8),
+            (MOSQ_ERR_PROXY, .proxyFailure), (MOSQ_ERR_PLUGIN_DEFER, .unknown), (MOSQ_ERR_MALFORMED_UTF8, .malformedUTF8),
             (MOSQ_ERR_KEEPALIVE, .connectionLost), (MOSQ_ERR_LOOKUP, .hostLookupFailed), (MOSQ_ERR_MALFORMED_PACKET, .malformedPacket),
             (MOSQ_ERR_DUPLICATE_PROPERTY, .protocolError), (MOSQ_ERR_TLS_HANDSHAKE, .tlsFailure),
             (MOSQ_ERR_QOS_NOT_SUPPORTED, .qosNotSupported), (MOSQ_ERR_OVERSIZE_PACKET, .payloadTooLarge), (MOSQ_ERR_OCSP, .tlsFailure),

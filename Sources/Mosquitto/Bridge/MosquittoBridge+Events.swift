@@ -56,7 +56,7 @@ extension MosquittoBridge {
                 state.session.recordEndError(
                     state.session.everConnected || returnCode >= 0x80
                         ? error
-                        : MQTTError(failure, operation: .connect, detail: connectFailureDetail(failure, log: state.connectLog))
+                        : connectFailure(failure, log: state.connectLog)
                 )
             }
             return (report, abandoned, state.session.abandonedError(connectionError: error))

@@ -1,3 +1,4 @@
+internal import CMosquitto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -195,7 +196,7 @@ extension MosquittoBridge {
             // failed inside the loop): keep OpenSSL's reason from the log.
             let error = state.session.everConnected
                 ? MQTTError(status, operation: .connection)
-                : MQTTError(status, operation: .connect, detail: connectFailureDetail(status, log: state.connectLog))
+                : connectFailure(status, log: state.connectLog)
             switch state.session.connectionLost(error: error, now: .now) {
             case .reconnect(let attempt): return attempt
             case .end: return nil
@@ -245,21 +246,55 @@ extension MosquittoBridge {
     }
 
     /// The error for a failed `mosquitto_connect_bind_v5`, with OpenSSL's reason when there is one.
+    /// Through a proxy the TCP connection is the proxy's, so the detail names it.
     func connectError(_ status: MosquittoStatus, errno: Int32) -> MQTTError {
         let log = state.withLock { $0.connectLog }
         return MQTTError(status, operation: .connect, errno: errno, detail: connectFailureDetail(status, log: log))
     }
 
+    /// The error for a connection that ended before the first CONNACK (inside the loop: a TLS
+    /// handshake, the SOCKS5 exchange, a reset). With a proxy configured, libmosquitto's codes
+    /// for the proxy's refusals become ``MQTTError/Code/proxyFailure``, saying which refusal.
+    func connectFailure(_ status: MosquittoStatus, log: [String]) -> MQTTError {
+        guard let proxy = configuration.socksProxy, let reason = Self.proxyRefusal(status, withCredentials: proxy.username != nil) else {
+            return MQTTError(status, operation: .connect, detail: connectFailureDetail(status, log: log))
+        }
+        return MQTTError(
+            .proxyFailure, operation: .connect, mosquittoErrorCode: status.rawValue,
+            detail: "SOCKS5 proxy \(proxy.host):\(proxy.port) \(reason)" + (log.isEmpty ? "" : " | " + log.joined(separator: " | "))
+        )
+    }
+
     /// What a failed connect says beyond its code: libmosquitto's error lines (OpenSSL's reasons
     /// among them), a hint when a connection without TLS closed before the CONNACK (what a TLS
-    /// port does with a plain CONNECT), and the endpoint, `host:port`.
+    /// port does with a plain CONNECT), and the endpoint, `host:port` (through a proxy, the
+    /// proxy's, since the TCP connection is the proxy's).
     func connectFailureDetail(_ status: MosquittoStatus, log: [String]) -> String {
         var parts = log.isEmpty ? [] : [log.joined(separator: " | ")]
         let usesTLS = configuration.tls != nil || configuration.psk != nil
         if !usesTLS, MQTTError(status, operation: .connect).code == .connectionLost {
             parts.append("the server closed the connection before CONNACK; if it is a TLS port, set MQTTConfiguration.tls")
         }
-        parts.append("\(configuration.host):\(configuration.port)")
+        let broker = "\(configuration.host):\(configuration.port)"
+        parts.append(configuration.socksProxy.map { "SOCKS5 proxy \($0.host):\($0.port) (for \(broker))" } ?? broker)
         return parts.joined(separator: "; ")
+    }
+
+    /// What a SOCKS5 failure code from libmosquitto's proxy exchange (`socks_mosq.c`) means, or
+    /// `nil` for a code the exchange does not produce.
+    static func proxyRefusal(_ status: MosquittoStatus, withCredentials: Bool) -> String? {
+        switch status.rawValue {
+        case MOSQ_ERR_PROXY.rawValue:
+            withCredentials
+                ? "refused the username and password or the request, or closed the connection"
+                : "refused the request or closed the connection"
+        case MOSQ_ERR_AUTH.rawValue:
+            withCredentials
+                ? "refused the authentication or, by its rules, the connection"
+                : "requires authentication (no acceptable method without a username) or refused the connection by its rules"
+        case MOSQ_ERR_NO_CONN.rawValue: "could not reach the broker"
+        case MOSQ_ERR_PROTOCOL.rawValue: "sent a malformed reply"
+        default: nil
+        }
     }
 }

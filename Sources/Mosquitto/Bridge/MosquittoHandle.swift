@@ -86,15 +86,18 @@ struct MosquittoHandle: @unchecked Sendable {
             try check(rc, "will")
         }
         if let tls = configuration.tls {
-            try apply(tls)
+            try apply(tls, host: configuration.host, port: configuration.port)
         }
         if let psk = configuration.psk {
             try check(mosquitto_tls_psk_set(pointer, psk.hexKey, psk.identity, psk.ciphers), "TLS-PSK")
         }
+        if let proxy = configuration.socksProxy {
+            try applyProxy(proxy)
+        }
     }
 
-    private func apply(_ tls: MQTTTLSConfiguration) throws(MQTTError) {
-        let caDirectory = (tls.caFile == nil && tls.caDirectory == nil) ? "/etc/ssl/certs" : tls.caDirectory
+    private func apply(_ tls: MQTTTLSConfiguration, host: String, port: Int) throws(MQTTError) {
+        let caDirectory = (tls.caCertificates == nil && tls.caDirectory == nil) ? "/etc/ssl/certs" : tls.caDirectory
         // libmosquitto answers an unreadable file with a bare MOSQ_ERR_INVAL, and takes a directory
         // given as a file without complaint (the connect then fails in OpenSSL): name the setting.
         let files: [(String, String?, Int32, isDirectory: Bool)] = [
@@ -112,6 +115,10 @@ struct MosquittoHandle: @unchecked Sendable {
                 throw MQTTError(.invalidConfiguration, operation: .configure, detail: "\(name) \"\(path)\" must be \(expected)")
             }
         }
+        if tls.hasInMemoryCredential {
+            try applyContext(TLSContext.make(for: tls, host: host, port: port))
+            return
+        }
         let passwordCallback: (@convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32)? =
             tls.keyPassword == nil ? nil : BridgeCallbacks.keyPassword
         try check(
@@ -123,6 +130,33 @@ struct MosquittoHandle: @unchecked Sendable {
         if let alpn = tls.alpn {
             try check(mosquitto_string_option(pointer, MOSQ_OPT_TLS_ALPN, alpn), "ALPN")
         }
+    }
+
+    /// `mosquitto_socks5_set`: every connect and reconnect then goes through the proxy.
+    ///
+    /// A username without a password is given an empty one: libmosquitto 2.0 (`socks5__send`)
+    /// calls `strlen` on the password when the proxy picks username/password authentication, and
+    /// crashes on NULL.
+    private func applyProxy(_ proxy: MQTTSOCKS5Proxy) throws(MQTTError) {
+        let password = proxy.username == nil ? nil : (proxy.password ?? "")
+        let rc = mosquitto_socks5_set(pointer, proxy.host, Int32(proxy.port), proxy.username, password)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw Self.proxyError(rc) }
+    }
+
+    /// The error for a failed `mosquitto_socks5_set` (never naming the password).
+    static func proxyError(_ rc: Int32) -> MQTTError {
+        let detail = rc == MOSQ_ERR_NOT_SUPPORTED.rawValue
+            ? "socksProxy: this libmosquitto was built without SOCKS5 support (WITH_SOCKS)"
+            : "socksProxy"
+        return MQTTError(mosquittoCode: rc, operation: .configure, detail: detail)
+    }
+
+    /// Hands libmosquitto a prepared `SSL_CTX` to use as it is (see ``TLSContext``), and releases
+    /// the caller's reference: libmosquitto holds its own from here until `mosquitto_destroy`.
+    private func applyContext(_ context: OpaquePointer) throws(MQTTError) {
+        defer { SSL_CTX_free(context) }
+        try check(mosquitto_int_option(pointer, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0), "TLS context without libmosquitto's defaults")
+        try check(mosquitto_void_option(pointer, MOSQ_OPT_SSL_CTX, UnsafeMutableRawPointer(context)), "TLS context")
     }
 
     private func check(_ rc: Int32, _ setting: String) throws(MQTTError) {

@@ -17,6 +17,24 @@ extension MQTTClient {
         }
     }
 
+    /// The limits `mosquitto_socks5_set` and the SOCKS5 messages impose (RFC 1928, RFC 1929), checked
+    /// here so that each has its own message (libmosquitto answers all with `MOSQ_ERR_INVAL`).
+    static func validate(_ proxy: MQTTSOCKS5Proxy, brokerHost: String, brokerPort: Int) throws(MQTTError) {
+        func invalid(_ detail: String) -> MQTTError {
+            MQTTError(.invalidConfiguration, operation: .configure, detail: "socksProxy: \(detail)")
+        }
+        guard !proxy.host.isEmpty, proxy.host.utf8.count <= 256 else { throw invalid("the proxy host must be 1 to 256 bytes") }
+        guard (1...65_535).contains(proxy.port) else { throw invalid("port \(proxy.port) is out of range (1...65535)") }
+        if let username = proxy.username {
+            guard (1...255).contains(username.utf8.count) else { throw invalid("the username must be 1 to 255 bytes") }
+        } else if proxy.password != nil {
+            throw invalid("a password needs a username")
+        }
+        if let password = proxy.password, password.utf8.count > 255 { throw invalid("the password must be at most 255 bytes") }
+        guard brokerPort != 0 else { throw invalid("a Unix socket (port 0) cannot be reached through a proxy") }
+        guard brokerHost.utf8.count <= 255 else { throw invalid("the broker host must be at most 255 bytes to be sent to the proxy") }
+    }
+
     static func validate(_ configuration: inout MQTTConfiguration) throws(MQTTError) {
         func invalid(_ detail: String) -> MQTTError {
             MQTTError(.invalidConfiguration, operation: .configure, detail: detail)
@@ -40,6 +58,9 @@ extension MQTTClient {
             throw invalid("MQTT 3.1 allows client IDs of 1 to 23 bytes")
         }
         if configuration.tls != nil, configuration.psk != nil { throw invalid("TLS certificates and TLS-PSK are mutually exclusive") }
+        if let proxy = configuration.socksProxy {
+            try validate(proxy, brokerHost: configuration.host, brokerPort: configuration.port)
+        }
         if configuration.protocolVersion != .v5, !configuration.connectProperties.isEmpty || !(configuration.will?.properties.isEmpty ?? true) {
             throw invalid("MQTT 5 properties need protocolVersion .v5")
         }

@@ -50,6 +50,10 @@ public struct MQTTConfiguration: Sendable {
 
     // MARK: Transport and flow
 
+    /// A SOCKS5 proxy to connect through, or `nil` to connect to the broker directly. Not for a
+    /// Unix socket (``port`` 0).
+    public var socksProxy: MQTTSOCKS5Proxy?
+
     /// Whether to disable Nagle's algorithm (`TCP_NODELAY`). Defaults to `true`: MQTT packets are
     /// small and latency matters more than the few bytes Nagle saves.
     public var tcpNoDelay: Bool
@@ -154,6 +158,7 @@ public struct MQTTConfiguration: Sendable {
         self.connectProperties = MQTTProperties()
         self.tls = tls
         self.psk = nil
+        self.socksProxy = nil
         self.tcpNoDelay = true
         self.maxInflightMessages = 20
         self.maxPendingPublishes = 10_000

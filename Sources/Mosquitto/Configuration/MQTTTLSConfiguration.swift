@@ -2,21 +2,31 @@
 
 /// Certificate-based TLS: how the client verifies the broker and, for mutual TLS, proves itself.
 ///
-/// Verification is on by default: the broker's certificate must chain to ``caFile`` or a
+/// Verification is on by default: the broker's certificate must chain to ``caCertificates`` or a
 /// certificate in ``caDirectory`` and name the host the client connects to. Turning hostname
 /// checks off takes the plainly named ``insecureSkipHostnameVerification``.
+///
+/// Each credential is an ``MQTTTLSSource``: a PEM file (``caFile``, ``certificateFile`` and
+/// ``keyFile`` are the same settings, as paths) or PEM data in memory. When every credential is a
+/// file, libmosquitto reads them when it connects. When one is in memory, the client builds the
+/// OpenSSL context itself when it is created (``MQTTClient/init(configuration:)``), so that data
+/// that is not PEM, a wrong ``keyPassword`` or a key that does not match the certificate throws
+/// ``MQTTError/Code/invalidConfiguration`` there, naming the setting.
 public struct MQTTTLSConfiguration: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
-    /// A PEM file of trusted CA certificates.
-    public var caFile: String?
+    /// Trusted CA certificates: a PEM file or PEM data holding one or more certificates.
+    /// Combined with ``caDirectory`` when both are set.
+    public var caCertificates: MQTTTLSSource?
     /// A directory of trusted CA certificates in OpenSSL's hashed layout (`openssl rehash`).
-    /// When neither ``caFile`` nor this is set, `/etc/ssl/certs` is used (libmosquitto 2.0.11
-    /// cannot reconnect with the OS store option alone, #2288, so a directory is used instead).
+    /// When neither ``caCertificates`` nor this is set, `/etc/ssl/certs` is used (libmosquitto
+    /// 2.0.11 cannot reconnect with the OS store option alone, #2288, so a directory is used instead).
     public var caDirectory: String?
-    /// The client certificate (PEM) for mutual TLS.
-    public var certificateFile: String?
-    /// The client certificate's private key (PEM).
-    public var keyFile: String?
-    /// The passphrase of an encrypted ``keyFile``. Never logged or described.
+    /// The client certificate for mutual TLS (PEM), optionally followed by the intermediate CA
+    /// certificates of its chain. Requires ``privateKey``.
+    public var certificate: MQTTTLSSource?
+    /// The client certificate's private key (PEM, optionally encrypted: see ``keyPassword``).
+    /// Never described: an in-memory key shows its length only. Requires ``certificate``.
+    public var privateKey: MQTTTLSSource?
+    /// The passphrase of an encrypted ``privateKey``. Never logged or described.
     public var keyPassword: String?
     /// The lowest TLS version the client accepts. Defaults to TLS 1.2.
     public var minimumVersion: MQTTTLSVersion
@@ -29,7 +39,28 @@ public struct MQTTTLSConfiguration: Sendable, Hashable, CustomStringConvertible,
     /// can impersonate the broker. For tests and broken deployments only.
     public var insecureSkipHostnameVerification: Bool
 
-    /// Creates TLS settings.
+    /// A PEM file of trusted CA certificates: ``caCertificates`` as a path (`nil` when it is in
+    /// memory). Setting it replaces ``caCertificates``.
+    public var caFile: String? {
+        get { caCertificates?.path }
+        set { caCertificates = newValue.map(MQTTTLSSource.file) }
+    }
+
+    /// The client certificate (PEM) for mutual TLS: ``certificate`` as a path (`nil` when it is in
+    /// memory). Setting it replaces ``certificate``.
+    public var certificateFile: String? {
+        get { certificate?.path }
+        set { certificate = newValue.map(MQTTTLSSource.file) }
+    }
+
+    /// The client certificate's private key (PEM): ``privateKey`` as a path (`nil` when it is in
+    /// memory). Setting it replaces ``privateKey``.
+    public var keyFile: String? {
+        get { privateKey?.path }
+        set { privateKey = newValue.map(MQTTTLSSource.file) }
+    }
+
+    /// Creates TLS settings from files.
     ///
     /// - Parameters:
     ///   - caFile: A PEM file of trusted CA certificates.
@@ -44,10 +75,44 @@ public struct MQTTTLSConfiguration: Sendable, Hashable, CustomStringConvertible,
         keyFile: String? = nil,
         keyPassword: String? = nil
     ) {
-        self.caFile = caFile
+        self.init(
+            caCertificates: caFile.map(MQTTTLSSource.file),
+            caDirectory: caDirectory,
+            certificate: certificateFile.map(MQTTTLSSource.file),
+            privateKey: keyFile.map(MQTTTLSSource.file),
+            keyPassword: keyPassword
+        )
+    }
+
+    /// Creates TLS settings from sources, each a file or PEM data in memory.
+    ///
+    /// ```swift
+    /// let tls = MQTTTLSConfiguration(
+    ///     caCertificates: .pem(caPEM),
+    ///     certificate: .pem(deviceCertificatePEM),
+    ///     privateKey: .pem(deviceKeyPEM),
+    ///     keyPassword: passphrase
+    /// )
+    /// ```
+    ///
+    /// - Parameters:
+    ///   - caCertificates: Trusted CA certificates, or `nil` for `/etc/ssl/certs` (unless
+    ///     `caDirectory` is set).
+    ///   - caDirectory: A hashed directory of trusted CA certificates.
+    ///   - certificate: The client certificate (and chain) for mutual TLS.
+    ///   - privateKey: The client certificate's private key.
+    ///   - keyPassword: The private key's passphrase, if it is encrypted.
+    public init(
+        caCertificates: MQTTTLSSource?,
+        caDirectory: String? = nil,
+        certificate: MQTTTLSSource? = nil,
+        privateKey: MQTTTLSSource? = nil,
+        keyPassword: String? = nil
+    ) {
+        self.caCertificates = caCertificates
         self.caDirectory = caDirectory
-        self.certificateFile = certificateFile
-        self.keyFile = keyFile
+        self.certificate = certificate
+        self.privateKey = privateKey
         self.keyPassword = keyPassword
         self.minimumVersion = .v1_2
         self.ciphers = nil
@@ -55,20 +120,30 @@ public struct MQTTTLSConfiguration: Sendable, Hashable, CustomStringConvertible,
         self.insecureSkipHostnameVerification = false
     }
 
-    /// A summary without the key passphrase.
+    /// Whether a credential is PEM data in memory (the client then builds the OpenSSL context).
+    var hasInMemoryCredential: Bool {
+        [caCertificates, certificate, privateKey].contains { $0?.isInMemory == true }
+    }
+
+    /// A summary without the key passphrase or any in-memory PEM data (only its length).
     public var description: String {
+        func describe(_ source: MQTTTLSSource?, file: String, memory: String) -> String? {
+            guard let source else { return nil }
+            if let path = source.path { return "\(file): \(path)" }
+            return "\(memory): \(source)"
+        }
         var parts: [String] = []
-        if let caFile { parts.append("caFile: \(caFile)") }
+        if let ca = describe(caCertificates, file: "caFile", memory: "caCertificates") { parts.append(ca) }
         if let caDirectory { parts.append("caDirectory: \(caDirectory)") }
-        if let certificateFile { parts.append("certificateFile: \(certificateFile)") }
-        if let keyFile { parts.append("keyFile: \(keyFile)") }
+        if let certificate = describe(certificate, file: "certificateFile", memory: "certificate") { parts.append(certificate) }
+        if let key = describe(privateKey, file: "keyFile", memory: "privateKey") { parts.append(key) }
         if keyPassword != nil { parts.append("keyPassword: <redacted>") }
         parts.append("minimumVersion: \(minimumVersion)")
         if insecureSkipHostnameVerification { parts.append("INSECURE: hostname not verified") }
         return "MQTTTLSConfiguration(" + parts.joined(separator: ", ") + ")"
     }
 
-    /// A mirror that hides the key passphrase.
+    /// A mirror that hides the key passphrase and in-memory PEM data.
     public var customMirror: Mirror {
         Mirror(self, children: ["description": description])
     }

@@ -23,6 +23,7 @@ extension MQTTError {
             case messageBufferOverflow, protocolError, outOfMemory, notSupported
             case malformedUTF8, malformedPacket, unknown
             case propertyNotAllowed, qosNotSupported, retainNotSupported, packetTooLarge
+            case proxyFailure
         }
 
         private let value: Value
@@ -63,6 +64,13 @@ extension MQTTError {
         /// certificate. Corresponds to `MOSQ_ERR_TLS` / `MOSQ_ERR_TLS_HANDSHAKE` / `MOSQ_ERR_OCSP`;
         /// ``MQTTError/detail`` holds OpenSSL's reason where libmosquitto reported one.
         public static let tlsFailure = Code(.tlsFailure)
+        /// The SOCKS5 proxy (``MQTTConfiguration/socksProxy``) refused or failed: it refused the
+        /// authentication (no acceptable method, a wrong username or password), could not or
+        /// would not reach the broker, or did not answer as a SOCKS5 proxy. Corresponds to
+        /// `MOSQ_ERR_PROXY`, and to `MOSQ_ERR_AUTH` / `MOSQ_ERR_NO_CONN` from the proxy's
+        /// replies before the broker's CONNACK; ``MQTTError/detail`` says which. An unreachable
+        /// proxy is ``connectionFailed``, naming the proxy.
+        public static let proxyFailure = Code(.proxyFailure)
         /// An operation did not complete in time. Corresponds to `MOSQ_ERR_TIMEOUT`.
         public static let timeout = Code(.timeout)
         /// The awaiting task was cancelled.
@@ -134,6 +142,7 @@ extension MQTTError {
             case .connectionFailed: "could not connect"
             case .hostLookupFailed: "host name lookup failed"
             case .tlsFailure: "TLS failure"
+            case .proxyFailure: "SOCKS5 proxy failure"
             case .timeout: "timed out"
             case .cancelled: "cancelled"
             case .connectionLost: "connection lost"
@@ -198,6 +207,7 @@ extension MQTTError {
         case MOSQ_ERR_CONN_REFUSED: .connectionRefused
         case MOSQ_ERR_CONN_LOST, MOSQ_ERR_KEEPALIVE: .connectionLost
         case MOSQ_ERR_TLS, MOSQ_ERR_TLS_HANDSHAKE, MOSQ_ERR_OCSP: .tlsFailure
+        case MOSQ_ERR_PROXY: .proxyFailure
         case MOSQ_ERR_PAYLOAD_SIZE, MOSQ_ERR_OVERSIZE_PACKET: .payloadTooLarge
         case MOSQ_ERR_NOT_SUPPORTED: .notSupported
         case MOSQ_ERR_AUTH, MOSQ_ERR_ACL_DENIED: .notAuthorized
