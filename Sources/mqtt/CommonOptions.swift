@@ -20,6 +20,8 @@ struct CommonOptions {
     var port: Int?
     var bindAddress: String?
     var clientID: String?
+    /// `-I`: the client ID is this prefix and the process ID.
+    var clientIDPrefix: String?
     var cleanSession = true
     var keepAliveSeconds = 60
     var protocolVersion = MQTTProtocolVersion.v3_1_1
@@ -83,7 +85,16 @@ extension CommonOptions {
                 options.port = try ValueParser.port(value)
             },
             .value(["-A"], "ADDRESS", noun: "address", "Bind the outgoing socket to this host/IP address.") { $0.bindAddress = $1 },
-            .value(["-i", "--id"], "ID", noun: "id", "Client id. Defaults to a random one.") { $0.clientID = $1 },
+            .value(["-i", "--id"], "ID", noun: "id", "Client id. Defaults to a random one.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                guard options.clientIDPrefix == nil else { throw CLIError.usage("-i and -I argument cannot be used together.") }
+                // mosquitto_new refuses an empty id (libmosquitto: MOSQ_ERR_INVAL).
+                guard !value.isEmpty else { throw CLIError.runtime("Error: Invalid id.", status: 1) }
+                options.clientID = value
+            },
+            .value(["-I", "--id-prefix"], "PREFIX", noun: "id prefix", "Client id: PREFIX followed by the process id (mosquitto's -I).") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                guard options.clientID == nil else { throw CLIError.usage("-i and -I argument cannot be used together.") }
+                options.clientIDPrefix = value
+            },
             .flag(["-c", "--disable-clean-session"], "Disable clean session (persistent client); requires -i.") { $0.cleanSession = false },
             .value(["-k", "--keepalive"], "SECONDS", noun: "keepalive", "Keep alive in seconds. Defaults to 60.") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 guard let seconds = ValueParser.integer(value), (5...65_535).contains(seconds) else {
@@ -108,7 +119,7 @@ extension CommonOptions {
                 options.sessionExpiry = try ValueParser.sessionExpiry(value)
             },
             .flag(["--nodelay"], "Disable Nagle's algorithm.") { $0.noDelay = true },
-            .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) and a statistics line every 10 s (and at the end) to stdout.") { $0.debug = true },
+            .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) to stdout.") { $0.debug = true },
             .value(["--stats"], "SECONDS", noun: "interval", "Print the statistics line (sent, acknowledged, pending, received, rates, reconnects) to stdout every SECONDS and at the end.") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 options.statsInterval = try ValueParser.positive(value, "Invalid statistics interval \"\(value)\".")
             },
@@ -163,7 +174,7 @@ extension CommonOptions {
         var configuration = MQTTConfiguration(
             host: host,
             port: effectivePort,
-            clientID: clientID ?? "",
+            clientID: clientID ?? clientIDPrefix.map { $0 + String(getpid()) } ?? "",
             protocolVersion: protocolVersion,
             keepAlive: .seconds(keepAliveSeconds),
             cleanSession: cleanSession
@@ -239,10 +250,10 @@ extension CommonOptions {
         if properties.isGiven && protocolVersion != .v5 {
             throw CLIError.usage("MQTT 5 properties (-D) cannot be sent with MQTT \(protocolVersion): remove -V or use -V 5.")
         }
-        if effectiveSessionExpiry == UInt32.max && (clientID ?? "").isEmpty {
+        if effectiveSessionExpiry == UInt32.max && (clientID ?? "").isEmpty && clientIDPrefix == nil {
             throw CLIError.usage("You must provide a client id if you are using an infinite session expiry interval.")
         }
-        if !cleanSession && (clientID ?? "").isEmpty {
+        if !cleanSession && (clientID ?? "").isEmpty && clientIDPrefix == nil {
             throw CLIError.usage("You must provide a client id if you are using the -c option.")
         }
         if let sessionExpiry, sessionExpiry > 0, protocolVersion == .v5, properties.hasConnectSessionExpiry {

@@ -21,7 +21,7 @@ struct Session: Sendable {
     private let disconnectProperties: MQTTProperties
     /// The debug logger when `-d` is on (the client holds its delegate weakly; this keeps it).
     private let logger: DebugLogger?
-    /// The counters of the statistics line, with `-d` or `--stats`; `nil` otherwise.
+    /// The counters of the statistics line, with `--stats`; `nil` otherwise.
     let statistics: Statistics?
     /// Prints the statistics line periodically; cancelled by ``disconnect()``.
     private let reporter: Task<Void, Never>?
@@ -49,20 +49,17 @@ struct Session: Sendable {
         } else {
             logger = nil
         }
-        if options.debug || options.statsInterval != nil {
+        if let interval = options.statsInterval {
             let statistics = Statistics()
             self.statistics = statistics
             reporter = StatisticsReporter.start(
-                statistics, events: client.connectionEvents, interval: .seconds(options.statsInterval ?? Self.defaultStatsInterval)
+                statistics, events: client.connectionEvents, interval: .seconds(interval)
             )
         } else {
             statistics = nil
             reporter = nil
         }
     }
-
-    /// How often `-d` prints the statistics line (seconds) when `--stats` does not say.
-    static let defaultStatsInterval = 10
 
     /// Connects and waits for the CONNACK.
     ///

@@ -318,12 +318,17 @@ struct CLITests {
         }
     }
 
-    @Test("mqtt pub -d ends with a statistics line; --stats prints one every interval")
+    @Test("mqtt pub -d prints the debug log only, as mosquitto_pub; with --stats it ends with a statistics line; --stats prints one every interval")
     func statisticsLines() async throws {
         try await withMosquittoBroker { broker in
             let endpoint = ["-h", broker.host, "-p", "\(broker.port)"]
             let input = (1...100).map { "\($0)\n" }.joined()
-            let pub = try await Self.mqtt(["pub"] + endpoint + ["-t", uniqueTopic(), "-q", "1", "-l", "-d"], input: input)
+            let debugOnly = try await Self.mqtt(["pub"] + endpoint + ["-t", uniqueTopic(), "-q", "1", "-l", "-d"], input: input)
+            #expect(debugOnly.status == 0, "\(debugOnly.stderr)")
+            #expect(debugOnly.stdout.contains("sending PUBLISH"))
+            #expect(!debugOnly.stdout.contains("Statistics"), "no statistics line without --stats")
+            #expect(Self.lines(debugOnly.stdout).last?.hasSuffix("sending DISCONNECT") == true, "\(Self.lines(debugOnly.stdout).suffix(2))")
+            let pub = try await Self.mqtt(["pub"] + endpoint + ["-t", uniqueTopic(), "-q", "1", "-l", "-d", "--stats", "3600"], input: input)
             #expect(pub.status == 0, "\(pub.stderr)")
             #expect(pub.stdout.contains("sending PUBLISH"))
             let last = Self.lines(pub.stdout).last ?? ""
@@ -335,6 +340,24 @@ struct CLITests {
             #expect(Self.lines(sub.stderr) == ["Timed out"])
             #expect(Self.lines(sub.stdout).contains { $0.hasPrefix("Statistics: ") && $0.contains("received 0 (0/s)") }, "\(sub.stdout)")
             #expect(!sub.stdout.contains("sending"), "--stats prints no debug log")
+        }
+    }
+
+    @Test("-i '' is refused as mosquitto refuses it; -I PREFIX connects as PREFIX and the process id; -i with -I is an error")
+    func clientIDOptions() async throws {
+        let empty = try await Self.mqtt(["pub", "-p", "1", "-t", "x", "-m", "y", "-i", ""])
+        #expect(empty.status == 1)
+        #expect(Self.lines(empty.stderr) == ["Error: Invalid id."])
+        let both = try await Self.mqtt(["pub", "-p", "1", "-t", "x", "-m", "y", "-i", "a", "-I", "b"])
+        #expect(both.status == 1)
+        #expect(Self.lines(both.stderr).first == "Error: -i and -I argument cannot be used together.", "\(both.stderr)")
+        try await withMosquittoBroker { broker in
+            let run = try await Self.mqtt(["pub", "-h", broker.host, "-p", "\(broker.port)", "-t", "x", "-m", "y", "-I", "prefix-", "-d"])
+            #expect(run.status == 0, "\(run.stderr)")
+            let line = Self.lines(run.stdout).first ?? ""
+            #expect(line.hasPrefix("Client prefix-") && line.hasSuffix(" sending CONNECT"), "\(line)")
+            let digits = line.dropFirst("Client prefix-".count).prefix { $0.isNumber }
+            #expect(!digits.isEmpty && Int(digits) != nil, "\(line)")
         }
     }
 

@@ -108,7 +108,9 @@ struct SessionLifecycleTests {
         for _ in 0..<20_000 {  // 20 MiB: more than the socket buffers hold
             _ = try client.beginPublish(to: "lifecycle/stuck", payload: payload)
         }
-        let error = await thrownError { try await client.disconnect(timeout: .seconds(1)) }
+        // 3 s: the session's own timeout must win over the call's outer bound (the timeout plus a
+        // quarter, here 0.75 s), which under load fired first with a 1 s timeout (0.25 s margin).
+        let error = await thrownError { try await client.disconnect(timeout: .seconds(3)) }
         #expect(error?.code == .timeout)
         #expect(error?.detail?.contains("without DISCONNECT") == true, "the session's own error: \(String(describing: error))")
         #expect(!client.isConnected)

@@ -255,9 +255,11 @@ final class MosquittoBridge: Sendable {
         }
         guard let stop else { return }
         perform(stop.action, abandonError: MQTTError(.cancelled, operation: .connect, detail: "disconnect() was called"), list: list, reasonCode: reasonCode)
-        // A little past the session's own deadline, so that a DISCONNECT that missed it is
-        // reported by the session (saying so), not by this wait's timer racing it.
-        try await stop.exited.wait(timeout: timeout + .milliseconds(250), operation: .disconnect)
+        // Past the session's own deadline, so that a DISCONNECT that missed it is reported by the
+        // session (saying so), not by this wait's timer racing it: a quarter of the timeout, at
+        // least 250 ms (a loaded machine has run the session's close more than 250 ms late).
+        let margin = max(.milliseconds(250), timeout / 4)
+        try await stop.exited.wait(timeout: timeout + margin, operation: .disconnect)
     }
 
     /// Shuts the bridge down for good: disconnects cleanly if connected, fails pending operations
