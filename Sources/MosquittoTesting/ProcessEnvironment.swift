@@ -85,3 +85,38 @@ enum ExecutableSearch {
         return access(path, X_OK) == 0 && stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 }
+
+// MARK: - Threads
+
+/// What a thread started by ``startDetachedThread(_:)`` runs.
+private final class ThreadBody {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// Runs `body` on a new detached POSIX thread of its own (never a Dispatch or cooperative-pool
+/// thread, so blocking in it holds up nothing else); `body` owns what it captures from then on.
+///
+/// - Returns: `false` if the thread could not be created (`body` is then not run).
+func startDetachedThread(_ body: @escaping () -> Void) -> Bool {
+    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    #if canImport(Darwin)
+    var thread: pthread_t? = nil
+    #else
+    var thread = pthread_t()
+    #endif
+    let rc = pthread_create(&thread, nil, { context in
+        Unmanaged<ThreadBody>.fromOpaque(context!).takeRetainedValue().run()
+        return nil
+    }, context)
+    guard rc == 0 else {
+        Unmanaged<ThreadBody>.fromOpaque(context).release()
+        return false
+    }
+    #if canImport(Darwin)
+    pthread_detach(thread!)
+    #else
+    pthread_detach(thread)
+    #endif
+    return true
+}

@@ -139,27 +139,10 @@ final class OutputPump {
     static func start(for spawned: SpawnedProcess, input: [UInt8], output: CapturedOutput) -> Bool {
         let pump = OutputPump(spawned: spawned, input: input, output: output)
         guard !pump.readers.isEmpty || pump.writer >= 0 else { return true }
-        let context = Unmanaged.passRetained(pump).toOpaque()
-        #if canImport(Darwin)
-        var thread: pthread_t? = nil
-        #else
-        var thread = pthread_t()
-        #endif
-        let rc = pthread_create(&thread, nil, { context in
-            let pump = Unmanaged<OutputPump>.fromOpaque(context!).takeRetainedValue()
-            pump.run()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            let pump = Unmanaged<OutputPump>.fromOpaque(context).takeRetainedValue()
+        guard startDetachedThread({ pump.run() }) else {
             pump.closeAll()
             return false
         }
-        #if canImport(Darwin)
-        pthread_detach(thread!)
-        #else
-        pthread_detach(thread)
-        #endif
         return true
     }
 

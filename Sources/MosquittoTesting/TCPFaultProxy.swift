@@ -307,27 +307,7 @@ private final class ProxyLoop {
 
     /// Runs `loop` on a new detached thread that owns it.
     static func startThread(_ loop: ProxyLoop) -> Bool {
-        let context = Unmanaged.passRetained(loop).toOpaque()
-        #if canImport(Darwin)
-        var thread: pthread_t? = nil
-        #else
-        var thread = pthread_t()
-        #endif
-        let rc = pthread_create(&thread, nil, { context in
-            let loop = Unmanaged<ProxyLoop>.fromOpaque(context!).takeRetainedValue()
-            loop.run()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<ProxyLoop>.fromOpaque(context).release()
-            return false
-        }
-        #if canImport(Darwin)
-        pthread_detach(thread!)
-        #else
-        pthread_detach(thread)
-        #endif
-        return true
+        startDetachedThread { loop.run() }
     }
 
     // MARK: Running

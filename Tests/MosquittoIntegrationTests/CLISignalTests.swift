@@ -36,6 +36,17 @@ struct CLISignalTests {
         }
     }
 
+    /// An MQTT 5 peer that accepts the connection and grants every subscription.
+    static func subscribingPeerV5(_ seen: Seen) throws -> ScriptedPeer {
+        try peer(seen) { connection, packet in
+            switch packet.type {
+            case 1: connection.send([0x20, 0x03, 0x00, 0x00, 0x00])
+            case 8: connection.send([0x90, 0x04, packet.body[0], packet.body[1], 0x00, 0x00])
+            default: break
+            }
+        }
+    }
+
     /// Waits until `condition` holds (bounded).
     static func eventually(_ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + .seconds(20)
@@ -137,13 +148,7 @@ struct CLISignalTests {
     @Test("mqtt sub -W and mqtt rr -W disconnect with reason 0x04 (MQTT 5) and exit 27", arguments: ["sub", "rr"])
     func timeoutDisconnectsWithWill(command name: String) async throws {
         let seen = Seen()
-        let peer = try Self.peer(seen) { connection, packet in
-            switch packet.type {
-            case 1: connection.send([0x20, 0x03, 0x00, 0x00, 0x00])
-            case 8: connection.send([0x90, 0x04, packet.body[0], packet.body[1], 0x00, 0x00])
-            default: break
-            }
-        }
+        let peer = try Self.subscribingPeerV5(seen)
         defer { peer.stop() }
         let arguments = name == "sub"
             ? ["sub", "-p", "\(peer.port)", "-t", "x", "-V", "5", "-W", "1"]
@@ -158,13 +163,7 @@ struct CLISignalTests {
     @Test("mqtt rr dies of SIGINT once connected, closing without DISCONNECT (the broker publishes the will), status 130")
     func requestSignalled() async throws {
         let seen = Seen()
-        let peer = try Self.peer(seen) { connection, packet in
-            switch packet.type {
-            case 1: connection.send([0x20, 0x03, 0x00, 0x00, 0x00])
-            case 8: connection.send([0x90, 0x04, packet.body[0], packet.body[1], 0x00, 0x00])
-            default: break
-            }
-        }
+        let peer = try Self.subscribingPeerV5(seen)
         defer { peer.stop() }
         let command = try startCommand(["rr", "-p", "\(peer.port)", "-t", "x", "-e", "replies", "-m", "ping", "-V", "5"])
         try await Self.eventually { seen.types.contains(3) }
