@@ -260,12 +260,12 @@ extension CommonOptions {
             throw CLIError.usage(verbatim: "Error in CONNECT properties: Duplicate property in property list")
         }
         if password != nil && username == nil {
-            throw CLIError.usage("A password (-P) was given without a username (-u).")
+            // mosquitto_username_pw_set refuses it: mosquitto's text, without the usage pointer.
+            throw CLIError.setting("Problem setting username and/or password.")
         }
         if willTopic == nil {
             if willPayload != nil { throw CLIError.usage("Will payload given, but no will topic given.") }
             if willRetain { throw CLIError.usage("Will retain given, but no will topic given.") }
-            if willQoS != nil { throw CLIError.usage("Will QoS given, but no will topic given.") }
         } else if let willTopic {
             do {
                 try MQTTTopic.validatePublishTopic(willTopic)
@@ -286,7 +286,7 @@ extension CommonOptions {
         let files: [(flag: String, path: String?)] = [("--cafile", caFile), ("--capath", caPath), ("--cert", certFile), ("--key", keyFile)]
         for (flag, path) in files {
             guard let path, access(path, R_OK) != 0 else { continue }
-            throw CLIError.usage("Problem setting TLS options: cannot read \(flag) \"\(path)\" (\(systemErrorText(errno))).")
+            throw CLIError.setting("Problem setting TLS options: cannot read \(flag) \"\(path)\" (\(systemErrorText(errno))).")
         }
     }
 }

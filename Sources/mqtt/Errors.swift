@@ -13,7 +13,8 @@ import Darwin
 /// A failure that ends the program: the one line printed on standard error and the exit status.
 ///
 /// Every failure path of `mqtt` ends in one of these, so that `main.swift` is the only place
-/// that prints an error and exits.
+/// that prints an error and exits. A bad command line is followed, as in the mosquitto tools, by
+/// a blank line and `Use 'mqtt pub --help' to see usage.` (``pointsToHelp``).
 struct CLIError: Error, Sendable {
     /// Whether the failure is bad input on the command line or a failure at run time.
     ///
@@ -33,16 +34,33 @@ struct CLIError: Error, Sendable {
     var kind: Kind
     /// Whether `--quiet` asked for run-time errors not to be printed.
     var isSilenced = false
+    /// Whether the line is followed by the pointer to `--help`, as mosquitto does after the
+    /// errors of its command-line parser (a setting libmosquitto refuses gets none).
+    var pointsToHelp = false
+    /// A second line printed after ``message`` (and silenced with it), for the few failures
+    /// where mosquitto prints two, such as mosquitto_pub after a refused CONNACK.
+    var followingLine: String?
+    /// For a refused CONNACK, libmosquitto's text for the error its loop then returns:
+    /// mosquitto_pub prints it as a second line (``afterRefusalAsPrintedByPub()``).
+    private(set) var loopErrorAfterRefusal: String?
 
-    /// A usage error: `Error: <text>`, exit status 1 (as mosquitto_pub/mosquitto_sub).
+    /// A usage error: `Error: <text>`, exit status 1, then the pointer to `--help` (as
+    /// mosquitto_pub/mosquitto_sub).
     static func usage(_ text: String) -> CLIError {
+        CLIError(message: "Error: " + text, status: 1, kind: .usage, pointsToHelp: true)
+    }
+
+    /// A setting libmosquitto refuses once the command line is read (mosquitto's
+    /// `client_opts_set`): `Error: <text>`, exit status 1, no pointer to `--help`.
+    static func setting(_ text: String) -> CLIError {
         CLIError(message: "Error: " + text, status: 1, kind: .usage)
     }
 
     /// A usage error printed as given, for mosquitto's texts without `Error: `
-    /// (`Error in PUBLISH properties: Duplicate property in property list`), exit status 1.
+    /// (`Error in PUBLISH properties: Duplicate property in property list`), exit status 1,
+    /// then the pointer to `--help`.
     static func usage(verbatim message: String) -> CLIError {
-        CLIError(message: message, status: 1, kind: .usage)
+        CLIError(message: message, status: 1, kind: .usage, pointsToHelp: true)
     }
 
     /// A run-time error with a message printed as given.
@@ -78,7 +96,7 @@ enum MosquittoStatus {
 /// The exit statuses, as `--help` and the README list them (those of the mosquitto tools).
 enum ExitStatus {
     static let help = """
-        Exit status (as mosquitto_pub, mosquitto_sub and mosquitto_rr); on failure, one line on stderr:
+        Exit status and messages (as mosquitto_pub, mosquitto_sub and mosquitto_rr 2.0.11):
           0        success: pub: every message sent (QoS 1/2: acknowledged); sub: -C messages
                    printed, or stopped by SIGINT/SIGTERM once connected; rr: a response printed
           1        bad flags; TCP connection or host lookup failed; an I/O error; a publish the
@@ -129,6 +147,9 @@ extension CLIError {
         }
         if error.code == .connectionFailed, let number = error.errno {
             self = .runtime("Error: " + systemErrorText(number), status: status)
+        } else if error.code == .hostLookupFailed, let text = error.mosquittoErrorText {
+            // client_shared.c, for a mosquitto_connect failure other than MOSQ_ERR_ERRNO.
+            self = .runtime("Unable to connect (\(text)).", status: status)
         } else if error.code == .invalidConfiguration {
             self = CLIError(message: "Error: " + error.description, status: 1, kind: .usage)
         } else {
@@ -141,16 +162,37 @@ extension CLIError {
         let refusalCodes: [MQTTError.Code] = [.connectionRefused, .badUsernameOrPassword, .notAuthorized]
         guard refusalCodes.contains(error.code) else { return nil }
         if let returnCode = error.connectReturnCode {
-            return .runtime("Connection error: " + connackText(returnCode), status: Int32(returnCode))
+            var refusal = CLIError.runtime("Connection error: " + connackText(returnCode), status: Int32(returnCode))
+            // MOSQ_ERR_CONN_REFUSED
+            refusal.loopErrorAfterRefusal = "Error: The connection was refused."
+            return refusal
         }
         if let reason = error.reasonCode, error.operation == .connect || error.operation == .connection {
             var text = "Connection error: " + reasonText(reason)
             if reason == .unsupportedProtocolVersion {
                 text += ". Try connecting to an MQTT v5 broker, or use MQTT v3.x mode."
             }
-            return .runtime(text, status: Int32(reason.rawValue))
+            var refusal = CLIError.runtime(text, status: Int32(reason.rawValue))
+            // MOSQ_ERR_PROTOCOL: how libmosquitto's loop ends after an MQTT 5 refusal.
+            refusal.loopErrorAfterRefusal = "Error: A network protocol error occurred when communicating with the broker."
+            return refusal
         }
         return nil
+    }
+
+    /// The same error with `line` printed after it (mosquitto's second line, such as
+    /// `Error loading input from stdin.`).
+    func followed(by line: String) -> CLIError {
+        var error = self
+        error.followingLine = line
+        return error
+    }
+
+    /// The error as mosquitto_pub prints it: after a refused CONNACK, a second line with the
+    /// error its network loop ended with (mosquitto_sub and mosquitto_rr print only the first).
+    func afterRefusalAsPrintedByPub() -> CLIError {
+        guard let loopErrorAfterRefusal else { return self }
+        return followed(by: loopErrorAfterRefusal)
     }
 
     /// The error for an MQTT 5 PUBACK/PUBREC failure reason of one publish.

@@ -58,11 +58,27 @@ struct PayloadOptions {
     /// whose lines are read while publishing.
     static func load(_ source: Source) throws(CLIError) -> [UInt8]? {
         switch source {
-        case .message(let text): Array(text.utf8)
-        case .file(let path): try Input.readFile(path)
-        case .null: []
-        case .standardInput: try Input.readStandardInput()
-        case .standardInputLines: nil
+        case .message(let text):
+            return Array(text.utf8)
+        case .file(let path):
+            do throws(CLIError) {
+                return try Input.readFile(path)
+            } catch {
+                throw error.followed(by: "Error loading input file \"\(path)\".")
+            }
+        case .null:
+            return []
+        case .standardInput:
+            do throws(CLIError) {
+                let bytes = try Input.readStandardInput()
+                // pub_shared.c: an empty stdin is an error for -s (an empty -f file is not).
+                guard !bytes.isEmpty else { throw CLIError.runtime("Error: Zero length input.") }
+                return bytes
+            } catch {
+                throw error.followed(by: "Error loading input from stdin.")
+            }
+        case .standardInputLines:
+            return nil
         }
     }
 }
@@ -78,7 +94,7 @@ enum Input {
     static func readFile(_ path: String) throws(CLIError) -> [UInt8] {
         let descriptor = open(path, O_RDONLY)
         guard descriptor >= 0 else {
-            throw CLIError.runtime("Error: Unable to open file \"\(path)\" (\(systemErrorText(errno))).")
+            throw CLIError.runtime("Error: Unable to open file \"\(path)\".")
         }
         defer { close(descriptor) }
         switch readAll(descriptor) {

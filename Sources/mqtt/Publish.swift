@@ -86,7 +86,11 @@ enum PublishCommand {
         defer { withExtendedLifetime(signalHandlers) {} }
         let session = try Session(options: options.common)
         let message = Message(topic: topic, qos: options.common.qos, retain: options.retain, properties: options.common.properties.publish)
-        try await session.connect()
+        do {
+            try await session.connect()
+        } catch {
+            throw error.afterRefusalAsPrintedByPub()
+        }
         do {
             try await session.untilTheProtocolBreaks { () throws(CLIError) in
                 if let payload {

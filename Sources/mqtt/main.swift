@@ -59,6 +59,12 @@ enum MQTTCommandLine {
         } catch {
             if !error.isSilenced {
                 Output.printError(error.singleLine)
+                if let line = error.followingLine {
+                    Output.printError(line)
+                }
+                if error.pointsToHelp, let command = arguments.first, ["pub", "sub", "rr"].contains(command) {
+                    Output.printError("\nUse 'mqtt \(command) --help' to see usage.")
+                }
             } else {
                 Output.flush()
             }

@@ -78,7 +78,8 @@ public struct MQTTError: Error, Sendable, Hashable, CustomStringConvertible {
             notes.append(LibMosquitto.errorString(mosquittoErrorCode))
         }
         if let errno {
-            notes.append(LibMosquitto.systemErrorString(errno))
+            // errno 0 would read "Success": say what it means instead.
+            notes.append(errno == 0 ? "no error number set" : LibMosquitto.systemErrorString(errno))
         }
         if let detail, !detail.isEmpty {
             notes.append(detail)
