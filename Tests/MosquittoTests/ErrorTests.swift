@@ -98,4 +98,12 @@ struct ErrorTests {
         #expect(MQTTError(.protocolError, operation: .connection).description == "connection: protocol error")
         #expect(MQTTError(.connectionLost, operation: .connect).description == "connect failed: connection lost")
     }
+
+    @Test("MOSQ_ERR_ERRNO with an errno of 0 says so, rather than strerror(0)'s \"Success\"")
+    func zeroErrnoIsNotSuccess() {
+        let error = MQTTError(mosquittoCode: Int32(MOSQ_ERR_ERRNO.rawValue), operation: .connect, errno: 0)
+        #expect(error.errno == 0)
+        #expect(!error.description.contains("Success"), "\(error.description)")
+        #expect(error.description.contains("no error number set"), "\(error.description)")
+    }
 }
