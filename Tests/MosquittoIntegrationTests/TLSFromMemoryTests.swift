@@ -219,11 +219,18 @@ extension TLSTests {
             #expect(wrong?.operation == .configure)
             let detail = wrong?.detail ?? ""
             #expect(detail.hasPrefix("privateKey (in-memory PEM) cannot be decrypted: wrong keyPassword"), "\(detail)")
-            #expect(detail.contains("bad decrypt"), "\(detail)")
-            // OpenSSL queues "bad decrypt" (and more) twice for a PKCS#8 key: each reason appears once.
+            // A wrong passphrase usually fails the CBC padding check ("bad decrypt"), which OpenSSL
+            // queues twice (and more) for a PKCS#8 key. About one time in 256 (the key and its salt
+            // are new in every run) the garbage happens to end in valid padding, and OpenSSL reports
+            // the ASN.1 decoding failure instead (seen in CI: "asn1 encoding routines: wrong tag").
+            // Either way each reason appears once.
             let reasons = try #require(detail.split(separator: "(OpenSSL: ").last).dropLast().split(separator: "; ").map(String.init)
             #expect(!reasons.isEmpty && reasons.count == Set(reasons).count, "\(reasons)")
-            #expect(detail.components(separatedBy: "bad decrypt").count == 2, "\(detail)")
+            #expect(
+                reasons.contains { $0.hasSuffix("bad decrypt") } || reasons.contains { $0.hasPrefix("asn1 encoding routines") },
+                "\(detail)"
+            )
+            #expect(detail.components(separatedBy: "bad decrypt").count <= 2, "\(detail)")
             let text = wrong.map { "\($0) \(String(reflecting: $0))" } ?? ""
             #expect(!text.contains(wrongPassword), "\(text)")
             #expect(!text.contains(files.clientKeyPassword), "\(text)")
