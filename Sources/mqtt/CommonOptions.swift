@@ -14,14 +14,23 @@ import Darwin
 /// credentials, TLS / TLS-PSK, will, MQTT 5 properties, QoS and the diagnostics switches. Declared
 /// once here and turned into an `MQTTConfiguration` by ``configuration()``.
 struct CommonOptions {
+    /// The command these options are for, where mosquitto's tools word an error differently.
+    enum Tool {
+        case pub, sub, rr
+    }
+
+    /// The command (`pub` unless the command's options say otherwise).
+    var tool = Tool.pub
+
     // MARK: Endpoint and session
     var host = "localhost"
     /// `nil`: 8883 with TLS or PSK options, 1883 otherwise (as mosquitto).
     var port: Int?
     var bindAddress: String?
-    var clientID: String?
+    /// `-i`, as given: checked once the command line is read, as mosquitto_new checks it.
+    var clientID: Argument?
     /// `-I`: the client ID is this prefix and the process ID.
-    var clientIDPrefix: String?
+    var clientIDPrefix: Argument?
     var cleanSession = true
     var keepAliveSeconds = 60
     var protocolVersion = MQTTProtocolVersion.v3_1_1
@@ -36,8 +45,10 @@ struct CommonOptions {
     var properties = PropertyOptions()
 
     // MARK: Credentials
-    var username: String?
-    var password: String?
+    /// `-u`, as given: checked once the command line is read (mosquitto_username_pw_set).
+    var username: Argument?
+    /// `-P`: bytes, sent as given (an MQTT password is binary data).
+    var password: [UInt8]?
 
     // MARK: TLS
     var caFile: String?
@@ -85,28 +96,26 @@ extension CommonOptions {
                 options.port = try ValueParser.port(value)
             },
             .value(["-A"], "ADDRESS", noun: "address", "Bind the outgoing socket to this host/IP address.") { $0.bindAddress = $1 },
-            .value(["-i", "--id"], "ID", noun: "id", "Client id. Defaults to a random one.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+            .argument(["-i", "--id"], "ID", noun: "id", "Client id. Defaults to a random one.") { (options: inout CommonOptions, value: Argument) throws(CLIError) in
                 guard options.clientIDPrefix == nil else { throw CLIError.usage("-i and -I argument cannot be used together.") }
-                // mosquitto_new refuses an empty id (libmosquitto: MOSQ_ERR_INVAL).
-                guard !value.isEmpty else { throw CLIError.runtime("Error: Invalid id.", status: 1) }
                 options.clientID = value
             },
-            .value(["-I", "--id-prefix"], "PREFIX", noun: "id prefix", "Client id: PREFIX followed by the process id (mosquitto's -I).") { (options: inout CommonOptions, value: String) throws(CLIError) in
+            .argument(["-I", "--id-prefix"], "PREFIX", noun: "id prefix", "Client id: PREFIX followed by the process id (mosquitto's -I).") { (options: inout CommonOptions, value: Argument) throws(CLIError) in
                 guard options.clientID == nil else { throw CLIError.usage("-i and -I argument cannot be used together.") }
                 options.clientIDPrefix = value
             },
             .flag(["-c", "--disable-clean-session"], "Disable clean session (persistent client); requires -i.") { $0.cleanSession = false },
             .value(["-k", "--keepalive"], "SECONDS", noun: "keepalive", "Keep alive in seconds. Defaults to 60.") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 guard let seconds = ValueParser.integer(value), (5...65_535).contains(seconds) else {
-                    throw CLIError.usage("Invalid keepalive given, it must be between 5 and 65535 inclusive.")
+                    throw CLIError.usage("Invalid keepalive given, it must be between 5 and 65535 inclusive.", spaced: true)
                 }
                 options.keepAliveSeconds = seconds
             },
             .value(["-q", "--qos"], "QOS", noun: "QoS", "Quality of service level: 0, 1 or 2. Defaults to 0.") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 options.qos = try ValueParser.qos(value)
             },
-            .value(["-u", "--username"], "USER", noun: "username", "Username for authentication.") { $0.username = $1 },
-            .value(["-P", "--pw"], "PASSWORD", noun: "password", "Password for authentication (requires -u).") { $0.password = $1 },
+            .argument(["-u", "--username"], "USER", noun: "username", "Username for authentication.") { $0.username = $1 },
+            .bytes(["-P", "--pw"], "PASSWORD", noun: "password", "Password for authentication (requires -u), byte for byte.") { $0.password = $1 },
             .value(["-V", "--protocol-version"], "VERSION", noun: "version", "MQTT version: mqttv5, mqttv311 or mqttv31 (5, 311, 31). Defaults to \(defaultVersion).") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 options.protocolVersion = try ValueParser.protocolVersion(value)
             },
@@ -125,11 +134,13 @@ extension CommonOptions {
             },
             .flag(["--quiet"], "Do not print run-time error messages.") { $0.quiet = true },
             .flag(["--no-reconnect"], "Exit on a lost connection instead of reconnecting (0.1 s to 5 s apart).") { $0.reconnect = false },
-            .value(["--will-topic"], "TOPIC", noun: "will topic", "Topic of the client's will.") { $0.willTopic = $1 },
-            .value(["--will-payload"], "PAYLOAD", noun: "will payload", "Payload of the will. Defaults to zero length.") { $0.willPayload = Array($1.utf8) },
+            .utf8(["--will-topic"], "TOPIC", noun: "will topic", "Topic of the client's will.", malformed: "Malformed UTF-8 in --will-topic argument.") {
+                $0.willTopic = $1
+            },
+            .bytes(["--will-payload"], "PAYLOAD", noun: "will payload", "Payload of the will, byte for byte. Defaults to zero length.") { $0.willPayload = $1 },
             .value(["--will-qos"], "QOS", noun: "will QoS", "QoS of the will. Defaults to 0.") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 guard let number = ValueParser.integer(value), let qos = MQTTQoS(rawValue: number) else {
-                    throw CLIError.usage("Invalid will QoS \(value).")
+                    throw CLIError.usage("Invalid will QoS \(value).", spaced: true)
                 }
                 options.willQoS = qos
             },
@@ -174,7 +185,7 @@ extension CommonOptions {
         var configuration = MQTTConfiguration(
             host: host,
             port: effectivePort,
-            clientID: clientID ?? clientIDPrefix.map { $0 + String(getpid()) } ?? "",
+            clientID: clientID?.text ?? clientIDPrefix.map { $0.text + String(getpid()) } ?? "",
             protocolVersion: protocolVersion,
             keepAlive: .seconds(keepAliveSeconds),
             cleanSession: cleanSession
@@ -182,7 +193,7 @@ extension CommonOptions {
         configuration.bindAddress = bindAddress
         configuration.tcpNoDelay = noDelay
         if let maxInflight { configuration.maxInflightMessages = maxInflight }
-        if let username { configuration.credentials = MQTTCredentials(username: username, password: password) }
+        if let username { configuration.credentials = MQTTCredentials(username: username.text, passwordBytes: password) }
         if let willTopic {
             configuration.will = MQTTWill(
                 topic: willTopic, payload: willPayload ?? [], qos: willQoS ?? .atMostOnce, retain: willRetain, properties: properties.will
@@ -250,17 +261,24 @@ extension CommonOptions {
         if properties.isGiven && protocolVersion != .v5 {
             throw CLIError.usage("MQTT 5 properties (-D) cannot be sent with MQTT \(protocolVersion): remove -V or use -V 5.")
         }
-        if effectiveSessionExpiry == UInt32.max && (clientID ?? "").isEmpty && clientIDPrefix == nil {
+        // As mosquitto: a prefix (-I) does not count as a client id for a lasting session.
+        if effectiveSessionExpiry == UInt32.max && (clientID == nil || clientIDPrefix != nil) {
             throw CLIError.usage("You must provide a client id if you are using an infinite session expiry interval.")
         }
-        if !cleanSession && (clientID ?? "").isEmpty && clientIDPrefix == nil {
+        if !cleanSession && (clientID == nil || clientIDPrefix != nil) {
             throw CLIError.usage("You must provide a client id if you are using the -c option.")
         }
         if let sessionExpiry, sessionExpiry > 0, protocolVersion == .v5, properties.hasConnectSessionExpiry {
             throw CLIError.usage(verbatim: "Error in CONNECT properties: Duplicate property in property list")
         }
-        if password != nil && username == nil {
-            // mosquitto_username_pw_set refuses it: mosquitto's text, without the usage pointer.
+        // mosquitto_new refuses an empty id (MOSQ_ERR_INVAL) and one that is not MQTT UTF-8, a
+        // prefix included (mosquitto then prints nothing at all; `mqtt` says why).
+        if let id = clientID ?? clientIDPrefix, id.bytes.isEmpty || !id.isMQTTUTF8 {
+            throw CLIError.setting(tool == .pub ? "Invalid id." : "Invalid id and/or clean_session.")
+        }
+        // mosquitto_username_pw_set refuses a password without a username, and a username that
+        // is not MQTT UTF-8: mosquitto's text, without the usage pointer.
+        if (password != nil && username == nil) || username?.isMQTTUTF8 == false {
             throw CLIError.setting("Problem setting username and/or password.")
         }
         if willTopic == nil {

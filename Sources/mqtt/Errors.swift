@@ -37,6 +37,9 @@ struct CLIError: Error, Sendable {
     /// Whether the line is followed by the pointer to `--help`, as mosquitto does after the
     /// errors of its command-line parser (a setting libmosquitto refuses gets none).
     var pointsToHelp = false
+    /// Whether a blank line follows the message, as after most of mosquitto's command-line
+    /// errors (their text ends in two newlines; with the pointer to `--help`, two blank lines).
+    var isSpaced = false
     /// A second line printed after ``message`` (and silenced with it), for the few failures
     /// where mosquitto prints two, such as mosquitto_pub after a refused CONNACK.
     var followingLine: String?
@@ -44,16 +47,18 @@ struct CLIError: Error, Sendable {
     /// mosquitto_pub prints it as a second line (``afterRefusalAsPrintedByPub()``).
     private(set) var loopErrorAfterRefusal: String?
 
-    /// A usage error: `Error: <text>`, exit status 1, then the pointer to `--help` (as
+    /// A usage error: `Error: <text>`, exit status 1, then (with `spaced`, where mosquitto's
+    /// text ends in a blank line) a blank line, then the pointer to `--help` (as
     /// mosquitto_pub/mosquitto_sub).
-    static func usage(_ text: String) -> CLIError {
-        CLIError(message: "Error: " + text, status: 1, kind: .usage, pointsToHelp: true)
+    static func usage(_ text: String, spaced: Bool = false) -> CLIError {
+        CLIError(message: "Error: " + text, status: 1, kind: .usage, pointsToHelp: true, isSpaced: spaced)
     }
 
-    /// A setting libmosquitto refuses once the command line is read (mosquitto's
-    /// `client_opts_set`): `Error: <text>`, exit status 1, no pointer to `--help`.
+    /// A setting libmosquitto refuses once the command line is read (mosquitto's `mosquitto_new`
+    /// and `client_opts_set`): `Error: <text>`, exit status 1, no pointer to `--help`; silenced by
+    /// `--quiet`, as mosquitto prints these with `err_printf`.
     static func setting(_ text: String) -> CLIError {
-        CLIError(message: "Error: " + text, status: 1, kind: .usage)
+        CLIError(message: "Error: " + text, status: 1, kind: .runtime)
     }
 
     /// A usage error printed as given, for mosquitto's texts without `Error: `

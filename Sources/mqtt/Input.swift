@@ -15,7 +15,8 @@ import Darwin
 struct PayloadOptions {
     /// The payload source.
     enum Source {
-        case message(String)
+        /// `-m`: the bytes as given.
+        case message([UInt8])
         case file(String)
         case null
         case standardInput
@@ -35,7 +36,7 @@ struct PayloadOptions {
     /// The options; `-l` only when `lines` (mosquitto_rr has no `-l`).
     static func table(lines: Bool) -> [OptionSpec<PayloadOptions>] {
         var table: [OptionSpec<PayloadOptions>] = [
-            .value(["-m", "--message"], "MESSAGE", noun: "message", "Message payload to send.") { $0.set(.message($1)) },
+            .bytes(["-m", "--message"], "MESSAGE", noun: "message", "Message payload to send, byte for byte.") { $0.set(.message($1)) },
             .value(["-f", "--file"], "FILE", noun: "file", "Send the contents of a file as the message.") { $0.set(.file($1)) },
             .flag(["-n", "--null-message"], "Send a null (zero length) message.") { $0.set(.null) },
             .flag(["-s", "--stdin-file"], "Read stdin, sending the entire input as one message.") { $0.set(.standardInput) },
@@ -49,7 +50,7 @@ struct PayloadOptions {
     /// The source, after mosquitto's check that only one was given; `nil` when none was.
     func validated() throws(CLIError) -> Source? {
         if conflicting {
-            throw CLIError.usage("Only one type of message can be sent at once.")
+            throw CLIError.usage("Only one type of message can be sent at once.", spaced: true)
         }
         return source
     }
@@ -58,8 +59,8 @@ struct PayloadOptions {
     /// whose lines are read while publishing.
     static func load(_ source: Source) throws(CLIError) -> [UInt8]? {
         switch source {
-        case .message(let text):
-            return Array(text.utf8)
+        case .message(let bytes):
+            return bytes
         case .file(let path):
             do throws(CLIError) {
                 return try Input.readFile(path)

@@ -25,7 +25,10 @@ struct OptionSpec<Target> {
         case flag((inout Target) throws(CLIError) -> Void)
         /// An option followed by one value, such as `-h HOST`. `placeholder` names the value in
         /// `--help`, `noun` in the missing-value error (`-p argument given but no port specified.`).
-        case value(placeholder: String, noun: String, (inout Target, String) throws(CLIError) -> Void)
+        /// The action gets the argument as given (see ``Argument``); the constructors
+        /// ``value(_:_:noun:_:_:)``, ``utf8(_:_:noun:_:malformed:_:)`` and
+        /// ``bytes(_:_:noun:_:_:)`` say how it is read.
+        case value(placeholder: String, noun: String, (inout Target, Argument) throws(CLIError) -> Void)
         /// An option followed by several values, such as `-D COMMAND IDENTIFIER VALUE`. The action
         /// takes them from ``OptionValues`` itself, so their number may depend on their content
         /// (`-D publish user-property NAME VALUE` takes one more).
@@ -44,10 +47,45 @@ struct OptionSpec<Target> {
         OptionSpec(names: names, action: .flag(apply), help: help)
     }
 
-    /// An option with a value.
+    /// An option with a value read as text (a number, a host name, a file name): bytes that are
+    /// not UTF-8 read as U+FFFD, which no such value can use.
     static func value(
         _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String,
         _ apply: @escaping (inout Target, String) throws(CLIError) -> Void
+    ) -> OptionSpec {
+        argument(names, placeholder, noun: noun, help) { (target: inout Target, argument: Argument) throws(CLIError) in
+            try apply(&target, argument.text)
+        }
+    }
+
+    /// An option with a value that goes into an MQTT string (a topic, a filter): refused with
+    /// `malformed`, mosquitto's `Malformed UTF-8 in -t argument.`, unless it is MQTT UTF-8
+    /// (``Argument/isMQTTUTF8``).
+    static func utf8(
+        _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String, malformed: String,
+        _ apply: @escaping (inout Target, String) throws(CLIError) -> Void
+    ) -> OptionSpec {
+        argument(names, placeholder, noun: noun, help) { (target: inout Target, argument: Argument) throws(CLIError) in
+            guard argument.isMQTTUTF8 else { throw CLIError.usage(malformed, spaced: true) }
+            try apply(&target, argument.text)
+        }
+    }
+
+    /// An option with a value taken as bytes, exactly as given (a payload, a password).
+    static func bytes(
+        _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String,
+        _ apply: @escaping (inout Target, [UInt8]) throws(CLIError) -> Void
+    ) -> OptionSpec {
+        argument(names, placeholder, noun: noun, help) { (target: inout Target, argument: Argument) throws(CLIError) in
+            try apply(&target, argument.bytes)
+        }
+    }
+
+    /// An option with a value its action reads from the ``Argument`` itself (a username, checked
+    /// once the command line is read).
+    static func argument(
+        _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String,
+        _ apply: @escaping (inout Target, Argument) throws(CLIError) -> Void
     ) -> OptionSpec {
         OptionSpec(names: names, action: .value(placeholder: placeholder, noun: noun ?? placeholder, apply), help: help)
     }
@@ -68,7 +106,7 @@ struct OptionSpec<Target> {
         case .value(let placeholder, let noun, let apply):
             return OptionSpec<Outer>(
                 names: names,
-                action: .value(placeholder: placeholder, noun: noun) { (outer: inout Outer, value: String) throws(CLIError) in
+                action: .value(placeholder: placeholder, noun: noun) { (outer: inout Outer, value: Argument) throws(CLIError) in
                     try apply(&outer[keyPath: path], value)
                 },
                 help: help
@@ -99,7 +137,7 @@ struct OptionSpec<Target> {
 /// The arguments after a multi-value option (``OptionSpec/Action/values(placeholder:_:)``), from
 /// which its action takes as many as it needs.
 struct OptionValues {
-    private let arguments: ArraySlice<String>
+    private let arguments: ArraySlice<Argument>
     /// How many were taken.
     private(set) var consumed = 0
     /// The error for too few arguments, in mosquitto's words
@@ -107,15 +145,15 @@ struct OptionValues {
     private let shortage: CLIError
 
     /// The values available after the option named `option` (mosquitto names the long spelling).
-    init(_ arguments: ArraySlice<String>, option: String) {
+    init(_ arguments: ArraySlice<Argument>, option: String) {
         self.arguments = arguments
-        shortage = CLIError.usage("\(option) argument given but not enough arguments specified.")
+        shortage = CLIError.usage("\(option) argument given but not enough arguments specified.", spaced: true)
     }
 
-    /// The next `count` values, verbatim.
+    /// The next `count` values, as given.
     ///
     /// - Throws: ``CLIError`` (usage) when fewer are left.
-    mutating func take(_ count: Int) throws(CLIError) -> [String] {
+    mutating func take(_ count: Int) throws(CLIError) -> [Argument] {
         let start = arguments.startIndex + consumed
         guard arguments.endIndex - start >= count else { throw shortage }
         consumed += count
@@ -143,7 +181,7 @@ enum OptionParser {
     ///
     /// - Throws: ``CLIError`` (usage) for an unknown option, a missing value, or a value an
     ///   option's action rejects.
-    static func parse<Target>(_ arguments: [String], table: [OptionSpec<Target>], initial: Target) throws(CLIError) -> Outcome<Target> {
+    static func parse<Target>(_ arguments: [Argument], table: [OptionSpec<Target>], initial: Target) throws(CLIError) -> Outcome<Target> {
         var index: [String: OptionSpec<Target>] = [:]
         for spec in table {
             for name in spec.names { index[name] = spec }
@@ -151,7 +189,7 @@ enum OptionParser {
         var target = initial
         var position = 0
         while position < arguments.count {
-            let argument = arguments[position]
+            let argument = arguments[position].text
             position += 1
             if argument == "--help" { return .help }
             guard let spec = index[argument] else {
@@ -162,7 +200,7 @@ enum OptionParser {
                 try apply(&target)
             case .value(_, let noun, let apply):
                 guard position < arguments.count else {
-                    throw CLIError.usage("\(argument) argument given but no \(noun) specified.")
+                    throw CLIError.usage("\(argument) argument given but no \(noun) specified.", spaced: true)
                 }
                 try apply(&target, arguments[position])
                 position += 1
@@ -222,7 +260,7 @@ enum ValueParser {
 
     /// A positive count (`-C`, `-W`, `-M`), rejected with `message` when invalid.
     static func positive(_ text: String, _ message: String) throws(CLIError) -> Int {
-        guard let number = integer(text), number >= 1 else { throw CLIError.usage(message) }
+        guard let number = integer(text), number >= 1 else { throw CLIError.usage(message, spaced: true) }
         return number
     }
 
@@ -235,13 +273,13 @@ enum ValueParser {
             // Too many digits for an Int: out of range, as with mosquitto's `strtol`.
             let digits = text.first == "-" || text.first == "+" ? text.dropFirst() : Substring(text)
             if !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) {
-                throw CLIError.usage("session-expiry-interval out of range.")
+                throw CLIError.usage("session-expiry-interval out of range.", spaced: true)
             }
-            throw CLIError.usage("session-expiry-interval not a number.")
+            throw CLIError.usage("session-expiry-interval not a number.", spaced: true)
         }
         if number == -1 { return UInt32.max }
         guard let interval = UInt32(exactly: number) else {
-            throw CLIError.usage("session-expiry-interval out of range.")
+            throw CLIError.usage("session-expiry-interval out of range.", spaced: true)
         }
         return interval
     }
@@ -252,7 +290,7 @@ enum ValueParser {
         case "mqttv31", "31": return .v3_1
         case "mqttv311", "311": return .v3_1_1
         case "mqttv5", "5": return .v5
-        default: throw CLIError.usage("Invalid protocol version argument given.")
+        default: throw CLIError.usage("Invalid protocol version argument given.", spaced: true)
         }
     }
 
@@ -287,7 +325,7 @@ enum CommandRunner {
     /// - Returns: The exit status: 0.
     /// - Throws: ``CLIError``; run-time errors are marked silenced under `--quiet`.
     static func run<Options: CommandOptions>(
-        _ arguments: [String],
+        _ arguments: [Argument],
         as _: Options.Type,
         _ body: (Options) async throws(CLIError) -> Void
     ) async throws(CLIError) -> Int32 {

@@ -38,22 +38,22 @@ struct PropertyOptions {
     ///   value that is not a number or out of range, a duplicate property.
     mutating func parse(_ values: inout OptionValues) throws(CLIError) {
         let first = try values.take(3)
-        let (commandName, identifierName) = (first[0], first[1])
+        let (commandName, identifierName) = (first[0].text, first[1].text)
         guard let command = PropertyCommand(commandName) else {
-            throw CLIError.usage("Invalid command given in --property argument.")
+            throw CLIError.usage("Invalid command given in --property argument.", spaced: true)
         }
         guard let property = PropertyIdentifier.named(identifierName) else {
-            throw CLIError.usage("Invalid property name given in --property argument.")
+            throw CLIError.usage("Invalid property name given in --property argument.", spaced: true)
         }
         guard property.allowed.contains(command.packet) else {
-            throw CLIError.usage("\(identifierName) property not allowed for \(commandName) in --property argument.")
+            throw CLIError.usage("\(identifierName) property not allowed for \(commandName) in --property argument.", spaced: true)
         }
         var arguments = [first[2]]
         if property.kind == .stringPair {
             arguments += try values.take(1)
         }
         guard let target = command.target, !(command == .publish && property.name == "subscription-identifier") else {
-            throw CLIError.usage("\(identifierName) property not supported for \(commandName) in --property argument.")
+            throw CLIError.usage("\(identifierName) property not supported for \(commandName) in --property argument.", spaced: true)
         }
         let value = try property.kind.parse(arguments, name: identifierName)
         try property.check(value, name: identifierName)
@@ -128,13 +128,32 @@ struct PropertyIdentifier: Sendable {
     enum Kind: Equatable {
         case byte, int16, int32, varint, binary, string, stringPair
 
-        /// The value of `arguments` (one, or two for a pair).
-        func parse(_ arguments: [String], name: String) throws(CLIError) -> PropertyValue {
-            let text = arguments[0]
+        /// libmosquitto's number for the type (`MQTT_PROP_TYPE_*`), which mosquitto prints when
+        /// it cannot add a property.
+        var typeNumber: Int {
+            switch self {
+            case .byte: 1
+            case .int16: 2
+            case .int32: 3
+            case .varint: 4
+            case .binary: 5
+            case .string: 6
+            case .stringPair: 7
+            }
+        }
+
+        /// The value of `arguments` (one, or two for a pair): numbers as text, binary data as
+        /// bytes, strings only if they are MQTT UTF-8 (mosquitto_property_add_string refuses the
+        /// rest: `Error adding property content-type 6`).
+        func parse(_ arguments: [Argument], name: String) throws(CLIError) -> PropertyValue {
+            let text = arguments[0].text
+            if self == .string || self == .stringPair, !arguments.allSatisfy(\.isMQTTUTF8) {
+                throw CLIError.usage(verbatim: "Error adding property \(name) \(typeNumber)")
+            }
             switch self {
             case .byte, .int16, .int32, .varint:
                 guard let number = ValueParser.integer(text) else {
-                    throw CLIError.usage("Property value '\(text)' not a number.")
+                    throw CLIError.usage("Property value '\(text)' not a number.", spaced: true)
                 }
                 let limit: Int = switch self {
                 case .byte: Int(UInt8.max)
@@ -144,15 +163,15 @@ struct PropertyIdentifier: Sendable {
                 guard (0...limit).contains(number) else { throw PropertyValue.outOfRange(number, name: name) }
                 return .number(UInt32(number))
             case .binary, .string:
-                guard text.utf8.count <= Int(UInt16.max) else {
-                    throw CLIError.usage("Property value too long for property \(name).")
+                guard arguments[0].bytes.count <= Int(UInt16.max) else {
+                    throw CLIError.usage("Property value too long for property \(name).", spaced: true)
                 }
-                return .text(text)
+                return self == .binary ? .bytes(arguments[0].bytes) : .text(text)
             case .stringPair:
-                guard arguments.allSatisfy({ $0.utf8.count <= Int(UInt16.max) }) else {
-                    throw CLIError.usage("Property value too long for property \(name).")
+                guard arguments.allSatisfy({ $0.bytes.count <= Int(UInt16.max) }) else {
+                    throw CLIError.usage("Property value too long for property \(name).", spaced: true)
                 }
-                return .pair(MQTTUserProperty(arguments[0], arguments[1]))
+                return .pair(MQTTUserProperty(arguments[0].text, arguments[1].text))
             }
         }
     }
@@ -192,7 +211,7 @@ struct PropertyIdentifier: Sendable {
             PropertyIdentifier(name: "message-expiry-interval", kind: .int32, allowed: message) { $0.messageExpiryInterval = $1.number },
             PropertyIdentifier(name: "content-type", kind: .string, allowed: message) { $0.contentType = $1.text },
             PropertyIdentifier(name: "response-topic", kind: .string, allowed: message) { $0.responseTopic = $1.text },
-            PropertyIdentifier(name: "correlation-data", kind: .binary, allowed: message) { $0.correlationData = Array($1.text.utf8) },
+            PropertyIdentifier(name: "correlation-data", kind: .binary, allowed: message) { $0.correlationData = $1.bytes },
             PropertyIdentifier(name: "subscription-identifier", kind: .varint, allowed: [.publish, .subscribe], valid: 1...268_435_455) {
                 $0.subscriptionIdentifiers.append($1.number)
             },
@@ -203,7 +222,7 @@ struct PropertyIdentifier: Sendable {
             PropertyIdentifier(name: "server-keep-alive", kind: .int16, allowed: [.connack]) { $0.serverKeepAlive = UInt16($1.number) },
             PropertyIdentifier(name: "authentication-method", kind: .string, allowed: [.connect, .connack, .auth]) { $0.authenticationMethod = $1.text },
             PropertyIdentifier(name: "authentication-data", kind: .binary, allowed: [.connect, .connack, .auth]) {
-                $0.authenticationData = Array($1.text.utf8)
+                $0.authenticationData = $1.bytes
             },
             PropertyIdentifier(name: "request-problem-information", kind: .byte, allowed: [.connect], valid: flag) {
                 $0.requestProblemInformation = $1.number == 1
@@ -241,6 +260,8 @@ struct PropertyIdentifier: Sendable {
 enum PropertyValue: Sendable {
     case number(UInt32)
     case text(String)
+    /// Binary data, as given.
+    case bytes([UInt8])
     case pair(MQTTUserProperty)
 
     /// The number (0 for other kinds; the table pairs each property with its kind).
@@ -255,8 +276,14 @@ enum PropertyValue: Sendable {
         return ""
     }
 
+    /// The binary data (empty for other kinds).
+    var bytes: [UInt8] {
+        if case .bytes(let bytes) = self { return bytes }
+        return []
+    }
+
     /// mosquitto's range error.
     static func outOfRange(_ number: Int, name: String) -> CLIError {
-        CLIError.usage("Property value (\(number)) out of range for property \(name).")
+        CLIError.usage("Property value (\(number)) out of range for property \(name).", spaced: true)
     }
 }

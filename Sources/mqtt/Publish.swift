@@ -14,7 +14,7 @@ struct PublishOptions: CommandOptions {
     /// `mqtt pub`'s option table: its own options, then the shared ones.
     static var table: [OptionSpec<PublishOptions>] {
         let own: [OptionSpec<PublishOptions>] = [
-            .value(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic to publish to.") { $0.topic = $1 },
+            .utf8(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic to publish to.", malformed: "Malformed UTF-8 in -t argument.") { $0.topic = $1 },
         ]
         let more: [OptionSpec<PublishOptions>] = [
             .flag(["-r", "--retain"], "Retain the message.") { $0.retain = true },
@@ -73,7 +73,7 @@ enum PublishCommand {
     ///
     /// - Returns: The exit status (0).
     /// - Throws: ``CLIError`` for every failure.
-    static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
+    static func run(_ arguments: [Argument]) async throws(CLIError) -> Int32 {
         try await CommandRunner.run(arguments, as: PublishOptions.self) { (options) throws(CLIError) in try await publish(options) }
     }
 

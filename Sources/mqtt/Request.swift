@@ -5,7 +5,7 @@ import Mosquitto
 /// The options of `mqtt rr` (mosquitto_rr's).
 struct RequestOptions: CommandOptions {
     /// The shared options; MQTT 5 by default, as mosquitto_rr.
-    var common = CommonOptions()
+    var common = CommonOptions(tool: .rr)
     /// `-m`, `-f`, `-n`, `-s` (mosquitto_rr has no `-l`).
     var payload = PayloadOptions()
     /// `-W`, `-R`, `-v`, `-N`, `-F` (shared with `sub`).
@@ -22,8 +22,10 @@ struct RequestOptions: CommandOptions {
     /// `mqtt rr`'s option table: its own options, then the shared ones.
     static var table: [OptionSpec<RequestOptions>] {
         let own: [OptionSpec<RequestOptions>] = [
-            .value(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic to publish the request to.") { $0.topic = $1 },
-            .value(["-e"], "TOPIC", noun: "response topic", "Response topic: subscribed to, and sent as the request's response-topic property.") { $0.responseTopic = $1 },
+            .utf8(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic to publish the request to.", malformed: "Malformed UTF-8 in -t argument.") { $0.topic = $1 },
+            .utf8(["-e"], "TOPIC", noun: "response topic", "Response topic: subscribed to, and sent as the request's response-topic property.", malformed: "Malformed UTF-8 in -e argument.") {
+                $0.responseTopic = $1
+            },
         ]
         return own
             + PayloadOptions.table(lines: false).map { $0.lifted(\RequestOptions.payload) }
@@ -82,7 +84,7 @@ enum RequestCommand {
     /// - Throws: ``CLIError`` for every failure; `Timed out` (status 27) when `-W` expires;
     ///   after SIGINT/SIGTERM, nothing printed and status 128 + the signal (mosquitto_rr is
     ///   killed by them: no response is no success).
-    static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
+    static func run(_ arguments: [Argument]) async throws(CLIError) -> Int32 {
         try await CommandRunner.run(arguments, as: RequestOptions.self) { (options) throws(CLIError) in try await request(options) }
     }
 

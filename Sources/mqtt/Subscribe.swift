@@ -4,7 +4,7 @@ import Mosquitto
 
 /// The options of `mqtt sub` (mosquitto_sub's).
 struct SubscribeOptions: CommandOptions {
-    var common = CommonOptions()
+    var common = CommonOptions(tool: .sub)
     /// `-W`, `-R`, `-v`, `-N`, `-F` (shared with `rr`).
     var receive = ReceiveOptions()
     /// `-t`, repeatable.
@@ -15,7 +15,9 @@ struct SubscribeOptions: CommandOptions {
     /// `mqtt sub`'s option table: its own options, then the shared ones.
     static var table: [OptionSpec<SubscribeOptions>] {
         let own: [OptionSpec<SubscribeOptions>] = [
-            .value(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic filter to subscribe to. May be repeated.") { $0.topics.append($1) },
+            .utf8(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic filter to subscribe to. May be repeated.", malformed: "Malformed UTF-8 in -t argument.") {
+                $0.topics.append($1)
+            },
             .value(["-C"], "COUNT", noun: "count", "Disconnect and exit after receiving COUNT messages.") { (options: inout SubscribeOptions, value: String) throws(CLIError) in
                 options.count = try ValueParser.positive(value, "Invalid message count \"\(value)\".")
             },
@@ -64,7 +66,7 @@ enum SubscribeCommand {
     /// - Returns: The exit status: 0 after `-C` messages or a signal.
     /// - Throws: ``CLIError`` for every failure; `Timed out` (status 27) when `-W` expires, as
     ///   mosquitto_sub, even if some messages arrived.
-    static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
+    static func run(_ arguments: [Argument]) async throws(CLIError) -> Int32 {
         try await CommandRunner.run(arguments, as: SubscribeOptions.self) { (options) throws(CLIError) in
             let filters = try options.validated()
             let receive = try options.receive.validated()

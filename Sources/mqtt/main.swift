@@ -46,7 +46,7 @@ enum MQTTCommandLine {
 
     /// Runs the command line (without the program name) and returns the exit status, once
     /// standard output is flushed.
-    static func main(_ arguments: [String]) async -> Int32 {
+    static func main(_ arguments: [Argument]) async -> Int32 {
         do {
             let status = try await run(arguments)
             let failure = Output.flush()
@@ -59,10 +59,13 @@ enum MQTTCommandLine {
         } catch {
             if !error.isSilenced {
                 Output.printError(error.singleLine)
+                if error.isSpaced {
+                    Output.printError("")
+                }
                 if let line = error.followingLine {
                     Output.printError(line)
                 }
-                if error.pointsToHelp, let command = arguments.first, ["pub", "sub", "rr"].contains(command) {
+                if error.pointsToHelp, let command = arguments.first?.text, ["pub", "sub", "rr"].contains(command) {
                     Output.printError("\nUse 'mqtt \(command) --help' to see usage.")
                 }
             } else {
@@ -72,8 +75,8 @@ enum MQTTCommandLine {
         }
     }
 
-    private static func run(_ arguments: [String]) async throws(CLIError) -> Int32 {
-        guard let command = arguments.first else {
+    private static func run(_ arguments: [Argument]) async throws(CLIError) -> Int32 {
+        guard let command = arguments.first?.text else {
             throw CLIError.usage("No command given: use 'mqtt pub', 'mqtt sub' or 'mqtt rr' ('mqtt --help' for usage).")
         }
         let rest = Array(arguments.dropFirst())
@@ -97,5 +100,6 @@ enum MQTTCommandLine {
 
 // On the main thread, before anything else runs: SIGINT and SIGTERM must reach the process.
 Signals.unblockOnThisThread()
-let status = await MQTTCommandLine.main(Array(CommandLine.arguments.dropFirst()))
+// The arguments as bytes: `CommandLine.arguments` would have repaired invalid UTF-8 (Argument).
+let status = await MQTTCommandLine.main(Argument.processArguments())
 exit(status)

@@ -127,7 +127,7 @@ struct CLIMessageTests {
         }
     }
 
-    @Test("a failed TLS-PSK handshake exits 8 (MOSQ_ERR_TLS), always; mosquitto_pub exits 1 or 8, depending on when the alert arrives")
+    @Test("a failed TLS-PSK handshake exits 8 (MOSQ_ERR_TLS), always; mosquitto_pub exits 1, 8 or 14, depending on when the alert arrives")
     func preSharedKeyFailure() async throws {
         try await withMosquittoBroker(.init(tls: .preSharedKey(identity: "device-7", hexKey: "0123456789abcdef"))) { broker in
             let base = ["-h", broker.host, "-p", "\(broker.port)", "-t", "x", "-m", "x", "--psk-identity", "device-7"]
@@ -136,8 +136,9 @@ struct CLIMessageTests {
             let run = try await Self.sideBySide("pub", base + ["--psk", "fedcba9876543210"])
             #expect(run.ours.status == 8, "\(run.ours.stderr)")
             // 1: the alert arrived inside mosquitto_connect ("Unable to connect (A TLS error
-            // occurred.)."); 8: in the network loop ("Error: A TLS error occurred.").
-            #expect([1, 8].contains(run.theirs.status), "\(run.theirs.stderr)")
+            // occurred.)."); 8: in the network loop ("Error: A TLS error occurred."); 14
+            // (MOSQ_ERR_ERRNO): the broker's close came first (seen in a CI run).
+            #expect([1, 8, 14].contains(run.theirs.status), "\(run.theirs.stderr)")
             #expect(run.ourLines.count == 1)
         }
     }

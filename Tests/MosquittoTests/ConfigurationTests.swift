@@ -79,6 +79,21 @@ struct ConfigurationTests {
         #expect(error?.detail == "cannot read caFile \"/nonexistent/ca.pem\": No such file or directory")
     }
 
+    @Test("credentials keep a password's bytes; the text view reads and writes them as UTF-8")
+    func passwordBytes() {
+        var credentials = MQTTCredentials(username: "alice", passwordBytes: [0x61, 0xff])
+        #expect(credentials.passwordBytes == [0x61, 0xff])
+        #expect(credentials.password == "a\u{FFFD}")
+        #expect(credentials != MQTTCredentials(username: "alice", password: "a\u{FFFD}"))
+        credentials.password = "é"
+        #expect(credentials.passwordBytes == [0xc3, 0xa9])
+        #expect(credentials == MQTTCredentials(username: "alice", password: "é"))
+        credentials.password = nil
+        #expect(credentials.passwordBytes == nil)
+        #expect("\(credentials)" == "alice")
+        #expect("\(MQTTCredentials(username: "alice", passwordBytes: [0xff]))" == "alice (password redacted)")
+    }
+
     @Test("secrets never appear in descriptions or dumps")
     func secretsAreRedacted() {
         let credentials = MQTTCredentials(username: "alice", password: "hunter2-secret")

@@ -70,7 +70,13 @@ struct MosquittoHandle: @unchecked Sendable {
         try check(mosquitto_int_option(pointer, MOSQ_OPT_TCP_NODELAY, configuration.tcpNoDelay ? 1 : 0), "TCP_NODELAY")
         try check(mosquitto_max_inflight_messages_set(pointer, UInt32(clamping: configuration.maxInflightMessages)), "max in-flight messages")
         if let credentials = configuration.credentials {
-            try check(mosquitto_username_pw_set(pointer, credentials.username, credentials.password), "username and password")
+            // The password's bytes as given, NUL-terminated (validation refused a NUL inside).
+            let rc = credentials.passwordBytes.map { bytes in
+                (bytes + [0]).withUnsafeBufferPointer { terminated in
+                    terminated.withMemoryRebound(to: CChar.self) { mosquitto_username_pw_set(pointer, credentials.username, $0.baseAddress) }
+                }
+            } ?? mosquitto_username_pw_set(pointer, credentials.username, nil)
+            try check(rc, "username and password")
         }
         if let will = configuration.will {
             let properties = try PropertyList(will.properties, for: .will, operation: .configure)

@@ -57,6 +57,11 @@ extension MQTTClient {
         if configuration.protocolVersion == .v3_1, configuration.clientID.utf8.count > 23 {
             throw invalid("MQTT 3.1 allows client IDs of 1 to 23 bytes")
         }
+        if let password = configuration.credentials?.passwordBytes {
+            // libmosquitto takes the password as a C string: a NUL would cut it short.
+            if password.contains(0) { throw invalid("the password contains a NUL byte") }
+            if password.count > 65_535 { throw invalid("the password is longer than 65535 bytes") }
+        }
         if configuration.tls != nil, configuration.psk != nil { throw invalid("TLS certificates and TLS-PSK are mutually exclusive") }
         if let proxy = configuration.socksProxy {
             try validate(proxy, brokerHost: configuration.host, brokerPort: configuration.port)

@@ -178,22 +178,43 @@ public struct MQTTConfiguration: Sendable {
 public struct MQTTCredentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// The username.
     public var username: String
-    /// The password, or `nil` to send only a username.
-    public var password: String?
+    /// The password's bytes, or `nil` to send only a username.
+    ///
+    /// MQTT passwords are binary data: any bytes but NUL (libmosquitto takes the password as a
+    /// C string), at most 65,535 of them.
+    public var passwordBytes: [UInt8]?
 
-    /// Creates credentials.
+    /// The password as text, or `nil` to send only a username. Setting it sets
+    /// ``passwordBytes`` to its UTF-8; a password of bytes that are not UTF-8 reads with U+FFFD
+    /// in their place (``passwordBytes`` has them as they are).
+    public var password: String? {
+        get { passwordBytes.map { String(decoding: $0, as: UTF8.self) } }
+        set { passwordBytes = newValue.map { Array($0.utf8) } }
+    }
+
+    /// Creates credentials with a text password.
     ///
     /// - Parameters:
     ///   - username: The username.
     ///   - password: The password, or `nil`.
     public init(username: String, password: String? = nil) {
         self.username = username
-        self.password = password
+        passwordBytes = password.map { Array($0.utf8) }
+    }
+
+    /// Creates credentials with a password of any bytes but NUL (MQTT passwords are binary data).
+    ///
+    /// - Parameters:
+    ///   - username: The username.
+    ///   - passwordBytes: The password's bytes, or `nil`.
+    public init(username: String, passwordBytes: [UInt8]?) {
+        self.username = username
+        self.passwordBytes = passwordBytes
     }
 
     /// `username (password redacted)`.
     public var description: String {
-        password == nil ? "\(username)" : "\(username) (password redacted)"
+        passwordBytes == nil ? "\(username)" : "\(username) (password redacted)"
     }
 
     /// The same as ``description``.
@@ -201,7 +222,7 @@ public struct MQTTCredentials: Sendable, Hashable, CustomStringConvertible, Cust
 
     /// A mirror that shows the username only.
     public var customMirror: Mirror {
-        Mirror(self, children: ["username": username, "password": password == nil ? "nil" : "<redacted>"])
+        Mirror(self, children: ["username": username, "password": passwordBytes == nil ? "nil" : "<redacted>"])
     }
 }
 
