@@ -14,8 +14,9 @@ import Darwin
 /// credentials, TLS / TLS-PSK, will, MQTT 5 properties, QoS and the diagnostics switches. Declared
 /// once here and turned into an `MQTTConfiguration` by ``configuration()``.
 struct CommonOptions {
-    /// The command these options are for, where mosquitto's tools word an error differently.
-    enum Tool {
+    /// The command these options are for (`pub`, `sub`, `rr`): it names the defaults file
+    /// (``ConfigFile``) and some error texts.
+    enum Tool: String {
         case pub, sub, rr
     }
 
@@ -23,9 +24,13 @@ struct CommonOptions {
     var tool = Tool.pub
 
     // MARK: Endpoint and session
+    /// The broker's host name or address; with `--unix`, the socket's path.
     var host = "localhost"
-    /// `nil`: 8883 with TLS or PSK options, 1883 otherwise (as mosquitto).
+    /// `nil`: 8883 with TLS or PSK options, 1883 otherwise (as mosquitto). 0 (only through
+    /// `--unix`): a Unix socket at ``host``.
     var port: Int?
+    /// `--proxy`: the SOCKS5 proxy to connect through.
+    var proxy: ProxyURL?
     var bindAddress: String?
     /// `-i`, as given: checked once the command line is read, as mosquitto_new checks it.
     var clientID: Argument?
@@ -95,6 +100,13 @@ extension CommonOptions {
             .value(["-p", "--port"], "PORT", noun: "port", "Network port. Defaults to 1883, or 8883 for MQTT over TLS.") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 options.port = try ValueParser.port(value)
             },
+            .value(["--unix"], "PATH", noun: "socket path", "Connect to the broker through the Unix socket at PATH instead of TCP.") {
+                $0.host = $1
+                $0.port = 0
+            },
+            .value(["--proxy"], "URL", noun: "proxy url", "SOCKS5 proxy: socks5h://[username[:password]@]host[:port] (port 1080 by default).") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.proxy = try ProxyURL(value)
+            },
             .value(["-A"], "ADDRESS", noun: "address", "Bind the outgoing socket to this host/IP address.") { $0.bindAddress = $1 },
             .argument(["-i", "--id"], "ID", noun: "id", "Client id. Defaults to a random one.") { (options: inout CommonOptions, value: Argument) throws(CLIError) in
                 guard options.clientIDPrefix == nil else { throw CLIError.usage("-i and -I argument cannot be used together.") }
@@ -162,6 +174,33 @@ extension CommonOptions {
     }
 }
 
+// MARK: - -L
+
+extension CommonOptions {
+    /// `-L URL`, for a command whose topic (or filter) `setTopic` records: host, port, username,
+    /// password and, with `mqtts://`, TLS with the system's CA certificates (see ``BrokerURL``).
+    static func urlOption<Target>(
+        _ common: WritableKeyPath<Target, CommonOptions>, setTopic: @escaping (inout Target, String) -> Void
+    ) -> OptionSpec<Target> {
+        .argument(["-L", "--url"], "URL", noun: "URL", "mqtt(s)://[username[:password]@]host[:port]/topic: host, port, credentials and topic in one.") { (target: inout Target, value: Argument) throws(CLIError) in
+            let url = try BrokerURL(value)
+            setTopic(&target, url.topic)
+            target[keyPath: common].apply(url)
+        }
+    }
+
+    /// What `-L` sets.
+    private mutating func apply(_ url: BrokerURL) {
+        host = url.host
+        port = url.port
+        if url.tls { useOSCertificates = true }
+        if let username = url.username {
+            self.username = username
+            password = url.password
+        }
+    }
+}
+
 // MARK: - Building the configuration
 
 extension CommonOptions {
@@ -191,6 +230,9 @@ extension CommonOptions {
             cleanSession: cleanSession
         )
         configuration.bindAddress = bindAddress
+        if let proxy {
+            configuration.socksProxy = MQTTSOCKS5Proxy(host: proxy.host, port: proxy.port, username: proxy.username, password: proxy.password)
+        }
         configuration.tcpNoDelay = noDelay
         if let maxInflight { configuration.maxInflightMessages = maxInflight }
         if let username { configuration.credentials = MQTTCredentials(username: username.text, passwordBytes: password) }

@@ -104,6 +104,15 @@ enum Input {
         }
     }
 
+    /// The contents of the file at `path`, or `nil` when it cannot be opened or read (a defaults
+    /// file that is not there).
+    static func contentsIfReadable(_ path: String) -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        return try? readAll(descriptor).get()
+    }
+
     /// Everything on standard input, up to end of file.
     ///
     /// - Throws: ``CLIError`` (run-time, status 1) when reading fails.

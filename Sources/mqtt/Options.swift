@@ -1,5 +1,13 @@
 import Mosquitto
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 // MARK: - Why a parser of our own
 
 // The flags are those of mosquitto_pub / mosquitto_sub, so that a script written for them works
@@ -177,16 +185,29 @@ enum OptionParser {
         case help
     }
 
-    /// Parses `arguments` into `initial`.
+    /// Parses the lines of the defaults file (``ConfigFile``), each on its own as mosquitto reads
+    /// them, then `arguments`, into `initial`.
     ///
     /// - Throws: ``CLIError`` (usage) for an unknown option, a missing value, or a value an
-    ///   option's action rejects.
-    static func parse<Target>(_ arguments: [Argument], table: [OptionSpec<Target>], initial: Target) throws(CLIError) -> Outcome<Target> {
+    ///   option's action rejects, in a defaults line as on the command line.
+    static func parse<Target>(
+        _ arguments: [Argument], defaults: [[Argument]] = [], table: [OptionSpec<Target>], initial: Target
+    ) throws(CLIError) -> Outcome<Target> {
         var index: [String: OptionSpec<Target>] = [:]
         for spec in table {
             for name in spec.names { index[name] = spec }
         }
         var target = initial
+        for arguments in defaults + [arguments] {
+            if case .help = try read(arguments, index: index, into: &target) { return .help }
+        }
+        return .run(target)
+    }
+
+    /// Reads one run of arguments (a defaults line, or the command line) into `target`.
+    private static func read<Target>(
+        _ arguments: [Argument], index: [String: OptionSpec<Target>], into target: inout Target
+    ) throws(CLIError) -> Outcome<Void> {
         var position = 0
         while position < arguments.count {
             let argument = arguments[position].text
@@ -210,7 +231,7 @@ enum OptionParser {
                 position += values.consumed
             }
         }
-        return .run(target)
+        return .run(())
     }
 
     /// The `--help` text for a command: a summary, the usage line, one line per option, the
@@ -240,6 +261,17 @@ enum ValueParser {
     static func integer(_ text: String) -> Int? {
         guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == "-" || $0 == "+") }) else { return nil }
         return Int(text)
+    }
+
+    /// C's `atoi`, for the options mosquitto reads with it and whose leniency scripts may rely
+    /// on (`--repeat 2x` is 2, `--repeat x` is 0).
+    static func cInteger(_ text: String) -> Int {
+        Int(atoi(text))
+    }
+
+    /// C's `atof` (`--repeat-delay`): the decimal number at the start of `text`, or 0.
+    static func cDouble(_ text: String) -> Double {
+        atof(text)
     }
 
     /// A QoS level 0, 1 or 2 (`-q`, `--will-qos`).
@@ -320,7 +352,8 @@ protocol CommandOptions {
 
 /// The part every command shares: parse, answer `--help`, run, and apply `--quiet`.
 enum CommandRunner {
-    /// Parses `arguments` for `Options`, prints the usage for `--help`, otherwise runs `body`.
+    /// Parses the command's defaults file (``ConfigFile``) and `arguments` for `Options`, prints
+    /// the usage for `--help`, otherwise runs `body`.
     ///
     /// - Returns: The exit status: 0.
     /// - Throws: ``CLIError``; run-time errors are marked silenced under `--quiet`.
@@ -329,7 +362,9 @@ enum CommandRunner {
         as _: Options.Type,
         _ body: (Options) async throws(CLIError) -> Void
     ) async throws(CLIError) -> Int32 {
-        guard case .run(let options) = try OptionParser.parse(arguments, table: Options.table, initial: Options()) else {
+        let initial = Options()
+        let defaults = ConfigFile.lines(for: initial.common.tool)
+        guard case .run(let options) = try OptionParser.parse(arguments, defaults: defaults, table: Options.table, initial: initial) else {
             Output.printLine(Options.usage)
             return 0
         }

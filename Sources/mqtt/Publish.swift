@@ -10,14 +10,30 @@ struct PublishOptions: CommandOptions {
     /// `-t` (given twice, the last wins, as in mosquitto_pub).
     var topic: String?
     var retain = false
+    /// `--repeat`: how many times to publish the message (not with `-l`).
+    var repeatCount = 1
+    /// `--repeat-delay`: the pause after each acknowledged (QoS 0: sent) repetition.
+    var repeatDelay = Duration.zero
 
     /// `mqtt pub`'s option table: its own options, then the shared ones.
     static var table: [OptionSpec<PublishOptions>] {
         let own: [OptionSpec<PublishOptions>] = [
             .utf8(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic to publish to.", malformed: "Malformed UTF-8 in -t argument.") { $0.topic = $1 },
+            CommonOptions.urlOption(\PublishOptions.common) { $0.topic = $1 },
         ]
         let more: [OptionSpec<PublishOptions>] = [
             .flag(["-r", "--retain"], "Retain the message.") { $0.retain = true },
+            .value(["--repeat"], "COUNT", noun: "count", "With -m, -f, -n or -s: publish the message COUNT times, each after the previous one completed.") { (options: inout PublishOptions, value: String) throws(CLIError) in
+                // atoi, as mosquitto_pub: "2x" is 2, "x" is 0.
+                options.repeatCount = ValueParser.cInteger(value)
+                guard options.repeatCount >= 1 else { throw CLIError.usage("--repeat argument must be >0.", spaced: true) }
+            },
+            .value(["--repeat-delay"], "SECONDS", noun: "time", "With --repeat: wait SECONDS (a decimal) between the publishes. Defaults to 0.") { (options: inout PublishOptions, value: String) throws(CLIError) in
+                // atof, as mosquitto_pub, to the microsecond.
+                let seconds = ValueParser.cDouble(value)
+                guard seconds >= 0 else { throw CLIError.usage("--repeat-delay argument must be >=0.0.", spaced: true) }
+                options.repeatDelay = .microseconds(Int64((seconds * 1_000_000).rounded(.down)))
+            },
             .value(["-M"], "COUNT", noun: "max inflight", "Maximum QoS 1/2 messages in flight. Defaults to 20.") { (options: inout PublishOptions, value: String) throws(CLIError) in
                 options.common.maxInflight = try ValueParser.positive(value, "Maximum inflight messages must be greater than 0.")
             },
@@ -94,7 +110,12 @@ enum PublishCommand {
         do {
             try await session.untilTheProtocolBreaks { () throws(CLIError) in
                 if let payload {
-                    try await publishOne(payload, as: message, client: session.client, statistics: session.statistics)
+                    for repetition in 1...options.repeatCount {
+                        if repetition > 1, options.repeatDelay > .zero {
+                            try? await Task.sleep(for: options.repeatDelay)
+                        }
+                        try await publishOne(payload, as: message, client: session.client, statistics: session.statistics)
+                    }
                 } else {
                     try await publishLines(as: message, client: session.client, statistics: session.statistics)
                 }

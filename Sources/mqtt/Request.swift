@@ -23,6 +23,7 @@ struct RequestOptions: CommandOptions {
     static var table: [OptionSpec<RequestOptions>] {
         let own: [OptionSpec<RequestOptions>] = [
             .utf8(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic to publish the request to.", malformed: "Malformed UTF-8 in -t argument.") { $0.topic = $1 },
+            CommonOptions.urlOption(\RequestOptions.common) { $0.topic = $1 },
             .utf8(["-e"], "TOPIC", noun: "response topic", "Response topic: subscribed to, and sent as the request's response-topic property.", malformed: "Malformed UTF-8 in -e argument.") {
                 $0.responseTopic = $1
             },

@@ -18,6 +18,7 @@ struct SubscribeOptions: CommandOptions {
             .utf8(["-t", "--topic"], "TOPIC", noun: "topic", "MQTT topic filter to subscribe to. May be repeated.", malformed: "Malformed UTF-8 in -t argument.") {
                 $0.topics.append($1)
             },
+            CommonOptions.urlOption(\SubscribeOptions.common) { $0.topics.append($1) },
             .value(["-C"], "COUNT", noun: "count", "Disconnect and exit after receiving COUNT messages.") { (options: inout SubscribeOptions, value: String) throws(CLIError) in
                 options.count = try ValueParser.positive(value, "Invalid message count \"\(value)\".")
             },
