@@ -54,7 +54,7 @@ let package = Package(
         // `mqtt pub` / `mqtt sub`: the command-line client.
         .executableTarget(
             name: "mqtt",
-            dependencies: ["Mosquitto"],
+            dependencies: ["Mosquitto", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         // The README's demo: an embedded broker, a sensor publisher and a subscriber.

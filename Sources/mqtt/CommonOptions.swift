@@ -229,6 +229,8 @@ extension CommonOptions {
             keepAlive: .seconds(keepAliveSeconds),
             cleanSession: cleanSession
         )
+        // No -i: an empty client ID, which the broker assigns, as the mosquitto tools send.
+        configuration.brokerAssignsClientID = true
         configuration.bindAddress = bindAddress
         if let proxy {
             configuration.socksProxy = MQTTSOCKS5Proxy(host: proxy.host, port: proxy.port, username: proxy.username, password: proxy.password)

@@ -1,4 +1,5 @@
 import Dispatch
+import Logging
 import Mosquitto
 import Synchronization
 
@@ -34,7 +35,10 @@ struct Session: Sendable {
     /// - Throws: ``CLIError`` for invalid options or a configuration the library rejects
     ///   (an unreadable CA file, a client ID too long for MQTT 3.1, ...).
     init(options: CommonOptions) throws(CLIError) {
-        let configuration = try options.configuration()
+        var configuration = try options.configuration()
+        if options.debug {
+            configuration.logger = Logger(label: "mqtt.debug") { _ in DebugLogHandler() }
+        }
         do {
             client = try MQTTClient(configuration: configuration)
         } catch {
@@ -144,16 +148,10 @@ struct Session: Sendable {
 
 // MARK: - DebugLogger
 
-/// `-d`: prints libmosquitto's log lines to stdout, as mosquitto_pub/mosquitto_sub do
-/// (`Client x sending CONNECT`), and mosquitto_sub's `Subscribed (mid: 1): 0` line.
-///
-/// libmosquitto's log lines never contain the password; nothing else is printed here.
+/// `-d`: prints mosquitto_sub's `Subscribed (mid: 1): 0` line, and tells when the disconnection
+/// was reported (libmosquitto's own lines go through ``DebugLogHandler``).
 final class DebugLogger: MQTTClientDelegate {
     private let disconnected = Atomic<Bool>(false)
-
-    func mqttClient(_ client: MQTTClient, didLog message: String, level: MQTTLogLevel) async {
-        Output.printLine(message)
-    }
 
     func mqttClient(_ client: MQTTClient, didSubscribe messageID: UInt16, reasonCodes: [MQTTReasonCode]) async {
         let granted = reasonCodes.map { String($0.rawValue) }.joined(separator: ", ")
@@ -172,6 +170,29 @@ final class DebugLogger: MQTTClientDelegate {
         while !disconnected.load(ordering: .acquiring), clock.now < deadline {
             try? await Task.sleep(for: .milliseconds(5))
         }
+    }
+}
+
+// MARK: - DebugLogHandler
+
+/// `-d`: prints libmosquitto's log lines to stdout as mosquitto_pub/mosquitto_sub do
+/// (`Client x sending CONNECT`), at the moment libmosquitto logs them: on the client's network
+/// thread, inside the pass that reads the packet, so a `received PUBLISH` line always comes before
+/// that message's payload line (printed once the pass hands the message over), as in mosquitto's
+/// tools. The client's own records (connection changes) are not printed; libmosquitto's lines
+/// never contain the password.
+struct DebugLogHandler: LogHandler {
+    var logLevel = Logger.Level.trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard case .string("libmosquitto") = event.metadata?["mqtt.source"] else { return }
+        Output.printLine(event.message.description)
     }
 }
 

@@ -134,7 +134,7 @@ final class MosquittoBridge: Sendable {
     /// - Throws: ``MQTTError`` when libmosquitto rejects a setting.
     init(configuration: MQTTConfiguration, clientID: String, sink: any BridgeEventSink) throws(MQTTError) {
         self.configuration = configuration
-        self.clientID = clientID
+        self.clientID = clientID.isEmpty ? "(client ID assigned by the broker)" : clientID
         self.sink = sink
         self.state = Locked(State(configuration: configuration))
         let eventLoop = configuration.eventLoopGroup?.nextLoop()

@@ -30,12 +30,15 @@ struct MosquittoHandle: @unchecked Sendable {
     /// - Parameter forEventLoop: Whether an ``EventLoop`` will drive the handle: then the socket
     ///   pair that wakes libmosquitto's own loop is closed (one descriptor per client instead
     ///   of three, and no wasted `write()` per packet).
+    /// An empty `clientID` is passed as `NULL`: the broker assigns one (libmosquitto makes one up
+    /// under MQTT 3.1).
+    ///
     /// - Throws: ``MQTTError`` for an invalid ID or no memory.
     static func create(
         clientID: String, cleanSession: Bool, userdata: UnsafeMutableRawPointer, forEventLoop: Bool
     ) throws(MQTTError) -> MosquittoHandle {
         LibMosquitto.ensureInitialized()
-        guard let pointer = mosquitto_new(clientID, cleanSession, userdata) else {
+        guard let pointer = mosquitto_new(clientID.isEmpty ? nil : clientID, cleanSession, userdata) else {
             let code: MQTTError.Code = errno == ENOMEM ? .outOfMemory : .invalidConfiguration
             throw MQTTError(code, operation: .configure, detail: "mosquitto_new rejected the client ID or session settings")
         }

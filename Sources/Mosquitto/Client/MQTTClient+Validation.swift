@@ -50,7 +50,9 @@ extension MQTTClient {
             guard configuration.cleanSession else {
                 throw invalid("a persistent session (cleanSession false) needs a client ID")
             }
-            configuration.clientID = generateClientID()
+            if !configuration.brokerAssignsClientID {
+                configuration.clientID = generateClientID()
+            }
         }
         if configuration.clientID.utf8.contains(0) { throw invalid("client ID contains NUL") }
         if configuration.clientID.utf8.count > 65_535 { throw invalid("client ID longer than 65535 bytes") }

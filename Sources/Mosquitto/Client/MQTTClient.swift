@@ -58,8 +58,12 @@ public final class MQTTClient: Sendable {
 
     // MARK: State
 
-    /// The client identifier sent to the broker.
-    public var clientID: String { configuration.clientID }
+    /// The client identifier sent to the broker; with
+    /// ``MQTTConfiguration/brokerAssignsClientID``, the one an MQTT 5 broker assigned once
+    /// connected (empty before, and under MQTT 3.1.1, where the broker does not say).
+    public var clientID: String {
+        configuration.clientID.isEmpty ? connectResult?.assignedClientIdentifier ?? "" : configuration.clientID
+    }
 
     /// Whether the broker has accepted the current connection.
     public var isConnected: Bool { bridge.isConnected }

@@ -102,7 +102,8 @@ final class RequestBroker: Sendable {
         if isFirst {
             do throws(MQTTError) {
                 let base = client.connectResult?.properties.responseInformation ?? "responses"
-                let topic = "\(base)/\(client.clientID)"
+                // A client ID the broker assigned but did not say (MQTT 3.1.1) is empty.
+                let topic = "\(base)/\(client.clientID.isEmpty ? MQTTClient.generateClientID() : client.clientID)"
                 let subscription = try await client.subscribe(to: topic, qos: qos, timeout: timeout)
                 Task { [weak self] in
                     await self?.deliver(subscription)

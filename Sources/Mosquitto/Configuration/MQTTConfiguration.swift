@@ -23,8 +23,16 @@ public struct MQTTConfiguration: Sendable {
     // MARK: Identity and session
 
     /// The client identifier. Empty means "generate one" (`swift-mqtt-` and 12 random hex
-    /// digits, 23 bytes, valid for MQTT 3.1 too); required when ``cleanSession`` is `false`.
+    /// digits, 23 bytes, valid for MQTT 3.1 too), or with ``brokerAssignsClientID`` "let the
+    /// broker assign one"; required when ``cleanSession`` is `false`.
     public var clientID: String
+    /// Whether an empty ``clientID`` is sent empty, so that the broker assigns one (MQTT 3.1.1
+    /// and 5, clean sessions only; MQTT 5 brokers report it in
+    /// ``MQTTConnectResult/assignedClientIdentifier``, and ``MQTTClient/clientID`` then returns
+    /// it), as the mosquitto tools do. Under MQTT 3.1, which has no assigned IDs, libmosquitto
+    /// makes one up (`mosq-` and 18 random characters). Defaults to `false`: the client
+    /// generates its ID.
+    public var brokerAssignsClientID = false
     /// The protocol version. Defaults to MQTT 3.1.1.
     public var protocolVersion: MQTTProtocolVersion
     /// The keepalive interval, in whole seconds: 0 (off) or 5...65,535. Defaults to 60 s.
