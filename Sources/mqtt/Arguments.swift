@@ -34,12 +34,15 @@ struct Argument: Hashable, Sendable {
         self.init(Array(text.utf8))
     }
 
+    /// The bytes of a C string.
+    init(cString pointer: UnsafePointer<CChar>) {
+        self.init(Array(UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: strlen(pointer))))
+    }
+
     /// The process's arguments after the program name, from `argv` itself.
     static func processArguments() -> [Argument] {
         (1..<Int(CommandLine.argc)).compactMap { index in
-            CommandLine.unsafeArgv[index].map { pointer in
-                Argument(Array(UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: strlen(pointer))))
-            }
+            CommandLine.unsafeArgv[index].map { Argument(cString: $0) }
         }
     }
 

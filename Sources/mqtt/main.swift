@@ -44,9 +44,19 @@ enum MQTTCommandLine {
 
         """ + ExitStatus.help
 
+    /// The command a link named `mosquitto_pub`, `mosquitto_sub` or `mosquitto_rr` to `mqtt` runs
+    /// (`pub`, `sub`, `rr`), from the program name `argv[0]`; `nil` for any other name.
+    static func command(invokedAs programName: String) -> String? {
+        let name = programName.split(separator: "/").last.map(String.init) ?? programName
+        return ["mosquitto_pub": "pub", "mosquitto_sub": "sub", "mosquitto_rr": "rr"][name]
+    }
+
     /// Runs the command line (without the program name) and returns the exit status, once
     /// standard output is flushed.
-    static func main(_ arguments: [Argument]) async -> Int32 {
+    ///
+    /// - Parameter programName: How errors name the command: `mqtt` (then `pub` and the rest
+    ///   follow), or a link's `mosquitto_pub`.
+    static func main(_ arguments: [Argument], programName: String = "mqtt") async -> Int32 {
         do {
             let status = try await run(arguments)
             let failure = Output.flush()
@@ -66,7 +76,8 @@ enum MQTTCommandLine {
                     Output.printError(line)
                 }
                 if error.pointsToHelp, let command = arguments.first?.text, ["pub", "sub", "rr"].contains(command) {
-                    Output.printError("\nUse 'mqtt \(command) --help' to see usage.")
+                    let name = programName == "mqtt" ? "mqtt \(command)" : programName
+                    Output.printError("\nUse '\(name) --help' to see usage.")
                 }
             } else {
                 Output.flush()
@@ -101,5 +112,13 @@ enum MQTTCommandLine {
 // On the main thread, before anything else runs: SIGINT and SIGTERM must reach the process.
 Signals.unblockOnThisThread()
 // The arguments as bytes: `CommandLine.arguments` would have repaired invalid UTF-8 (Argument).
-let status = await MQTTCommandLine.main(Argument.processArguments())
+// Run as a link named mosquitto_pub (or _sub, _rr), `mqtt` is that tool.
+let programName = CommandLine.unsafeArgv[0].map { Argument(cString: $0).text } ?? "mqtt"
+let status: Int32
+if let command = MQTTCommandLine.command(invokedAs: programName) {
+    let name = programName.split(separator: "/").last.map(String.init) ?? programName
+    status = await MQTTCommandLine.main([Argument(command)] + Argument.processArguments(), programName: name)
+} else {
+    status = await MQTTCommandLine.main(Argument.processArguments())
+}
 exit(status)

@@ -1,3 +1,4 @@
+import Glibc
 import MosquittoTesting
 import Synchronization
 import Testing
@@ -167,6 +168,40 @@ struct CLIArgumentTests {
         #expect(run.ours.status == run.theirs.status)
         #expect(run.ours.stderr == run.theirs.stderr)
         #expect(run.ours.stderr.hasSuffix("\n\nUse 'mqtt \(commandLine[0]) --help' to see usage.\n"), "\(run.ours.stderr)")
+    }
+
+    @Test("a link named mosquitto_pub, mosquitto_sub or mosquitto_rr to mqtt is that tool: its errors name the link, byte for byte as the real tool's, and it publishes and subscribes")
+    func linkNamedLikeTheTools() async throws {
+        let directory = "/tmp/mqtt-links-\(UInt32.random(in: 0...UInt32.max))"
+        try #require(mkdir(directory, 0o700) == 0)
+        defer {
+            for tool in ["pub", "sub", "rr"] { unlink("\(directory)/mosquitto_\(tool)") }
+            rmdir(directory)
+        }
+        for tool in ["pub", "sub", "rr"] {
+            try #require(symlink(mqttExecutablePath(), "\(directory)/mosquitto_\(tool)") == 0)
+            let real = try Interop.requireExecutable("mosquitto_\(tool)", package: "mosquitto-clients")
+            for arguments in [["-Z"], ["-t", "x", "-k", "1"]] {
+                let ours = try await Self.run("\(directory)/mosquitto_\(tool)", Self.bytes(arguments))
+                let theirs = try await Self.run(real, Self.bytes(arguments))
+                #expect(ours.status == theirs.status, "\(tool) \(arguments)")
+                #expect(ours.stderr == theirs.stderr, "\(tool) \(arguments): ours \(ours.stderr)")
+                #expect(ours.stderr.hasSuffix("Use 'mosquitto_\(tool) --help' to see usage.\n"))
+            }
+        }
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            let endpoint = ["-h", broker.host, "-p", "\(broker.port)"]
+            let id = uniqueClientID()
+            // A $share filter is a valid filter under MQTT 3.1.1 too (mosquitto gives it its MQTT 5 meaning).
+            let sub = try startCommand(endpoint + ["-V", "311", "-t", "$share/group/\(topic)", "-C", "1", "-W", "10", "-i", id], executable: "\(directory)/mosquitto_sub")
+            try await waitForSubscription(broker, clientID: id, filter: "$share/group/\(topic)")
+            let pub = try await Self.run("\(directory)/mosquitto_pub", Self.bytes(endpoint + ["-t", topic, "-m", "through a link", "-q", "1"]))
+            #expect(pub.status == 0, "\(pub.stderr)")
+            let status = try await sub.wait(timeout: .seconds(10))
+            #expect(status?.code == 0, "\(sub.standardError)")
+            #expect(sub.standardOutput == "through a link\n")
+        }
     }
 
     @Test("--quiet silences a setting libmosquitto refuses (a password without a username), as mosquitto's err_printf does; a usage error still prints")
