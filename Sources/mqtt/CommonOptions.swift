@@ -60,6 +60,11 @@ struct CommonOptions {
     var caPath: String?
     var certFile: String?
     var keyFile: String?
+    /// `--keyform`: only `pem` (the default) is supported; see ``engineRefusal``.
+    var keyForm: String?
+    /// `--tls-engine` / `--tls-engine-kpass-sha1` / `--keyform engine`: the option that asked
+    /// for an OpenSSL engine, refused once the command line is read.
+    var engineOption: String?
     var ciphers: String?
     var tlsVersion: MQTTTLSVersion?
     var alpn: String?
@@ -161,6 +166,16 @@ extension CommonOptions {
             .value(["--capath"], "DIR", noun: "path", "Directory of trusted CA certificates; enables TLS.") { $0.caPath = $1 },
             .value(["--cert"], "FILE", noun: "file", "Client certificate (PEM), with --key.") { $0.certFile = $1 },
             .value(["--key"], "FILE", noun: "file", "Client private key (PEM), with --cert.") { $0.keyFile = $1 },
+            .value(["--keyform"], "FORM", noun: "keyform", "Form of --key: pem (the only one supported; engine keys are not).") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.keyForm = value
+                if value.lowercased() == "engine" { options.engineOption = "--keyform engine" }
+            },
+            .value(["--tls-engine"], "ENGINE", noun: "engine_id", "OpenSSL engine: not supported (accepted to say so).") { (options: inout CommonOptions, _: String) throws(CLIError) in
+                options.engineOption = "--tls-engine"
+            },
+            .value(["--tls-engine-kpass-sha1"], "SHA1", noun: "kpass sha1", "Engine key password hash: not supported (accepted to say so).") { (options: inout CommonOptions, _: String) throws(CLIError) in
+                options.engineOption = "--tls-engine-kpass-sha1"
+            },
             .value(["--ciphers"], "CIPHERS", noun: "ciphers", "OpenSSL cipher list.") { $0.ciphers = $1 },
             .value(["--tls-version"], "VERSION", noun: "version", "Minimum TLS version: tlsv1.3 or tlsv1.2 (default).") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 options.tlsVersion = try ValueParser.tlsVersion(value)
@@ -337,6 +352,16 @@ extension CommonOptions {
         }
         if (certFile == nil) != (keyFile == nil) {
             throw CLIError.usage("Both certfile and keyfile must be provided if one of them is set.")
+        }
+        if keyForm != nil && keyFile == nil {
+            throw CLIError.usage("If keyform is set, keyfile must be also specified.")
+        }
+        if let keyForm, !["pem", "engine"].contains(keyForm.lowercased()) {
+            // mosquitto_string_option(MOSQ_OPT_TLS_KEYFORM) refuses it: mosquitto's text.
+            throw CLIError.setting("Problem setting key form, it must be one of 'pem' or 'engine'.")
+        }
+        if let engineOption {
+            throw CLIError.setting("\(engineOption): OpenSSL engines are not supported by mqtt (deprecated in OpenSSL 3); use a PEM key file.")
         }
         if psk != nil && pskIdentity == nil {
             throw CLIError.usage("--psk-identity required if --psk used.")

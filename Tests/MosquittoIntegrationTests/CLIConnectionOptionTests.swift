@@ -172,6 +172,32 @@ struct CLIConnectionOptionTests {
         #expect(missing.stderr == theirs.stderr, "ours \(missing.stderr)")
     }
 
+    @Test("--keyform pem works over mutual TLS; its errors are mosquitto's; OpenSSL engines (--tls-engine, --tls-engine-kpass-sha1, --keyform engine) are refused with one line saying so")
+    func keyFormAndEngines() async throws {
+        try await withMosquittoBroker(.mutualTLS) { broker in
+            let files = try #require(broker.certificates)
+            let tls = ["-h", "localhost", "-p", "\(broker.port)", "--cafile", files.caFile, "--cert", files.clientCertificate, "--key", files.clientKey]
+            let run = try await CLITests.mqtt(["pub"] + tls + ["-t", uniqueTopic(), "-m", "x", "--keyform", "PEM"])
+            #expect(run.status == 0, "\(run.stderr)")
+            for extra in [["--keyform", "der"], ["--tls-engine"], ["--keyform"]] {
+                let ours = try await CLITests.mqtt(["pub"] + tls + ["-t", "x", "-m", "x"] + extra)
+                let theirs = try await Self.mosquitto("pub", tls + ["-t", "x", "-m", "x"] + extra)
+                #expect(ours.status == 1, "\(extra): \(ours.stderr)")
+                #expect(ours.status == theirs.status, "\(extra)")
+                #expect(ours.stderr == theirs.stderr, "\(extra): ours \(ours.stderr)")
+            }
+            for extra in [["--tls-engine", "pkcs11"], ["--tls-engine-kpass-sha1", String(repeating: "ab", count: 20)], ["--keyform", "engine"]] {
+                let ours = try await CLITests.mqtt(["pub"] + tls + ["-t", "x", "-m", "x"] + extra)
+                #expect(ours.status == 1)
+                #expect(ours.stderr == "Error: \(extra[0] == "--keyform" ? "--keyform engine" : extra[0]): OpenSSL engines are not supported by mqtt (deprecated in OpenSSL 3); use a PEM key file.\n", "\(ours.stderr)")
+            }
+        }
+        let missingKey = try await CLITests.mqtt(["pub", "-t", "x", "-m", "x", "--keyform", "pem"])
+        let theirs = try await Self.mosquitto("pub", ["-t", "x", "-m", "x", "--keyform", "pem"])
+        #expect(missingKey.stderr == theirs.stderr, "ours \(missingKey.stderr)")
+        #expect(missingKey.stderr.hasPrefix("Error: If keyform is set, keyfile must be also specified."))
+    }
+
     @Test("--proxy socks5h://user:password@host:port tunnels through a SOCKS5 proxy (%25, %3A and %40 decoded in the credentials); its errors are mosquitto's")
     func proxyOption() async throws {
         try await withMosquittoBroker { broker in
