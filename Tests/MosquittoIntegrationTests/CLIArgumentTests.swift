@@ -98,6 +98,36 @@ struct CLIArgumentTests {
         #expect(packets[2].publish == packets[3].publish)
     }
 
+    @Test("MQTT 5 properties go on the wire in command-line order, user properties among the others: the CONNECT and PUBLISH bytes are mosquitto_pub's")
+    func propertiesInCommandLineOrder() async throws {
+        let tool = try Interop.requireExecutable("mosquitto_pub", package: "mosquitto-clients")
+        let capture = Capture()
+        let peer = try Self.recordingPeer(capture)
+        defer { peer.stop() }
+        let arguments = Self.bytes([
+            "-p", "\(peer.port)", "-i", "ordered", "-t", "t", "-m", "x", "-q", "0",
+            "-D", "connect", "user-property", "first", "1", "-D", "connect", "maximum-packet-size", "5000",
+            "-D", "connect", "receive-maximum", "7", "-D", "connect", "user-property", "last", "2",
+            "-D", "publish", "user-property", "u", "1", "-D", "publish", "message-expiry-interval", "30",
+            "-D", "publish", "content-type", "text/plain", "-D", "publish", "user-property", "v", "2",
+            "-D", "publish", "payload-format-indicator", "1",
+        ])
+        let ours = try await Self.run(mqttExecutablePath(), [Array("pub".utf8)] + arguments)
+        #expect(ours.status == 0, "\(ours.stderr)")
+        let theirs = try await Self.run(tool, arguments)
+        #expect(theirs.status == 0, "\(theirs.stderr)")
+        let packets = capture.packets.withLock { $0 }
+        try #require(packets.count == 2)
+        #expect(packets[0].connect == packets[1].connect, "ours \(packets[0].connect), mosquitto_pub \(packets[1].connect)")
+        #expect(packets[0].publish == packets[1].publish, "ours \(String(describing: packets[0].publish)), mosquitto_pub \(String(describing: packets[1].publish))")
+        // The PUBLISH's properties after the topic: user property u, expiry, content type, user property v, format.
+        let expected: [UInt8] = [0x26] + PeerConnection.encode("u") + PeerConnection.encode("1") + [0x02, 0, 0, 0, 30]
+            + [0x03] + PeerConnection.encode("text/plain") + [0x26] + PeerConnection.encode("v") + PeerConnection.encode("2") + [0x01, 1]
+        let publish = try #require(packets[0].publish)
+        #expect(Array(publish.dropFirst(3 + 1).prefix(expected.count)) == expected, "\(publish)")
+        #expect(publish[3] == UInt8(expected.count))
+    }
+
     @Test(
         "a topic, filter, response topic, will topic, username or property string that is not MQTT UTF-8 is refused with mosquitto's text, blank lines included",
         arguments: [

@@ -74,6 +74,43 @@ struct PropertyListTests {
         #expect(!Self.everyProperty.isEmpty)
     }
 
+    /// The identifiers of a libmosquitto list, in list order (the order they go on the wire).
+    static func identifiers(_ list: borrowing PropertyList) -> [Int32] {
+        var result: [Int32] = []
+        var item = list.pointer
+        while let current = item {
+            result.append(mosquitto_property_identifier(current))
+            item = mosquitto_property_next(current)
+        }
+        return result
+    }
+
+    @Test("properties are written in the order they were set, user properties among the others; unset ones leave the order; equality ignores it")
+    func writtenInTheOrderSet() throws {
+        var p = MQTTProperties()
+        p.userProperties.append(MQTTUserProperty("a", "1"))
+        p.messageExpiryInterval = 30
+        p.contentType = "text/plain"
+        p.userProperties.append(MQTTUserProperty("b", "2"))
+        p.payloadFormat = .utf8
+        p.contentType = "text/csv"
+        let list = try PropertyList(p, for: .publish, operation: .validate)
+        #expect(Self.identifiers(list) == [38, 2, 3, 38, 1])
+        p.messageExpiryInterval = nil
+        p.userProperties.removeLast()
+        #expect(Self.identifiers(try PropertyList(p, for: .publish, operation: .validate)) == [38, 3, 1])
+        var q = MQTTProperties()
+        q.payloadFormat = .utf8
+        q.contentType = "text/csv"
+        q.userProperties = [MQTTUserProperty("a", "1")]
+        #expect(p == q)
+        #expect(p.hashValue == q.hashValue)
+        // Received properties have no recorded order: the MQTT 5 table's.
+        let sent = try PropertyList(q, for: .publish, operation: .validate)
+        let received = MQTTProperties(copying: sent.pointer)
+        #expect(Self.identifiers(try PropertyList(received, for: .publish, operation: .validate)) == [1, 3, 38])
+    }
+
     @Test("PUBLISH properties are allowed on PUBLISH, CONNECT-only ones are not")
     func allowedPerPacket() {
         var publish = MQTTProperties()

@@ -113,39 +113,73 @@ private struct Adder {
     var list: OpaquePointer?
     var failure: (rc: Int32, identifier: Int32)?
 
+    /// Adds every set property: first in the order they were set (``MQTTProperties/wireOrder``),
+    /// then any not recorded there (received properties) in the order of the MQTT 5 table.
     mutating func add(_ properties: MQTTProperties) {
         guard !properties.isEmpty else { return }
         let p = properties.values
-        byte(MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, p.payloadFormat?.rawValue)
-        int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, p.messageExpiryInterval)
-        string(MQTT_PROP_CONTENT_TYPE, p.contentType)
-        string(MQTT_PROP_RESPONSE_TOPIC, p.responseTopic)
-        binary(MQTT_PROP_CORRELATION_DATA, p.correlationData)
-        for identifier in p.subscriptionIdentifiers {
-            check(MQTT_PROP_SUBSCRIPTION_IDENTIFIER) { mosquitto_property_add_varint(&$0, $1, identifier) }
+        var userProperties = p.userProperties[...]
+        var subscriptionIdentifiers = p.subscriptionIdentifiers[...]
+        var written = Set<UInt8>()
+        for identifier in properties.wireOrder {
+            add(identifier, p, &userProperties, &subscriptionIdentifiers)
+            written.insert(identifier)
         }
-        int16(MQTT_PROP_TOPIC_ALIAS, p.topicAlias)
-        int32(MQTT_PROP_WILL_DELAY_INTERVAL, p.willDelayInterval)
-        int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL, p.sessionExpiryInterval)
-        string(MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER, p.assignedClientIdentifier)
-        int16(MQTT_PROP_SERVER_KEEP_ALIVE, p.serverKeepAlive)
-        string(MQTT_PROP_AUTHENTICATION_METHOD, p.authenticationMethod)
-        binary(MQTT_PROP_AUTHENTICATION_DATA, p.authenticationData)
-        byte(MQTT_PROP_REQUEST_PROBLEM_INFORMATION, p.requestProblemInformation.map { $0 ? 1 : 0 })
-        byte(MQTT_PROP_REQUEST_RESPONSE_INFORMATION, p.requestResponseInformation.map { $0 ? 1 : 0 })
-        string(MQTT_PROP_RESPONSE_INFORMATION, p.responseInformation)
-        string(MQTT_PROP_SERVER_REFERENCE, p.serverReference)
-        string(MQTT_PROP_REASON_STRING, p.reasonString)
-        int16(MQTT_PROP_RECEIVE_MAXIMUM, p.receiveMaximum)
-        int16(MQTT_PROP_TOPIC_ALIAS_MAXIMUM, p.topicAliasMaximum)
-        byte(MQTT_PROP_MAXIMUM_QOS, p.maximumQoS.map { UInt8($0.rawValue) })
-        byte(MQTT_PROP_RETAIN_AVAILABLE, p.retainAvailable.map { $0 ? 1 : 0 })
-        int32(MQTT_PROP_MAXIMUM_PACKET_SIZE, p.maximumPacketSize)
-        byte(MQTT_PROP_WILDCARD_SUB_AVAILABLE, p.wildcardSubscriptionAvailable.map { $0 ? 1 : 0 })
-        byte(MQTT_PROP_SUBSCRIPTION_ID_AVAILABLE, p.subscriptionIdentifiersAvailable.map { $0 ? 1 : 0 })
-        byte(MQTT_PROP_SHARED_SUB_AVAILABLE, p.sharedSubscriptionAvailable.map { $0 ? 1 : 0 })
-        for pair in p.userProperties {
-            check(MQTT_PROP_USER_PROPERTY) { mosquitto_property_add_string_pair(&$0, $1, pair.name, pair.value) }
+        for identifier in Self.tableOrder where !written.contains(identifier) || identifier == 0x0B || identifier == 0x26 {
+            // The repeatable ones: whatever the recorded order did not cover.
+            repeat {
+                add(identifier, p, &userProperties, &subscriptionIdentifiers)
+            } while (identifier == 0x26 && !userProperties.isEmpty) || (identifier == 0x0B && !subscriptionIdentifiers.isEmpty)
+        }
+    }
+
+    /// The identifiers in the order they are written when no order was recorded.
+    private static let tableOrder: [UInt8] = [
+        0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x23, 0x18, 0x11, 0x12, 0x13, 0x15, 0x16, 0x17, 0x19, 0x1A, 0x1C, 0x1F,
+        0x21, 0x22, 0x24, 0x25, 0x27, 0x28, 0x29, 0x2A, 0x26,
+    ]
+
+    /// Adds the property `identifier` of `p` if it is set; a user property or subscription
+    /// identifier is the next one of its list.
+    private mutating func add(
+        _ identifier: UInt8, _ p: MQTTProperties.Values,
+        _ userProperties: inout ArraySlice<MQTTUserProperty>, _ subscriptionIdentifiers: inout ArraySlice<UInt32>
+    ) {
+        switch identifier {
+        case 0x01: byte(MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, p.payloadFormat?.rawValue)
+        case 0x02: int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, p.messageExpiryInterval)
+        case 0x03: string(MQTT_PROP_CONTENT_TYPE, p.contentType)
+        case 0x08: string(MQTT_PROP_RESPONSE_TOPIC, p.responseTopic)
+        case 0x09: binary(MQTT_PROP_CORRELATION_DATA, p.correlationData)
+        case 0x0B:
+            if let value = subscriptionIdentifiers.popFirst() {
+                check(MQTT_PROP_SUBSCRIPTION_IDENTIFIER) { mosquitto_property_add_varint(&$0, $1, value) }
+            }
+        case 0x11: int32(MQTT_PROP_SESSION_EXPIRY_INTERVAL, p.sessionExpiryInterval)
+        case 0x12: string(MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER, p.assignedClientIdentifier)
+        case 0x13: int16(MQTT_PROP_SERVER_KEEP_ALIVE, p.serverKeepAlive)
+        case 0x15: string(MQTT_PROP_AUTHENTICATION_METHOD, p.authenticationMethod)
+        case 0x16: binary(MQTT_PROP_AUTHENTICATION_DATA, p.authenticationData)
+        case 0x17: byte(MQTT_PROP_REQUEST_PROBLEM_INFORMATION, p.requestProblemInformation.map { $0 ? 1 : 0 })
+        case 0x18: int32(MQTT_PROP_WILL_DELAY_INTERVAL, p.willDelayInterval)
+        case 0x19: byte(MQTT_PROP_REQUEST_RESPONSE_INFORMATION, p.requestResponseInformation.map { $0 ? 1 : 0 })
+        case 0x1A: string(MQTT_PROP_RESPONSE_INFORMATION, p.responseInformation)
+        case 0x1C: string(MQTT_PROP_SERVER_REFERENCE, p.serverReference)
+        case 0x1F: string(MQTT_PROP_REASON_STRING, p.reasonString)
+        case 0x21: int16(MQTT_PROP_RECEIVE_MAXIMUM, p.receiveMaximum)
+        case 0x22: int16(MQTT_PROP_TOPIC_ALIAS_MAXIMUM, p.topicAliasMaximum)
+        case 0x23: int16(MQTT_PROP_TOPIC_ALIAS, p.topicAlias)
+        case 0x24: byte(MQTT_PROP_MAXIMUM_QOS, p.maximumQoS.map { UInt8($0.rawValue) })
+        case 0x25: byte(MQTT_PROP_RETAIN_AVAILABLE, p.retainAvailable.map { $0 ? 1 : 0 })
+        case 0x26:
+            if let pair = userProperties.popFirst() {
+                check(MQTT_PROP_USER_PROPERTY) { mosquitto_property_add_string_pair(&$0, $1, pair.name, pair.value) }
+            }
+        case 0x27: int32(MQTT_PROP_MAXIMUM_PACKET_SIZE, p.maximumPacketSize)
+        case 0x28: byte(MQTT_PROP_WILDCARD_SUB_AVAILABLE, p.wildcardSubscriptionAvailable.map { $0 ? 1 : 0 })
+        case 0x29: byte(MQTT_PROP_SUBSCRIPTION_ID_AVAILABLE, p.subscriptionIdentifiersAvailable.map { $0 ? 1 : 0 })
+        case 0x2A: byte(MQTT_PROP_SHARED_SUB_AVAILABLE, p.sharedSubscriptionAvailable.map { $0 ? 1 : 0 })
+        default: break
         }
     }
 

@@ -4,6 +4,8 @@
 /// will, and as received on CONNACK, PUBLISH, PUBACK/PUBREC/PUBCOMP, SUBACK and DISCONNECT.
 ///
 /// Every property libmosquitto 2.0 handles has a typed field; `nil` (or empty) means "absent".
+/// Properties go on the wire in the order they were set (user properties among the others, as
+/// appended); that order is not part of equality.
 /// Which properties a packet may carry is fixed by MQTT 5: a property that is not allowed on the
 /// packet being sent is rejected before sending with ``MQTTError/Code/propertyNotAllowed``
 /// (libmosquitto's own `mosquitto_property_check_command`). On MQTT 3.1/3.1.1 connections,
@@ -26,6 +28,10 @@ public struct MQTTProperties: Sendable, Hashable, CustomStringConvertible {
     // Setting a property copies the fields into a new box (properties are built once, read many
     // times), which keeps the box immutable and therefore plainly `Sendable`.
 
+    // The order in which properties were set is kept beside the fields (not compared, not
+    // hashed): they are written in that order, as libmosquitto writes the properties a
+    // mosquitto tool's `-D` adds, one after the other (see `wireOrder`).
+
     /// The fields, or `nil` when no property is set.
     private var storage: Storage?
 
@@ -34,50 +40,50 @@ public struct MQTTProperties: Sendable, Hashable, CustomStringConvertible {
     /// Payload format indicator: whether the payload is UTF-8 text (PUBLISH, will).
     public var payloadFormat: MQTTPayloadFormat? {
         get { self[\.payloadFormat] }
-        set { self[\.payloadFormat] = newValue }
+        set { update(\.payloadFormat, to: newValue, identifier: 0x01) }
     }
 
     /// Seconds after which the broker discards the message if undelivered (PUBLISH, will).
     public var messageExpiryInterval: UInt32? {
         get { self[\.messageExpiryInterval] }
-        set { self[\.messageExpiryInterval] = newValue }
+        set { update(\.messageExpiryInterval, to: newValue, identifier: 0x02) }
     }
 
     /// A MIME type describing the payload (PUBLISH, will).
     public var contentType: String? {
         get { self[\.contentType] }
-        set { self[\.contentType] = newValue }
+        set { update(\.contentType, to: newValue, identifier: 0x03) }
     }
 
     /// The topic a responder should publish its answer to (PUBLISH, will).
     public var responseTopic: String? {
         get { self[\.responseTopic] }
-        set { self[\.responseTopic] = newValue }
+        set { update(\.responseTopic, to: newValue, identifier: 0x08) }
     }
 
     /// Opaque bytes that tie a response to its request (PUBLISH, will).
     public var correlationData: [UInt8]? {
         get { self[\.correlationData] }
-        set { self[\.correlationData] = newValue }
+        set { update(\.correlationData, to: newValue, identifier: 0x09) }
     }
 
     /// Subscription identifiers: the one to attach to a SUBSCRIBE (1...268,435,455), or on a
     /// received PUBLISH, those of every matching subscription that carried one.
     public var subscriptionIdentifiers: [UInt32] {
         get { self[\.subscriptionIdentifiers] }
-        set { self[\.subscriptionIdentifiers] = newValue }
+        set { update(\.subscriptionIdentifiers, to: newValue, identifier: 0x0B) }
     }
 
     /// A topic alias for an outgoing PUBLISH (1...the broker's ``topicAliasMaximum``).
     public var topicAlias: UInt16? {
         get { self[\.topicAlias] }
-        set { self[\.topicAlias] = newValue }
+        set { update(\.topicAlias, to: newValue, identifier: 0x23) }
     }
 
     /// Seconds the broker waits before publishing the will after the connection is lost (will).
     public var willDelayInterval: UInt32? {
         get { self[\.willDelayInterval] }
-        set { self[\.willDelayInterval] = newValue }
+        set { update(\.willDelayInterval, to: newValue, identifier: 0x18) }
     }
 
     // MARK: CONNECT, CONNACK, DISCONNECT
@@ -86,109 +92,109 @@ public struct MQTTProperties: Sendable, Hashable, CustomStringConvertible {
     /// "never expire" (CONNECT, CONNACK, DISCONNECT).
     public var sessionExpiryInterval: UInt32? {
         get { self[\.sessionExpiryInterval] }
-        set { self[\.sessionExpiryInterval] = newValue }
+        set { update(\.sessionExpiryInterval, to: newValue, identifier: 0x11) }
     }
 
     /// The client ID the broker assigned when the client sent an empty one (CONNACK).
     public var assignedClientIdentifier: String? {
         get { self[\.assignedClientIdentifier] }
-        set { self[\.assignedClientIdentifier] = newValue }
+        set { update(\.assignedClientIdentifier, to: newValue, identifier: 0x12) }
     }
 
     /// The keepalive the broker wants instead of the client's (CONNACK).
     public var serverKeepAlive: UInt16? {
         get { self[\.serverKeepAlive] }
-        set { self[\.serverKeepAlive] = newValue }
+        set { update(\.serverKeepAlive, to: newValue, identifier: 0x13) }
     }
 
     /// The extended authentication method (CONNECT, CONNACK).
     public var authenticationMethod: String? {
         get { self[\.authenticationMethod] }
-        set { self[\.authenticationMethod] = newValue }
+        set { update(\.authenticationMethod, to: newValue, identifier: 0x15) }
     }
 
     /// The extended authentication data (CONNECT, CONNACK).
     public var authenticationData: [UInt8]? {
         get { self[\.authenticationData] }
-        set { self[\.authenticationData] = newValue }
+        set { update(\.authenticationData, to: newValue, identifier: 0x16) }
     }
 
     /// Whether the broker may send reason strings and user properties on failures (CONNECT).
     public var requestProblemInformation: Bool? {
         get { self[\.requestProblemInformation] }
-        set { self[\.requestProblemInformation] = newValue }
+        set { update(\.requestProblemInformation, to: newValue, identifier: 0x17) }
     }
 
     /// Whether the client asks for ``responseInformation`` in the CONNACK (CONNECT).
     public var requestResponseInformation: Bool? {
         get { self[\.requestResponseInformation] }
-        set { self[\.requestResponseInformation] = newValue }
+        set { update(\.requestResponseInformation, to: newValue, identifier: 0x19) }
     }
 
     /// A basis for response topics, from the broker (CONNACK).
     public var responseInformation: String? {
         get { self[\.responseInformation] }
-        set { self[\.responseInformation] = newValue }
+        set { update(\.responseInformation, to: newValue, identifier: 0x1A) }
     }
 
     /// Another server the client should use (CONNACK, DISCONNECT).
     public var serverReference: String? {
         get { self[\.serverReference] }
-        set { self[\.serverReference] = newValue }
+        set { update(\.serverReference, to: newValue, identifier: 0x1C) }
     }
 
     /// A human-readable reason from the broker (every acknowledgement and DISCONNECT).
     public var reasonString: String? {
         get { self[\.reasonString] }
-        set { self[\.reasonString] = newValue }
+        set { update(\.reasonString, to: newValue, identifier: 0x1F) }
     }
 
     /// How many QoS 1/2 messages the sender will process at once (CONNECT, CONNACK).
     public var receiveMaximum: UInt16? {
         get { self[\.receiveMaximum] }
-        set { self[\.receiveMaximum] = newValue }
+        set { update(\.receiveMaximum, to: newValue, identifier: 0x21) }
     }
 
     /// The highest topic alias the sender accepts (CONNECT, CONNACK).
     public var topicAliasMaximum: UInt16? {
         get { self[\.topicAliasMaximum] }
-        set { self[\.topicAliasMaximum] = newValue }
+        set { update(\.topicAliasMaximum, to: newValue, identifier: 0x22) }
     }
 
     /// The highest QoS the broker accepts (CONNACK).
     public var maximumQoS: MQTTQoS? {
         get { self[\.maximumQoS] }
-        set { self[\.maximumQoS] = newValue }
+        set { update(\.maximumQoS, to: newValue, identifier: 0x24) }
     }
 
     /// Whether the broker accepts retained messages (CONNACK).
     public var retainAvailable: Bool? {
         get { self[\.retainAvailable] }
-        set { self[\.retainAvailable] = newValue }
+        set { update(\.retainAvailable, to: newValue, identifier: 0x25) }
     }
 
     /// The largest packet, in bytes, the sender accepts (CONNECT, CONNACK).
     public var maximumPacketSize: UInt32? {
         get { self[\.maximumPacketSize] }
-        set { self[\.maximumPacketSize] = newValue }
+        set { update(\.maximumPacketSize, to: newValue, identifier: 0x27) }
     }
 
     /// Whether the broker supports wildcard subscriptions (CONNACK).
     public var wildcardSubscriptionAvailable: Bool? {
         get { self[\.wildcardSubscriptionAvailable] }
-        set { self[\.wildcardSubscriptionAvailable] = newValue }
+        set { update(\.wildcardSubscriptionAvailable, to: newValue, identifier: 0x28) }
     }
 
     /// Whether the broker supports subscription identifiers (CONNACK).
     public var subscriptionIdentifiersAvailable: Bool? {
         get { self[\.subscriptionIdentifiersAvailable] }
-        set { self[\.subscriptionIdentifiersAvailable] = newValue }
+        set { update(\.subscriptionIdentifiersAvailable, to: newValue, identifier: 0x29) }
     }
 
     /// Whether the broker supports shared subscriptions (CONNACK).
     public var sharedSubscriptionAvailable: Bool? {
         get { self[\.sharedSubscriptionAvailable] }
-        set { self[\.sharedSubscriptionAvailable] = newValue }
+        set { update(\.sharedSubscriptionAvailable, to: newValue, identifier: 0x2A) }
     }
 
     // MARK: Every packet
@@ -196,7 +202,7 @@ public struct MQTTProperties: Sendable, Hashable, CustomStringConvertible {
     /// Name/value pairs, in order; a name may repeat (every packet).
     public var userProperties: [MQTTUserProperty] {
         get { self[\.userProperties] }
-        set { self[\.userProperties] = newValue }
+        set { update(\.userProperties, to: newValue, identifier: 0x26) }
     }
 
     /// Creates an empty property set.
@@ -204,10 +210,16 @@ public struct MQTTProperties: Sendable, Hashable, CustomStringConvertible {
         storage = nil
     }
 
-    /// Wraps `values` (no box when they are all absent).
-    init(_ values: Values) {
-        storage = values == Values() ? nil : Storage(values)
+    /// Wraps `values` (no box when they are all absent), set in `order` (identifiers; see
+    /// ``wireOrder``).
+    init(_ values: Values, order: [UInt8] = []) {
+        storage = values == Values() ? nil : Storage(values, order: order)
     }
+
+    /// The identifiers of the set properties in the order they were set, one entry per user
+    /// property and per subscription identifier (the n-th `0x26` is the n-th user property);
+    /// empty for properties that were received, or built from ``Values`` directly.
+    var wireOrder: [UInt8] { storage?.order ?? [] }
 
     /// Whether no property is set.
     public var isEmpty: Bool { storage == nil }
@@ -215,14 +227,34 @@ public struct MQTTProperties: Sendable, Hashable, CustomStringConvertible {
     /// The fields (all absent when there is no box).
     var values: Values { storage?.values ?? Values() }
 
-    /// Reads or sets one field; setting puts the fields in a new box.
+    /// Reads one field.
     private subscript<Value>(field: WritableKeyPath<Values, Value>) -> Value {
-        get { values[keyPath: field] }
-        set {
-            var values = self.values
-            values[keyPath: field] = newValue
-            self = MQTTProperties(values)
+        values[keyPath: field]
+    }
+
+    /// Sets a single-valued property; the fields go into a new box, and the property to the end
+    /// of ``wireOrder`` if it was not set (or out of it when `newValue` is `nil`).
+    private mutating func update<Value>(_ field: WritableKeyPath<Values, Value?>, to newValue: Value?, identifier: UInt8) {
+        replace(field, with: newValue, identifier: identifier, entries: newValue == nil ? 0 : 1)
+    }
+
+    /// Sets a property that may appear several times (user properties, subscription
+    /// identifiers): ``wireOrder`` keeps one entry per element, new ones at the end.
+    private mutating func update<Element>(_ field: WritableKeyPath<Values, [Element]>, to newValue: [Element], identifier: UInt8) {
+        replace(field, with: newValue, identifier: identifier, entries: newValue.count)
+    }
+
+    private mutating func replace<Value>(_ field: WritableKeyPath<Values, Value>, with newValue: Value, identifier: UInt8, entries: Int) {
+        var values = self.values
+        values[keyPath: field] = newValue
+        var order = wireOrder
+        var present = order.reduce(0) { $1 == identifier ? $0 + 1 : $0 }
+        while present > entries, let last = order.lastIndex(of: identifier) {
+            order.remove(at: last)
+            present -= 1
         }
+        order += repeatElement(identifier, count: max(0, entries - present))
+        self = MQTTProperties(values, order: order)
     }
 
     /// Whether both sets hold the same properties (user properties in the same order).
@@ -253,9 +285,11 @@ public struct MQTTProperties: Sendable, Hashable, CustomStringConvertible {
     /// The immutable box that holds a non-empty set.
     private final class Storage: Sendable {
         let values: Values
+        let order: [UInt8]
 
-        init(_ values: Values) {
+        init(_ values: Values, order: [UInt8]) {
             self.values = values
+            self.order = order
         }
     }
 
