@@ -38,6 +38,9 @@ struct OptionSpec<Target> {
     let action: Action
     /// The `--help` description (one line).
     let help: String
+    /// mosquitto's whole error text when the value is missing, where it does not follow the
+    /// usual pattern (`-M argument given but max_inflight not specified.`).
+    var missingValue: String?
 
     /// A flag option.
     static func flag(_ names: [String], _ help: String, _ apply: @escaping (inout Target) throws(CLIError) -> Void) -> OptionSpec {
@@ -46,10 +49,10 @@ struct OptionSpec<Target> {
 
     /// An option with a value.
     static func value(
-        _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String,
+        _ names: [String], _ placeholder: String, noun: String? = nil, missing: String? = nil, _ help: String,
         _ apply: @escaping (inout Target, String) throws(CLIError) -> Void
     ) -> OptionSpec {
-        OptionSpec(names: names, action: .value(placeholder: placeholder, noun: noun ?? placeholder, apply), help: help)
+        OptionSpec(names: names, action: .value(placeholder: placeholder, noun: noun ?? placeholder, apply), help: help, missingValue: missing)
     }
 
     /// An option with several values, taken by `apply` from ``OptionValues``.
@@ -71,7 +74,8 @@ struct OptionSpec<Target> {
                 action: .value(placeholder: placeholder, noun: noun) { (outer: inout Outer, value: String) throws(CLIError) in
                     try apply(&outer[keyPath: path], value)
                 },
-                help: help
+                help: help,
+                missingValue: missingValue
             )
         case .values(let placeholder, let apply):
             return OptionSpec<Outer>(
@@ -162,7 +166,7 @@ enum OptionParser {
                 try apply(&target)
             case .value(_, let noun, let apply):
                 guard position < arguments.count else {
-                    throw CLIError.usage("\(argument) argument given but no \(noun) specified.")
+                    throw CLIError.usage(spec.missingValue ?? "\(argument) argument given but no \(noun) specified.")
                 }
                 try apply(&target, arguments[position])
                 position += 1

@@ -18,9 +18,6 @@ struct PublishOptions: CommandOptions {
         ]
         let more: [OptionSpec<PublishOptions>] = [
             .flag(["-r", "--retain"], "Retain the message.") { $0.retain = true },
-            .value(["-M"], "COUNT", noun: "max inflight", "Maximum QoS 1/2 messages in flight. Defaults to 20.") { (options: inout PublishOptions, value: String) throws(CLIError) in
-                options.common.maxInflight = try ValueParser.positive(value, "Maximum inflight messages must be greater than 0.")
-            },
         ]
         return own
             + PayloadOptions.table(lines: true).map { $0.lifted(\PublishOptions.payload) }

@@ -58,7 +58,7 @@ enum MQTTCommandLine {
             return status
         } catch {
             if !error.isSilenced {
-                Output.printError(error.singleLine)
+                Output.printError(error.precedingBlankLine ? "\n" + error.singleLine : error.singleLine)
                 if let line = error.followingLine {
                     Output.printError(line)
                 }
