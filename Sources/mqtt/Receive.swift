@@ -46,7 +46,7 @@ struct ReceiveOptions {
             },
             .flag(["--json"], "Print each message as one JSON object: topic, qos, retain, mid, payloadlen, payload (UTF-8 text, else base64 with \"payloadEncoding\":\"base64\"), MQTT 5 properties.") { $0.format.json = true },
             .flag(["--pretty"], "Print the JSON of --json, %j and %J indented over several lines, as mosquitto's --pretty.") { $0.format.pretty = true },
-            .flag(["-R"], "Do not print stale messages (those with the retain flag set).") { $0.skipRetained = true },
+            .flag(["-R"], "Do not print stale messages (those with the retain flag set); with MQTT 5, ask the broker not to send them.") { $0.skipRetained = true },
             .flag(["--retain-as-published"], "MQTT 5 subscription option: keep the retain flag of messages as published.") { $0.retainAsPublished = true },
         ]
     }
@@ -63,7 +63,7 @@ struct ReceiveOptions {
             },
             .flag(["--retained-only"], "Print only retained messages; exit at the first message without the retain flag.") { $0.retainedOnly = true },
             .flag(["--remove-retained"], "Delete every retained message received (publish an empty retained message to its topic); use -T to keep some.") { $0.removeRetained = true },
-            .value(["--random-filter"], "PERCENT", noun: "chance", "Print only this percentage of the messages, chosen at random (0.1 to 100).") { (options: inout ReceiveOptions, value: String) throws(CLIError) in
+            .value(["--random-filter"], "PERCENT", noun: "chance", "Print only this percentage of the messages, chosen at random (0.1 to 100); the others still count for -C.") { (options: inout ReceiveOptions, value: String) throws(CLIError) in
                 guard let percent = Double(value), percent >= 0.1, percent <= 100 else {
                     throw CLIError.usage("--random-filter chance must be between 0.1-100.0")
                 }
