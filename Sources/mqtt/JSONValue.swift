@@ -159,7 +159,8 @@ extension JSONValue {
         private mutating func number() -> JSONValue? {
             var text: [CChar] = []
             var position = index
-            while position < bytes.count, text.count < 63, "0123456789+-eE.".utf8.contains(bytes[position]) {
+            // Debian's cJSON 1.7.15 reads the whole run (upstream 1.7.15 stopped at 63 bytes).
+            while position < bytes.count, "0123456789+-eE.".utf8.contains(bytes[position]) {
                 text.append(CChar(bitPattern: bytes[position]))
                 position += 1
             }

@@ -118,6 +118,38 @@ struct CLISubscribeOptionTests {
         }
     }
 
+    /// Payloads that probe cJSON's parser: its leniencies (a byte order mark, `01`, `1.`, raw
+    /// control characters, a 70-digit number), what it refuses (`1e`, trailing commas, a lone
+    /// surrogate, 1001 nested arrays) and its number printing.
+    static let parserProbes: [[UInt8]] = [
+        "01", "1.", "-", "1e", "1e+", "[1,]", "{\"a\":1,}", "\t[1]\n", "\u{FEFF}[2]", "tru", "nulls", "\"\u{1}raw\u{7F}\"",
+        #""\q""#, #""\udc00""#, #""\ud800x""#, #""\ud800\u0041""#, String(repeating: "1234567890", count: 7), "0.000001234", "1E5",
+        "-1.5E-3", #"{"":1}"#, "[true,false,null]", " ", #""""#, #"{"a" : [ ] }"#, ".5", "+1", "1 2", "null", #""tab\there/""#,
+        String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000),
+        String(repeating: "[", count: 1001) + String(repeating: "]", count: 1001),
+    ].map { Array($0.utf8) }
+
+    @Test("%J reads payloads as cJSON does (what it accepts, refuses and how it prints numbers): the bytes and error lines of mosquitto_sub")
+    func parsedPayloads() async throws {
+        try await withMosquittoBroker { broker in
+            let topic = uniqueTopic()
+            try await Self.publish(broker, ["-t", "\(topic)/first", "-m", "0", "-r"])
+            let pair = try Pair(["-h", broker.host, "-p", "\(broker.port)", "-t", "\(topic)/#", "-F", "%l %J", "-C", "\(Self.parserProbes.count + 1)", "-W", "10"])
+            try await pair.waitForLine { $0.hasPrefix("1 ") }
+            for (index, payload) in Self.parserProbes.enumerated() {
+                try await Self.publish(broker, ["-t", "\(topic)/\(index)", "-s"], input: payload)
+            }
+            let (ours, theirs) = try await pair.finish()
+            #expect(ours.status == 0, "\(ours.stderr)")
+            #expect(ours.status == theirs.status)
+            #expect(CLITests.lines(ours.stdout).count == Self.parserProbes.count + 1)
+            #expect(Self.maskingTimes(ours.stdout) == Self.maskingTimes(theirs.stdout), "ours:\n\(ours.stdout)\ntheirs:\n\(theirs.stdout)")
+            #expect(ours.stderr == theirs.stderr)
+            // "-" (2) and "1e" (3) are refused, "1." (1) is a number.
+            #expect(ours.stderr.contains("\(topic)/3.\n") && !ours.stderr.contains("\(topic)/1.\n"), "\(ours.stderr)")
+        }
+    }
+
     @Test("%j and %J of a payload that is not UTF-8 or holds a NUL: valid JSON, the whole payload with U+FFFD and \\u0000 (mosquitto prints the raw bytes up to the NUL)")
     func jsonOfBinaryPayload() async throws {
         try await withMosquittoBroker { broker in
