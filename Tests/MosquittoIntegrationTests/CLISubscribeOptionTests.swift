@@ -119,12 +119,12 @@ struct CLISubscribeOptionTests {
     }
 
     /// Payloads that probe cJSON's parser: its leniencies (a byte order mark, `01`, `1.`, raw
-    /// control characters, a 70-digit number), what it refuses (`1e`, trailing commas, a lone
+    /// control characters, any byte up to 0x20 as white space, a 70-digit number), what it refuses (`1e`, trailing commas, a lone
     /// surrogate, 1001 nested arrays) and its number printing.
     static let parserProbes: [[UInt8]] = [
         "01", "1.", "-", "1e", "1e+", "[1,]", "{\"a\":1,}", "\t[1]\n", "\u{FEFF}[2]", "tru", "nulls", "\"\u{1}raw\u{7F}\"",
         #""\q""#, #""\udc00""#, #""\ud800x""#, #""\ud800\u0041""#, String(repeating: "1234567890", count: 7), "0.000001234", "1E5",
-        "-1.5E-3", #"{"":1}"#, "[true,false,null]", " ", #""""#, #"{"a" : [ ] }"#, ".5", "+1", "1 2", "null", #""tab\there/""#,
+        "-1.5E-3", #"{"":1}"#, "[true,false,null]", " ", #""""#, #"{"a" : [ ] }"#, ".5", "+1", "1 2", "null", #""tab\there/""#, "\u{1}[3]\u{1F}\u{B}",
         String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000),
         String(repeating: "[", count: 1001) + String(repeating: "]", count: 1001),
     ].map { Array($0.utf8) }
