@@ -141,9 +141,10 @@ enum Receiver {
         var unsubscribeProperties = MQTTProperties()
         /// `--quiet`: no warning lines while receiving.
         var quiet = false
-        /// `-W`, `-R`, `-v`, `-N`, `-F`.
+        /// `-W`, `-R`, `-v`, `-N`, `-F`, ... and the sub-only `-E`, `-T`, `-U`, ...
         var options: ReceiveOptions
-        /// End after this many printed messages (`-C`; 1 for `rr`); `nil`: no limit.
+        /// End after this many messages (`-C`; 1 for `rr`), counted after `-R` and `-T` and
+        /// before `--random-filter`, as mosquitto_sub counts; `nil`: no limit.
         var limit: Int?
         /// Runs once subscribed, before messages are read (`rr` publishes its request).
         var afterSubscribing: (@Sendable (MQTTClient) async throws(CLIError) -> Void)?
