@@ -10,7 +10,7 @@ struct SubscribeOptions: CommandOptions {
     var receive = ReceiveOptions()
     /// `-t`, repeatable.
     var topics: [String] = []
-    /// `-C`: exit after this many printed messages.
+    /// `-C`: exit after this many messages (those `-R` and `-T` let through).
     var count: Int?
 
     /// `mqtt sub`'s option table: its own options, then the shared ones.
