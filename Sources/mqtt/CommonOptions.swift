@@ -145,6 +145,10 @@ extension CommonOptions {
                 options.sessionExpiry = try ValueParser.sessionExpiry(value)
             },
             .flag(["--nodelay"], "Disable Nagle's algorithm.") { $0.noDelay = true },
+            // As in mosquitto, for every command: sub and rr receive QoS 1/2 messages in flight too.
+            .value(["-M"], "COUNT", missing: "-M argument given but max_inflight not specified.", "Maximum QoS 1/2 messages in flight. Defaults to 20.") { (options: inout CommonOptions, value: String) throws(CLIError) in
+                options.maxInflight = try ValueParser.positive(value, "Maximum inflight messages must be greater than 0.")
+            },
             .flag(["-d", "--debug"], "Print debug messages (libmosquitto's log) to stdout.") { $0.debug = true },
             .value(["--stats"], "SECONDS", noun: "interval", "Print the statistics line (sent, acknowledged, pending, received, rates, reconnects) to stdout every SECONDS and at the end.") { (options: inout CommonOptions, value: String) throws(CLIError) in
                 options.statsInterval = try ValueParser.positive(value, "Invalid statistics interval \"\(value)\".")

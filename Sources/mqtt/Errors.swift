@@ -43,6 +43,9 @@ struct CLIError: Error, Sendable {
     /// A second line printed after ``message`` (and silenced with it), for the few failures
     /// where mosquitto prints two, such as mosquitto_pub after a refused CONNACK.
     var followingLine: String?
+    /// Whether a blank line comes before ``message``, as mosquitto_sub prints its checks of
+    /// option combinations made after parsing (`\nError: Combining '-R' and '--retained-only' ...`).
+    var precedingBlankLine = false
     /// For a refused CONNACK, libmosquitto's text for the error its loop then returns:
     /// mosquitto_pub prints it as a second line (``afterRefusalAsPrintedByPub()``).
     private(set) var loopErrorAfterRefusal: String?
@@ -71,6 +74,13 @@ struct CLIError: Error, Sendable {
     /// A run-time error with a message printed as given.
     static func runtime(_ message: String, status: Int32 = 1) -> CLIError {
         CLIError(message: message, status: status, kind: .runtime)
+    }
+
+    /// The same error, printed after a blank line.
+    func precededByBlankLine() -> CLIError {
+        var error = self
+        error.precedingBlankLine = true
+        return error
     }
 
     /// The same error, silenced when `--quiet` was given and it is a run-time error (like

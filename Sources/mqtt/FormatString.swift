@@ -24,7 +24,11 @@ import Darwin
 ///   (a width truncates `%p`; `%-p` without a width pads with as many blanks as the payload is long).
 /// - Escapes `\\`, `\0`, `\a`, `\e`, `\n`, `\r`, `\t`, `\v`.
 /// - A malformed format is a usage error with mosquitto's text (`Invalid format specifier 'z'.`).
-/// - `%j`/`%J` (JSON) are valid in mosquitto but not supported here: a usage error.
+/// - `%j` and `%J`: the message as one JSON object, as mosquitto_sub prints it (see
+///   ``JSONMessage/mosquittoDocument(_:parsePayload:time:)``); `tst` is the local time with
+///   microseconds, written as mosquitto writes it (`2026-12-04T21:48:00.123456Z+0100`: a `Z`, then
+///   the offset). `--pretty` lays it out over several lines. A `%J` payload that is not JSON
+///   prints nothing for the conversion, and mosquitto's error line on stderr.
 struct FormatString: Sendable {
     /// A piece of the format.
     private enum Token: Sendable {
@@ -58,7 +62,7 @@ struct FormatString: Sendable {
     /// Compiles `text`.
     ///
     /// - Throws: ``CLIError`` (usage) with mosquitto's texts for an incomplete or invalid
-    ///   specifier or escape, and for the JSON specifiers `mqtt` does not support.
+    ///   specifier or escape.
     init(_ text: String) throws(CLIError) {
         let bytes = Array(text.utf8)
         var tokens: [Token] = []
@@ -99,9 +103,6 @@ struct FormatString: Sendable {
                 guard Self.specifiers.contains(current) else {
                     throw CLIError.usage("Invalid format specifier '\(Self.character(at: index, in: bytes))'.")
                 }
-                if current == UInt8(ascii: "j") || current == UInt8(ascii: "J") {
-                    throw CLIError.usage("The JSON format specifiers %j and %J are not supported by mqtt.")
-                }
                 field.specifier = current
                 Self.flush(&literal, into: &tokens)
                 tokens.append(.field(field))
@@ -129,18 +130,38 @@ struct FormatString: Sendable {
     }
 
     /// The bytes for `message` (without the end of line that `-N` controls).
-    func render(_ message: MQTTMessage) -> [UInt8] {
+    ///
+    /// - Parameters:
+    ///   - pretty: `--pretty`: `%j` and `%J` over several lines.
+    ///   - warning: Set to mosquitto's error line when a `%J` payload is not JSON.
+    func render(_ message: MQTTMessage, pretty: Bool = false, warning: inout String?) -> [UInt8] {
         var output: [UInt8] = []
         var clock = Clock()
         for token in tokens {
             switch token {
             case .literal(let bytes): output.append(contentsOf: bytes)
+            case .field(let field) where field.specifier == UInt8(ascii: "j") || field.specifier == UInt8(ascii: "J"):
+                let time = Self.jsonTime(&clock)
+                if let document = JSONMessage.mosquittoDocument(message, parsePayload: field.specifier == UInt8(ascii: "J"), time: time) {
+                    document.append(to: &output, pretty: pretty)
+                } else {
+                    warning = "Error: Message payload is not valid JSON on topic \(message.topic)."
+                }
             case .field(let field): Self.render(field, of: message, clock: &clock, into: &output)
             case .time(let conversion): output.append(contentsOf: clock.formatted([UInt8(ascii: "%"), conversion]))
             case .nanoseconds: output.append(contentsOf: Self.padded(String(clock.now.nanoseconds), width: 9, with: "0").utf8)
             }
         }
         return output
+    }
+
+    /// mosquitto's `tst`: `strftime("%Y-%m-%dT%H:%M:%S.000000Z%z")` with the microseconds
+    /// written over the zeros.
+    private static func jsonTime(_ clock: inout Clock) -> String {
+        let microseconds = padded(String(clock.now.nanoseconds / 1000), width: 6, with: "0")
+        let seconds = String(decoding: clock.formatted(Array("%Y-%m-%dT%H:%M:%S".utf8)), as: UTF8.self)
+        let offset = String(decoding: clock.formatted(Array("%z".utf8)), as: UTF8.self)
+        return seconds + "." + microseconds + "Z" + offset
     }
 
     // MARK: Parsing helpers

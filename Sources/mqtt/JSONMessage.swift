@@ -18,7 +18,8 @@ import Mosquitto
 ///   otherwise its base64 (RFC 4648, with padding) and `"payloadEncoding":"base64"`. The marker
 ///   is absent for UTF-8 text, so `payloadEncoding` tells the two apart.
 /// - `properties`: present only when the message carries MQTT 5 properties; only those present
-///   appear: `payloadFormatIndicator` (0 or 1), `messageExpiryInterval` (seconds),
+///   appear: `payloadFormatIndicator` (the byte received: 0, 1, or any other value a peer
+///   sent), `messageExpiryInterval` (seconds),
 ///   `contentType`, `responseTopic`, `correlationData` (UTF-8 string, or base64 with
 ///   `"correlationDataEncoding":"base64"`), `subscriptionIdentifiers` (array of numbers),
 ///   `topicAlias`, `userProperties` (array of `[name, value]` pairs, in the order received,
@@ -48,6 +49,82 @@ enum JSONMessage {
             appendProperties(message.properties, to: &bytes)
         }
         bytes.append(UInt8(ascii: "}"))
+    }
+
+    /// Appends `message` as ``append(_:to:)`` does, then, with `pretty` (`--pretty`), reprints
+    /// it the way mosquitto's `--pretty` prints JSON (cJSON's `cJSON_Print`, see ``JSONValue``).
+    static func append(_ message: MQTTMessage, to bytes: inout [UInt8], pretty: Bool) {
+        guard pretty else {
+            append(message, to: &bytes)
+            return
+        }
+        var compact: [UInt8] = []
+        append(message, to: &compact)
+        // Always JSON (the strings are valid UTF-8): reparsed only to be laid out.
+        if let document = JSONValue.parse(compact) {
+            document.append(to: &bytes, pretty: true)
+        } else {
+            bytes.append(contentsOf: compact)
+        }
+    }
+
+    // MARK: mosquitto's %j and %J
+
+    /// mosquitto_sub 2.0.11's `%j` (`parsePayload == false`: the payload as a JSON string) or
+    /// `%J` (the payload parsed as JSON): `tst`, `topic`, `qos`, `retain` (0 or 1), `payloadlen`,
+    /// `mid` (QoS 1 and 2 only), `properties` (only when the message carries MQTT 5 properties),
+    /// `payload` (`null` when empty).
+    ///
+    /// `properties` holds, under libmosquitto's names, `subscription-identifier` (one key per
+    /// identifier), `payload-format-indicator`, `content-type`, `response-topic`,
+    /// `correlation-data`, `user-properties` (an object, duplicate names kept as cJSON prints
+    /// them), `message-expiry-interval` and `topic-alias`. mosquitto prints them in the order
+    /// of the PUBLISH packet; the library does not keep that order, so they come in the order
+    /// the mosquitto broker sends the properties of a message published with `mqtt pub` or the
+    /// library (subscription identifiers first, expiry interval last).
+    ///
+    /// - Parameter time: The `tst` value (see ``FormatString``).
+    /// - Returns: `nil` for `%J` when the payload is not JSON (mosquitto then prints nothing for
+    ///   the conversion and an error line).
+    static func mosquittoDocument(_ message: MQTTMessage, parsePayload: Bool, time: String) -> JSONValue? {
+        var members: [(key: String, value: JSONValue)] = [
+            ("tst", .string(Array(time.utf8))),
+            ("topic", .string(Array(message.topic.utf8))),
+            ("qos", .integer(message.qos.rawValue)),
+            ("retain", .integer(message.retain ? 1 : 0)),
+            ("payloadlen", .integer(message.payload.count)),
+        ]
+        if message.qos != .atMostOnce { members.append(("mid", .integer(Int(message.messageID)))) }
+        if !message.properties.isEmpty { members.append(("properties", mosquittoProperties(message.properties))) }
+        let payload: JSONValue
+        if message.payload.isEmpty {
+            payload = .null
+        } else if parsePayload {
+            guard let parsed = JSONValue.parse(message.payload) else { return nil }
+            payload = parsed
+        } else {
+            payload = .string(message.payload)
+        }
+        members.append(("payload", payload))
+        return .object(members)
+    }
+
+    /// The `properties` object of ``mosquittoDocument(_:parsePayload:time:)``.
+    private static func mosquittoProperties(_ properties: MQTTProperties) -> JSONValue {
+        var members: [(key: String, value: JSONValue)] = []
+        for identifier in properties.subscriptionIdentifiers {
+            members.append(("subscription-identifier", .integer(Int(identifier))))
+        }
+        if let format = properties.payloadFormat { members.append(("payload-format-indicator", .integer(Int(format.rawValue)))) }
+        if let contentType = properties.contentType { members.append(("content-type", .string(Array(contentType.utf8)))) }
+        if let responseTopic = properties.responseTopic { members.append(("response-topic", .string(Array(responseTopic.utf8)))) }
+        if let correlationData = properties.correlationData { members.append(("correlation-data", .string(correlationData))) }
+        if !properties.userProperties.isEmpty {
+            members.append(("user-properties", .object(properties.userProperties.map { ($0.name, .string(Array($0.value.utf8))) })))
+        }
+        if let interval = properties.messageExpiryInterval { members.append(("message-expiry-interval", .integer(Int(interval)))) }
+        if let alias = properties.topicAlias { members.append(("topic-alias", .integer(Int(alias)))) }
+        return .object(members)
     }
 
     // MARK: Properties

@@ -49,6 +49,9 @@ struct OptionSpec<Target> {
     let action: Action
     /// The `--help` description (one line).
     let help: String
+    /// mosquitto's whole error text when the value is missing, where it does not follow the
+    /// usual pattern (`-M argument given but max_inflight not specified.`).
+    var missingValue: String?
 
     /// A flag option.
     static func flag(_ names: [String], _ help: String, _ apply: @escaping (inout Target) throws(CLIError) -> Void) -> OptionSpec {
@@ -58,10 +61,10 @@ struct OptionSpec<Target> {
     /// An option with a value read as text (a number, a host name, a file name): bytes that are
     /// not UTF-8 read as U+FFFD, which no such value can use.
     static func value(
-        _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String,
+        _ names: [String], _ placeholder: String, noun: String? = nil, missing: String? = nil, _ help: String,
         _ apply: @escaping (inout Target, String) throws(CLIError) -> Void
     ) -> OptionSpec {
-        argument(names, placeholder, noun: noun, help) { (target: inout Target, argument: Argument) throws(CLIError) in
+        argument(names, placeholder, noun: noun, missing: missing, help) { (target: inout Target, argument: Argument) throws(CLIError) in
             try apply(&target, argument.text)
         }
     }
@@ -92,10 +95,10 @@ struct OptionSpec<Target> {
     /// An option with a value its action reads from the ``Argument`` itself (a username, checked
     /// once the command line is read).
     static func argument(
-        _ names: [String], _ placeholder: String, noun: String? = nil, _ help: String,
+        _ names: [String], _ placeholder: String, noun: String? = nil, missing: String? = nil, _ help: String,
         _ apply: @escaping (inout Target, Argument) throws(CLIError) -> Void
     ) -> OptionSpec {
-        OptionSpec(names: names, action: .value(placeholder: placeholder, noun: noun ?? placeholder, apply), help: help)
+        OptionSpec(names: names, action: .value(placeholder: placeholder, noun: noun ?? placeholder, apply), help: help, missingValue: missing)
     }
 
     /// An option with several values, taken by `apply` from ``OptionValues``.
@@ -117,7 +120,8 @@ struct OptionSpec<Target> {
                 action: .value(placeholder: placeholder, noun: noun) { (outer: inout Outer, value: Argument) throws(CLIError) in
                     try apply(&outer[keyPath: path], value)
                 },
-                help: help
+                help: help,
+                missingValue: missingValue
             )
         case .values(let placeholder, let apply):
             return OptionSpec<Outer>(
@@ -221,7 +225,7 @@ enum OptionParser {
                 try apply(&target)
             case .value(_, let noun, let apply):
                 guard position < arguments.count else {
-                    throw CLIError.usage("\(argument) argument given but no \(noun) specified.", spaced: true)
+                    throw CLIError.usage(spec.missingValue ?? "\(argument) argument given but no \(noun) specified.", spaced: true)
                 }
                 try apply(&target, arguments[position])
                 position += 1

@@ -197,6 +197,7 @@ final class BufferedOutput: Sendable {
 /// - `-F`: the format (see ``FormatString``) replaces `-v`; a newline still follows unless `-N`.
 /// The payload is written as raw bytes, not decoded.
 /// - `--json` (ours; see ``JSONMessage``) replaces `-v`; a newline follows unless `-N`.
+/// - `--pretty` lays out the JSON of `--json`, `%j` and `%J` over several lines (mosquitto's).
 struct MessageFormat: Sendable {
     /// `-v`: prefix the topic.
     var verbose = false
@@ -206,23 +207,29 @@ struct MessageFormat: Sendable {
     var custom: FormatString?
     /// `--json`: one JSON object per message.
     var json = false
+    /// `--pretty`: JSON over several lines, indented with tabs.
+    var pretty = false
 
     /// The bytes to write for `message`, or an empty array when nothing is printed.
     func render(_ message: MQTTMessage) -> [UInt8] {
         var bytes: [UInt8] = []
-        render(message, into: &bytes)
+        var warning: String?
+        render(message, into: &bytes, warning: &warning)
         return bytes
     }
 
     /// Appends the bytes to write for `message` to `bytes` (nothing when nothing is printed).
-    func render(_ message: MQTTMessage, into bytes: inout [UInt8]) {
+    ///
+    /// - Parameter warning: Set to the line to print on stderr after the message, if any (a
+    ///   `%J` payload that is not JSON).
+    func render(_ message: MQTTMessage, into bytes: inout [UInt8], warning: inout String?) {
         if json {
-            JSONMessage.append(message, to: &bytes)
+            JSONMessage.append(message, to: &bytes, pretty: pretty)
             if !noEndOfLine { bytes.append(UInt8(ascii: "\n")) }
             return
         }
         if let custom {
-            bytes.append(contentsOf: custom.render(message))
+            bytes.append(contentsOf: custom.render(message, pretty: pretty, warning: &warning))
             if !noEndOfLine { bytes.append(UInt8(ascii: "\n")) }
             return
         }

@@ -34,9 +34,6 @@ struct PublishOptions: CommandOptions {
                 guard seconds >= 0 else { throw CLIError.usage("--repeat-delay argument must be >=0.0.", spaced: true) }
                 options.repeatDelay = .microseconds(Int64((seconds * 1_000_000).rounded(.down)))
             },
-            .value(["-M"], "COUNT", noun: "max inflight", "Maximum QoS 1/2 messages in flight. Defaults to 20.") { (options: inout PublishOptions, value: String) throws(CLIError) in
-                options.common.maxInflight = try ValueParser.positive(value, "Maximum inflight messages must be greater than 0.")
-            },
         ]
         return own
             + PayloadOptions.table(lines: true).map { $0.lifted(\PublishOptions.payload) }

@@ -8,7 +8,7 @@ struct RequestOptions: CommandOptions {
     var common = CommonOptions(tool: .rr)
     /// `-m`, `-f`, `-n`, `-s` (mosquitto_rr has no `-l`).
     var payload = PayloadOptions()
-    /// `-W`, `-R`, `-v`, `-N`, `-F` (shared with `sub`).
+    /// `-W`, `-R`, `-v`, `-N`, `-F`, `--json`, `--pretty`, `--retain-as-published` (shared with `sub`).
     var receive = ReceiveOptions()
     /// `-t`: where the request is published.
     var topic: String?
@@ -100,8 +100,8 @@ enum RequestCommand {
             properties.responseTopic = responseTopic
         }
         let request = PublishCommand.Message(topic: topic, qos: options.common.qos, retain: false, properties: properties)
-        let plan = Receiver.Plan(
-            filters: [MQTTTopicFilter(responseTopic, qos: options.common.qos)],
+        var plan = Receiver.Plan(
+            filters: [receive.subscription(responseTopic, qos: options.common.qos)],
             properties: options.common.properties.subscribe,
             options: receive,
             limit: 1,
@@ -110,6 +110,7 @@ enum RequestCommand {
             },
             onSignal: .closeWithoutDisconnect
         )
+        plan.quiet = options.common.quiet
         if let signal = try await Receiver.run(plan, session: session) {
             var interrupted = CLIError.runtime("Interrupted", status: 128 + signal)
             interrupted.isSilenced = true

@@ -5,11 +5,12 @@ import Mosquitto
 /// The options of `mqtt sub` (mosquitto_sub's).
 struct SubscribeOptions: CommandOptions {
     var common = CommonOptions(tool: .sub)
-    /// `-W`, `-R`, `-v`, `-N`, `-F` (shared with `rr`).
+    /// `-W`, `-R`, `-v`, `-N`, `-F`, ... (shared with `rr`), and `-E`, `-T`, `-U`,
+    /// `--retained-only`, `--remove-retained`, `--random-filter` (sub only).
     var receive = ReceiveOptions()
     /// `-t`, repeatable.
     var topics: [String] = []
-    /// `-C`: exit after this many printed messages.
+    /// `-C`: exit after this many messages (those `-R` and `-T` let through).
     var count: Int?
 
     /// `mqtt sub`'s option table: its own options, then the shared ones.
@@ -24,13 +25,13 @@ struct SubscribeOptions: CommandOptions {
             },
         ]
         return own
-            + ReceiveOptions.table.map { $0.lifted(\SubscribeOptions.receive) }
+            + (ReceiveOptions.subscribeTable + ReceiveOptions.table).map { $0.lifted(\SubscribeOptions.receive) }
             + CommonOptions.table.map { $0.lifted(\SubscribeOptions.common) }
     }
 
     static let usage = OptionParser.usage(
         summary: "mqtt sub: subscribe to topics and print the messages received (the flags of mosquitto_sub).",
-        synopsis: "mqtt sub [-h host] [-p port] [-u user [-P password]] -t topic ... [-C count] [-W seconds] [-v | -F format | --json] [options]",
+        synopsis: "mqtt sub [-h host] [-p port] [-u user [-P password]] -t topic ... [-C count] [-E] [-R | --retained-only] [--remove-retained] [-T filter-out ...] [-U topic ...] [-W seconds] [-v | -F format | --json [--pretty]] [options]",
         table: table,
         examples: [
             "mqtt sub -h broker -t 'sensors/#' -v",
@@ -38,6 +39,8 @@ struct SubscribeOptions: CommandOptions {
             "mqtt sub -V 5 -t orders --json | jq -r .payload      # one JSON object per message",
             "mqtt sub -t 'logs/#' -F '%I %t %p'                   # time, topic, payload",
             "mqtt sub -c -i archiver -q 1 -t 'events/#'           # a persistent session",
+            "mqtt sub -t '#' --retained-only --remove-retained -W 5  # delete every retained message",
+            "mqtt sub -V 5 -t 'sensors/#' -F '%J' --pretty         # mosquitto's JSON, payload parsed",
         ]
     )
 
@@ -53,7 +56,7 @@ struct SubscribeOptions: CommandOptions {
                 throw CLIError.usage("Invalid subscription topic '\(topic)', are all '+' and '#' wildcards correct?")
             }
         }
-        return topics.map { MQTTTopicFilter($0, qos: common.qos) }
+        return topics.map { receive.subscription($0, qos: common.qos) }
     }
 }
 
@@ -72,9 +75,11 @@ enum SubscribeCommand {
             let filters = try options.validated()
             let receive = try options.receive.validated()
             let session = try Session(options: options.common)
-            let plan = Receiver.Plan(
+            var plan = Receiver.Plan(
                 filters: filters, properties: options.common.properties.subscribe, options: receive, limit: options.count
             )
+            plan.unsubscribeProperties = options.common.properties.unsubscribe
+            plan.quiet = options.common.quiet
             try await Receiver.run(plan, session: session)
         }
     }

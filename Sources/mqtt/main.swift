@@ -68,7 +68,7 @@ enum MQTTCommandLine {
             return status
         } catch {
             if !error.isSilenced {
-                Output.printError(error.singleLine)
+                Output.printError(error.precedingBlankLine ? "\n" + error.singleLine : error.singleLine)
                 if error.isSpaced {
                     Output.printError("")
                 }

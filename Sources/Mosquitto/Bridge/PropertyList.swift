@@ -246,7 +246,7 @@ extension MQTTProperties.Values {
     fileprivate mutating func read(_ property: OpaquePointer) {
         let identifier = mosquitto_property_identifier(property)
         switch mqtt5_property(rawValue: UInt32(identifier)) {
-        case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR: payloadFormat = Self.byte(property).flatMap(MQTTPayloadFormat.init(rawValue:))
+        case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR: payloadFormat = Self.byte(property).map(MQTTPayloadFormat.init(rawValue:))
         case MQTT_PROP_MESSAGE_EXPIRY_INTERVAL: messageExpiryInterval = Self.int32(property)
         case MQTT_PROP_CONTENT_TYPE: contentType = Self.string(property)
         case MQTT_PROP_RESPONSE_TOPIC: responseTopic = Self.string(property)

@@ -351,9 +351,22 @@ public struct MQTTUserProperty: Sendable, Hashable, CustomStringConvertible {
 // MARK: - MQTTPayloadFormat
 
 /// The payload format indicator of a PUBLISH or will.
-public enum MQTTPayloadFormat: UInt8, Sendable, Hashable {
+///
+/// MQTT 5 defines 0 (``bytes``) and 1 (``utf8``). A struct rather than an enum so that a value
+/// received from a peer that sends another one (libmosquitto 2.0 and the mosquitto broker pass
+/// any byte through) is kept and can be shown, not dropped: compare with the static members, and
+/// read ``rawValue`` for anything else.
+public struct MQTTPayloadFormat: RawRepresentable, Sendable, Hashable {
+    /// The byte on the wire.
+    public var rawValue: UInt8
+
+    /// The indicator with this byte; values other than 0 and 1 are kept as they are.
+    public init(rawValue: UInt8) {
+        self.rawValue = rawValue
+    }
+
     /// Unspecified bytes (0).
-    case bytes = 0
+    public static let bytes = MQTTPayloadFormat(rawValue: 0)
     /// UTF-8 encoded character data (1).
-    case utf8 = 1
+    public static let utf8 = MQTTPayloadFormat(rawValue: 1)
 }
