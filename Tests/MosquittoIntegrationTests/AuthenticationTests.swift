@@ -20,13 +20,8 @@ struct AuthenticationTests {
     @Test("a password of bytes that are not UTF-8 goes into the CONNECT as given; one with a NUL is refused when the client is created")
     func binaryPasswordGoesOutAsGiven() async throws {
         let password: [UInt8] = [0x70, 0xff, 0xfe, 0x0a, 0xc0, 0x80]
-        let connect = Mutex<[UInt8]?>(nil)
-        let peer = try ScriptedPeer { connection in
-            guard let packet = connection.read(until: 1) else { return }
-            connect.withLock { $0 = packet.body }
-            connection.send([0x20, 0x02, 0x00, 0x00])
-            _ = connection.read(until: 14)
-        }
+        let connect = ConnectRecord()
+        let peer = try ScriptedPeer.recordingConnects(into: connect)
         defer { peer.stop() }
         let client = try makeClient(host: "127.0.0.1", port: peer.port, clientID: "binary-password") {
             $0.protocolVersion = .v3_1_1
@@ -34,7 +29,7 @@ struct AuthenticationTests {
         }
         try await client.connect()
         try await client.disconnect()
-        let body = try #require(connect.withLock { $0 })
+        let body = try #require(connect.last)
         // Flags: username (bit 7), password (bit 6), clean session (bit 1); then the payload.
         #expect(body[7] == 0b1100_0010, "connect flags \(String(body[7], radix: 2))")
         let expected = PeerConnection.encode("binary-password") + PeerConnection.encode("bob") + PeerConnection.encode(UInt16(password.count)) + password

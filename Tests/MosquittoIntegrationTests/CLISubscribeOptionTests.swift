@@ -16,9 +16,12 @@ struct CLISubscribeOptionTests {
     }
 
     /// Runs a mosquitto tool to completion (20 s at most).
-    static func tool(_ name: String, _ arguments: [String], input: [UInt8]? = nil) async throws -> CLITests.Run {
+    static func tool(_ name: String, _ arguments: [String], input: [UInt8]? = nil, systemLibrary: Bool = false) async throws -> CLITests.Run {
         let path = try Interop.requireExecutable(name, package: "mosquitto-clients")
-        let process = try ChildProcess(executable: path, arguments: arguments, standardInput: input.map { .bytes($0) } ?? .null)
+        let process = try ChildProcess(
+            executable: path, arguments: arguments, environment: systemLibrary ? ["LD_LIBRARY_PATH": ""] : [:],
+            standardInput: input.map { .bytes($0) } ?? .null
+        )
         guard let status = try await process.wait(timeout: .seconds(20)) else {
             process.kill()
             throw InteropError("\(name) \(arguments.joined(separator: " ")) did not finish within 20 s")
@@ -26,9 +29,19 @@ struct CLISubscribeOptionTests {
         return CLITests.Run(status: status.code ?? 128 + (status.signal ?? 0), stdout: process.standardOutput, stderr: process.standardError)
     }
 
-    /// `mosquitto_pub` with `arguments` against `broker`, which must succeed.
+    /// Whether the libmosquitto in use lets a received payload format indicator other than 0 or 1
+    /// through: 2.0.11 does; 2.0.21 refuses the PUBLISH as a protocol error (checked on both; the
+    /// releases in between are assumed to change with the malformed-property fix of 2.0.16).
+    static var receivesAnyPayloadFormat: Bool { MQTTClient.libraryVersion < .firstWithoutMalformedPropertyAbort }
+
+    /// The payload format indicator the samples carry: 5 where it is received, else 1.
+    static var samplePayloadFormat: String { receivesAnyPayloadFormat ? "5" : "1" }
+
+    /// `mosquitto_pub` with `arguments` against `broker`, which must succeed. It runs on the
+    /// system's libmosquitto (2.0.11), whichever the suite tests: 2.0.21's mosquitto_pub refuses
+    /// to send a payload format indicator other than 0 or 1.
     static func publish(_ broker: MosquittoBroker, _ arguments: [String], input: [UInt8]? = nil) async throws {
-        let run = try await tool("mosquitto_pub", ["-h", broker.host, "-p", "\(broker.port)"] + arguments, input: input)
+        let run = try await tool("mosquitto_pub", ["-h", broker.host, "-p", "\(broker.port)"] + arguments, input: input, systemLibrary: true)
         #expect(run.status == 0, "mosquitto_pub \(arguments): \(run.stderr)")
     }
 
@@ -82,7 +95,7 @@ struct CLISubscribeOptionTests {
         try await publish(broker, [
             "-V", "5", "-q", "1", "-t", "\(topic)/a",
             "-m", #"{"a": 1.0, "b":[1,2, {"c":null, "e":{}}], "d":"x\u00e9\/\"", "e":1e3, "f":0.1,"a":true, "n":-0.5e-7, "m":12345678901234567890}"#,
-            "-D", "publish", "payload-format-indicator", "5", "-D", "publish", "content-type", "ct",
+            "-D", "publish", "payload-format-indicator", samplePayloadFormat, "-D", "publish", "content-type", "ct",
             "-D", "publish", "response-topic", "rt", "-D", "publish", "correlation-data", "cd",
             "-D", "publish", "user-property", "k", "v", "-D", "publish", "user-property", "k", "w",
         ])
@@ -111,7 +124,7 @@ struct CLISubscribeOptionTests {
             #expect(Self.maskingTimes(ours.stdout) == Self.maskingTimes(theirs.stdout), "ours:\n\(ours.stdout)\ntheirs:\n\(theirs.stdout)")
             #expect(ours.stderr == theirs.stderr)
             #expect(ours.stderr == "Error: Message payload is not valid JSON on topic \(topic)/b.\n")
-            #expect(ours.stdout.contains(#""payload-format-indicator":"# + (pretty ? "\t5" : "5")))
+            #expect(ours.stdout.contains(#""payload-format-indicator":"# + (pretty ? "\t" : "") + Self.samplePayloadFormat))
             // The time as mosquitto writes it: local time, microseconds, "Z", then the offset.
             let time = try #require(ours.stdout.firstMatch(of: #/"tst":\t?"([^"]*)"/#)?.1)
             #expect(time.wholeMatch(of: #/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z[+-]\d{4}/#) != nil, "\(time)")
@@ -176,10 +189,16 @@ struct CLISubscribeOptionTests {
             try await Self.publish(broker, ["-V", "5", "-t", topic, "-m", "x", "-r", "-D", "publish", "payload-format-indicator", "5"])
             let arguments = ["-h", broker.host, "-p", "\(broker.port)", "-V", "5", "-t", topic, "-C", "1", "-W", "10"]
             let (ours, theirs) = try await Self.sideBySide(arguments + ["-F", "[%F] [%3F] [%-3F|"])
-            #expect(ours.status == 0, "\(ours.stderr)")
             #expect(ours.status == theirs.status)
-            #expect(ours.stdout == "[5] [  5] [5  |\n")
             #expect(ours.stdout == theirs.stdout)
+            guard Self.receivesAnyPayloadFormat else {
+                // libmosquitto 2.0.21 drops the connection: both exit with its protocol error.
+                #expect(ours.status == 2, "\(ours.stderr)")
+                #expect(ours.stderr == theirs.stderr, "ours \(ours.stderr)")
+                return
+            }
+            #expect(ours.status == 0, "\(ours.stderr)")
+            #expect(ours.stdout == "[5] [  5] [5  |\n")
             let json = try await CLITests.mqtt(["sub"] + arguments + ["--json"])
             let object = try #require(try CLITests.jsonObjects(json.stdout).first)
             let properties = try #require(object["properties"] as? [String: Any], "\(json.stdout)")

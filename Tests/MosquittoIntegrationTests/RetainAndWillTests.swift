@@ -137,13 +137,8 @@ struct RetainAndWillTests {
 
     @Test("a will set through the library on MQTT 3.1.1 is in the CONNECT (flag, QoS 2, retain, topic, payload) and a 3.1.1 broker publishes it")
     func willOnMQTT311() async throws {
-        let connect = Mutex<[UInt8]?>(nil)
-        let peer = try ScriptedPeer { connection in
-            guard let packet = connection.read(until: 1) else { return }
-            connect.withLock { $0 = packet.body }
-            connection.send([0x20, 0x02, 0x00, 0x00])
-            _ = connection.read(until: 14)
-        }
+        let connect = ConnectRecord()
+        let peer = try ScriptedPeer.recordingConnects(into: connect)
         defer { peer.stop() }
         let will = MQTTWill(topic: "will/311", payload: Array("gone".utf8), qos: .exactlyOnce, retain: true)
         let client = try makeClient(host: "127.0.0.1", port: peer.port, clientID: "will-311") {
@@ -152,7 +147,7 @@ struct RetainAndWillTests {
         }
         try await client.connect()
         try await client.disconnect()
-        let body = try #require(connect.withLock { $0 })
+        let body = try #require(connect.last)
         // Protocol name "MQTT", level 4, then the flags: clean session (bit 1), will (bit 2),
         // will QoS 2 (bits 3-4), will retain (bit 5); keepalive; then client ID, will topic, will message.
         #expect(Array(body.prefix(7)) == [0, 4] + Array("MQTT".utf8) + [4])

@@ -235,3 +235,29 @@ final class PeerConnection {
         return true
     }
 }
+
+// MARK: - Recording CONNECTs
+
+/// The CONNECT bodies a ``ScriptedPeer/recordingConnects(into:)`` peer has read.
+final class ConnectRecord: Sendable {
+    private let bodies = Mutex<[[UInt8]]>([])
+
+    /// Records one.
+    func append(_ body: [UInt8]) { bodies.withLock { $0.append(body) } }
+
+    /// The last CONNECT's body (what follows the remaining length), if one arrived.
+    var last: [UInt8]? { bodies.withLock { $0.last } }
+}
+
+extension ScriptedPeer {
+    /// A peer that accepts each connection with an MQTT 3.1.1 CONNACK, records its CONNECT in
+    /// `record`, then waits for the DISCONNECT.
+    static func recordingConnects(into record: ConnectRecord) throws -> ScriptedPeer {
+        try ScriptedPeer { connection in
+            guard let packet = connection.read(until: 1) else { return }
+            record.append(packet.body)
+            connection.send([0x20, 0x02, 0x00, 0x00])
+            _ = connection.read(until: 14)
+        }
+    }
+}
