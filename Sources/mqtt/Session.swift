@@ -38,6 +38,9 @@ struct Session: Sendable {
         var configuration = try options.configuration()
         if options.debug {
             configuration.logger = Logger(label: "mqtt.debug") { _ in DebugLogHandler() }
+            // Each message printed before the next packet is read: its payload line right after
+            // the log lines of its packet, as mosquitto_sub prints them.
+            configuration.packetsPerRead = 1
         }
         do {
             client = try MQTTClient(configuration: configuration)

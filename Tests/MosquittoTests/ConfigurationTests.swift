@@ -53,6 +53,15 @@ struct ConfigurationTests {
         if !valid { #expect(error?.code == .invalidConfiguration) }
     }
 
+    @Test("packetsPerRead is 1...1024", arguments: [(0, false), (1, true), (1_024, true), (1_025, false)])
+    func packetsPerReadBound(count: Int, valid: Bool) {
+        var configuration = MQTTConfiguration()
+        configuration.packetsPerRead = count
+        let error = configurationError(configuration)
+        #expect((error == nil) == valid)
+        if !valid { #expect(error?.detail == "packetsPerRead must be 1...1024") }
+    }
+
     @Test("MQTT 3.1 client IDs are limited to 23 bytes")
     func mqtt31ClientIDLength() {
         #expect(configurationError(.init(clientID: String(repeating: "x", count: 24), protocolVersion: .v3_1))?.code == .invalidConfiguration)

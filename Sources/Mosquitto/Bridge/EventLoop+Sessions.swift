@@ -70,7 +70,7 @@ extension EventLoop {
                 status = handle.keepAlive()
             }
             if status.isSuccess, readable, progress == .running, handle.socket == socket {
-                status = handle.read(maxPackets: DriverTiming.readBudget)
+                status = handle.read(maxPackets: bridge.configuration.packetsPerRead)
             }
             // Reading may have queued acknowledgements (PUBACK, PUBREC, ...): write them too.
             if status.isSuccess, handle.socket == socket, handle.wantsWrite {

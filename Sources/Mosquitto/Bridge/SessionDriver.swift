@@ -55,8 +55,8 @@ enum DriverTiming {
     /// How long a stop without a caller's timeout (``MosquittoBridge/close()``, an abandoned
     /// connect) gives the queued packets and DISCONNECT to be written.
     static let stopGracePeriod = Duration.seconds(5)
-    /// How many packets one pass reads from one connection before others get a turn (and
-    /// before a stop's DISCONNECT, what has already arrived).
+    /// How many packets a stop reads before its DISCONNECT (what has already arrived); a pass
+    /// reads ``MQTTConfiguration/packetsPerRead``.
     static let readBudget = 64
 }
 

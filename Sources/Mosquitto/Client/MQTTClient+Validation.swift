@@ -74,6 +74,7 @@ extension MQTTClient {
         // Packet identifiers are 16 bits: more pending publishes than IDs would reuse one.
         guard (1...65_535).contains(configuration.maxPendingPublishes) else { throw invalid("maxPendingPublishes must be 1...65535") }
         guard configuration.messageBufferSize >= 1 else { throw invalid("messageBufferSize must be at least 1") }
+        guard (1...1_024).contains(configuration.packetsPerRead) else { throw invalid("packetsPerRead must be 1...1024") }
         guard configuration.maxInflightMessages >= 0 else { throw invalid("maxInflightMessages must not be negative") }
         if let will = configuration.will {
             do {

@@ -65,6 +65,14 @@ public struct MQTTConfiguration: Sendable {
     /// Whether to disable Nagle's algorithm (`TCP_NODELAY`). Defaults to `true`: MQTT packets are
     /// small and latency matters more than the few bytes Nagle saves.
     public var tcpNoDelay: Bool
+    /// How many packets an event-loop client reads from its socket in one network pass before the
+    /// messages they carried are handed over (and before the loop turns to other work): 1 to
+    /// 1,024, default 64. With 1, each received message reaches its sequence, and code running on
+    /// ``MQTTClient/taskExecutor``, before the next packet is read, so that it interleaves with
+    /// libmosquitto's log records as in libmosquitto's own callbacks (the `mqtt` CLI's `-d`);
+    /// a burst then costs a pass per packet. The thread-per-client driver reads as libmosquitto's
+    /// `mosquitto_loop` does and ignores it.
+    public var packetsPerRead = 64
     /// How many QoS 1/2 messages libmosquitto keeps in flight at once (MQTT 5: the client's
     /// receive maximum towards the broker is separate). Defaults to 20, libmosquitto's default.
     public var maxInflightMessages: Int
