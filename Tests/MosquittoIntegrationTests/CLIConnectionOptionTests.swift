@@ -50,12 +50,12 @@ struct CLIConnectionOptionTests {
             // Without XDG_CONFIG_HOME: $HOME/.config/mosquitto_sub.
             let home = directory.appendingPathComponent("home")
             try FileManager.default.createDirectory(at: home.appendingPathComponent(".config"), withIntermediateDirectories: true)
-            try Data("-p \(broker.port)\n-C 1\n-W 5\n-v\n".utf8).write(to: home.appendingPathComponent(".config/mosquitto_sub"))
+            try Data("-p \(broker.port)\n-C 1\n-W 30\n-v\n".utf8).write(to: home.appendingPathComponent(".config/mosquitto_sub"))
             let id = uniqueClientID()
             let sub = try startCommand(["-u", "XDG_CONFIG_HOME", "HOME=\(home.path)", mqttExecutablePath(), "sub", "-h", broker.host, "-t", topic, "-i", id], executable: "/usr/bin/env")
             try await waitForSubscription(broker, clientID: id, filter: topic)
             try await subscriber.publish(to: topic, payload: "from the library", qos: .atLeastOnce)
-            let status = try await sub.wait(timeout: .seconds(10))
+            let status = try await sub.wait(timeout: .seconds(30))
             #expect(status?.code == 0, "\(sub.standardError)")
             #expect(sub.standardOutput == "\(topic) from the library\n")
         }
@@ -104,13 +104,13 @@ struct CLIConnectionOptionTests {
             // The password runs from the first colon to the first @ (it cannot hold an @).
             let url = "mqtt://alice:s3:cret@\(broker.host):\(broker.port)/\(topic)"
             let id = uniqueClientID()
-            let sub = try startCommand(["sub", "-L", url, "-C", "2", "-W", "10", "-i", id])
+            let sub = try startCommand(["sub", "-L", url, "-C", "2", "-W", "30", "-i", id])
             try await waitForSubscription(broker, clientID: id, filter: topic)
             let ours = try await CLITests.mqtt(["pub", "-L", url, "-m", "ours", "-q", "1"])
             #expect(ours.status == 0, "\(ours.stderr)")
             let theirs = try await Self.mosquitto("pub", ["-L", url, "-m", "theirs", "-q", "1"])
             #expect(theirs.status == 0, "\(theirs.stderr)")
-            let status = try await sub.wait(timeout: .seconds(10))
+            let status = try await sub.wait(timeout: .seconds(30))
             #expect(status?.code == 0, "\(sub.standardError)")
             #expect(sub.standardOutput == "ours\ntheirs\n")
             // A wrong password in the URL is refused like -P.
@@ -156,13 +156,13 @@ struct CLIConnectionOptionTests {
         try await withMosquittoBroker(.init(extraConfigLines: ["listener 0 \(socket)"])) { broker in
             let topic = uniqueTopic()
             let id = uniqueClientID()
-            let sub = try startCommand(["sub", "--unix", socket, "-t", topic, "-C", "2", "-W", "10", "-i", id])
+            let sub = try startCommand(["sub", "--unix", socket, "-t", topic, "-C", "2", "-W", "30", "-i", id])
             try await waitForSubscription(broker, clientID: id, filter: topic)
             let ours = try await CLITests.mqtt(["pub", "--unix", socket, "-t", topic, "-m", "ours", "-q", "1"])
             #expect(ours.status == 0, "\(ours.stderr)")
             let theirs = try await Self.mosquitto("pub", ["--unix", socket, "-t", topic, "-m", "theirs", "-q", "1"])
             #expect(theirs.status == 0, "\(theirs.stderr)")
-            let status = try await sub.wait(timeout: .seconds(10))
+            let status = try await sub.wait(timeout: .seconds(30))
             #expect(status?.code == 0, "\(sub.standardError)")
             #expect(sub.standardOutput == "ours\ntheirs\n")
         }

@@ -16,7 +16,7 @@ struct CLIDebugOutputTests {
         let tool = try Interop.requireExecutable("mosquitto_sub", package: "mosquitto-clients")
         try await withMosquittoBroker { broker in
             let topic = uniqueTopic()
-            let arguments = ["-h", broker.host, "-p", "\(broker.port)", "-t", topic, "-q", "2", "-d", "-C", "3", "-W", "10"]
+            let arguments = ["-h", broker.host, "-p", "\(broker.port)", "-t", topic, "-q", "2", "-d", "-C", "3", "-W", "30"]
             let ours = try startCommand(["sub"] + arguments)
             let theirs = try ChildProcess(executable: tool, arguments: arguments)
             // mosquitto_sub's stdout is block-buffered in a pipe: the broker's log tells when both
@@ -33,7 +33,7 @@ struct CLIDebugOutputTests {
                 _ = try publisher.beginPublish(to: topic, payload: payload, qos: qos)
             }
             for child in [ours, theirs] {
-                let status = try await child.wait(timeout: .seconds(10))
+                let status = try await child.wait(timeout: .seconds(30))
                 #expect(status?.code == 0, "\(child.standardError)")
             }
             #expect(ours.standardOutput == theirs.standardOutput, "ours:\n\(ours.standardOutput)\nmosquitto_sub:\n\(theirs.standardOutput)")
@@ -56,7 +56,7 @@ struct CLIDebugOutputTests {
                 let arguments = ["-h", broker.host, "-p", "\(broker.port)", "-V", version, "-t", uniqueTopic(), "-m", "x", "-d"]
                 let ours = try await CLITests.mqtt(["pub"] + arguments)
                 let theirs = try ChildProcess(executable: tool, arguments: arguments)
-                _ = try await theirs.wait(timeout: .seconds(10))
+                _ = try await theirs.wait(timeout: .seconds(30))
                 #expect(ours.status == 0, "\(ours.stderr)")
                 let ourFirst = ours.stdout.split(separator: "\n").first.map(String.init) ?? ""
                 let theirFirst = theirs.outputLines.first ?? ""

@@ -113,7 +113,7 @@ struct CLISubscribeOptionTests {
             // A retained message first: once both print it, both are subscribed.
             try await Self.publish(broker, ["-t", "\(topic)/first", "-m", "[1]", "-r"])
             let pair = try Pair(
-                ["-h", broker.host, "-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "\(topic)/#", "-F", "%j|%J|%F", "-C", "5", "-W", "10",
+                ["-h", broker.host, "-p", "\(broker.port)", "-V", "5", "-q", "1", "-t", "\(topic)/#", "-F", "%j|%J|%F", "-C", "5", "-W", "30",
                  "-D", "subscribe", "subscription-identifier", "9"] + (pretty ? ["--pretty"] : [])
             )
             try await pair.waitForLine { $0.contains("first") }
@@ -147,7 +147,7 @@ struct CLISubscribeOptionTests {
         try await withMosquittoBroker { broker in
             let topic = uniqueTopic()
             try await Self.publish(broker, ["-t", "\(topic)/first", "-m", "0", "-r"])
-            let pair = try Pair(["-h", broker.host, "-p", "\(broker.port)", "-t", "\(topic)/#", "-F", "%l %J", "-C", "\(Self.parserProbes.count + 1)", "-W", "10"])
+            let pair = try Pair(["-h", broker.host, "-p", "\(broker.port)", "-t", "\(topic)/#", "-F", "%l %J", "-C", "\(Self.parserProbes.count + 1)", "-W", "60"])
             try await pair.waitForLine { $0.hasPrefix("1 ") }
             for (index, payload) in Self.parserProbes.enumerated() {
                 try await Self.publish(broker, ["-t", "\(topic)/\(index)", "-s"], input: payload)
