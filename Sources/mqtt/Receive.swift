@@ -264,13 +264,21 @@ enum Receiver {
         let options = plan.options
         do {
             // The subscription's own sequence is dropped at once (which ends it); see `connectAndReceive`.
-            _ = try await client.subscribe(to: plan.filters, properties: plan.properties)
+            do {
+                _ = try await client.subscribe(to: plan.filters, properties: plan.properties)
+            } catch where error.code == .subscriptionRefused && error.subscribeResults?.contains(where: { !$0.reasonCode.isFailure }) == true {
+                // As mosquitto_sub: some filters were granted, so go on with them, without a word.
+            }
             // mosquitto_sub sends one UNSUBSCRIBE per -U filter right after its SUBSCRIBE.
             for filter in options.unsubscribe {
                 try await client.unsubscribe(from: [filter], properties: plan.unsubscribeProperties)
             }
         } catch {
             if error.code == .cancelled { return .interrupted }
+            if error.code == .subscriptionRefused {
+                // mosquitto_sub's line when the broker refused every filter (it then exits 0).
+                return .failed(.runtime("All subscription requests were denied.", status: 1))
+            }
             return .failed(CLIError(error))
         }
         if options.exitAfterSubscribing { return .finished }

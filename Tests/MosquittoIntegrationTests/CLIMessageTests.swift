@@ -1,4 +1,5 @@
 import Foundation
+import Mosquitto
 import MosquittoTesting
 import Testing
 
@@ -140,6 +141,29 @@ struct CLIMessageTests {
             // (MOSQ_ERR_ERRNO): the broker's close came first (seen in a CI run).
             #expect([1, 8, 14].contains(run.theirs.status), "\(run.theirs.stderr)")
             #expect(run.ourLines.count == 1)
+        }
+    }
+
+    @Test("sub whose every subscription the broker refuses: mosquitto_sub's 'All subscription requests were denied.' (status 1, not 0); one refused of two keeps receiving on the other", arguments: ["311", "5"])
+    func deniedSubscriptions(version: String) async throws {
+        try await withMosquittoBroker(.subscriptionACL(users: ["alice": "s3cret"], allowedSubscriptions: ["allowed/#"])) { broker in
+            let base = ["-h", broker.host, "-p", "\(broker.port)", "-u", "alice", "-P", "s3cret", "-V", version]
+            let denied = try await Self.sideBySide("sub", base + ["-t", "denied/x", "-W", "5"])
+            // The same line; mosquitto_sub then exits 0, `mqtt` 1 (the README lists it).
+            #expect(denied.ours.stderr == denied.theirs.stderr, "ours \(denied.ours.stderr)")
+            #expect(denied.theirs.stderr == "All subscription requests were denied.\n")
+            #expect(denied.theirs.status == 0)
+            #expect(denied.ours.status == 1)
+            // One filter of two refused: the other still receives (a retained message shows it).
+            let topic = "allowed/\(UInt32.random(in: 0...UInt32.max))"
+            let publisher = try await connectedClient(broker) { $0.credentials = MQTTCredentials(username: "alice", password: "s3cret") }
+            try await publisher.publish(to: topic, payload: "kept", qos: .atLeastOnce, retain: true)
+            let mixed = try await Self.sideBySide("sub", base + ["-t", "denied/x", "-t", topic, "-C", "1", "-W", "10"])
+            #expect(mixed.ours.status == 0, "\(mixed.ours.stderr)")
+            #expect(mixed.ours.status == mixed.theirs.status)
+            #expect(mixed.ours.stdout == "kept\n")
+            #expect(mixed.ours.stdout == mixed.theirs.stdout)
+            #expect(mixed.ours.stderr == mixed.theirs.stderr)
         }
     }
 }

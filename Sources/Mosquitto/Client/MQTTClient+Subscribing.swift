@@ -28,8 +28,9 @@ extension MQTTClient {
     /// Subscribes to several filters and returns the messages matching any of them.
     ///
     /// Filters sharing a QoS and options go in one SUBSCRIBE packet. If the broker refuses any filter the
-    /// call throws ``MQTTError/Code/subscriptionRefused`` naming the refused filters; the ones it
-    /// granted stay subscribed at the broker (unsubscribe them if they are not wanted).
+    /// call throws ``MQTTError/Code/subscriptionRefused`` naming the refused filters, with every
+    /// filter's result in ``MQTTError/subscribeResults``; the ones it granted stay subscribed at
+    /// the broker (unsubscribe them if they are not wanted).
     ///
     /// - Parameters:
     ///   - filters: The filters, each with its maximum QoS and MQTT 5 options.
@@ -55,12 +56,14 @@ extension MQTTClient {
             )
             let refused = results.filter { $0.reasonCode.isFailure }
             if !refused.isEmpty {
-                throw MQTTError(
+                var error = MQTTError(
                     .subscriptionRefused, operation: .subscribe,
                     reasonCode: refused[0].reasonCode,
                     detail: refused.map { "\"\($0.filter)\": \($0.reasonCode)" }.joined(separator: ", ")
                         + (acknowledgementProperties.reasonString.map { " (\($0))" } ?? "")
                 )
+                error.subscribeResults = results
+                throw error
             }
             return MQTTSubscription(results: results, properties: acknowledgementProperties, messages: messages)
         } catch {

@@ -22,6 +22,10 @@ public struct MQTTError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Extra context: the offending topic, OpenSSL's reason for a TLS failure, the refused filter.
     /// Never a payload or a secret.
     public var detail: String?
+    /// For ``Code/subscriptionRefused``: the result of every filter of the call, in its order, so
+    /// that a caller can tell which were granted (they stay subscribed at the broker); `nil`
+    /// otherwise.
+    public var subscribeResults: [MQTTSubscribeResult]?
 
     /// Creates an error.
     ///
