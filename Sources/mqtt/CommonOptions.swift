@@ -60,7 +60,7 @@ struct CommonOptions {
     var caPath: String?
     var certFile: String?
     var keyFile: String?
-    /// `--keyform`: only `pem` (the default) is supported; see ``engineRefusal``.
+    /// `--keyform`: only `pem` (the default) is supported; `engine` sets ``engineOption``.
     var keyForm: String?
     /// `--tls-engine` / `--tls-engine-kpass-sha1` / `--keyform engine`: the option that asked
     /// for an OpenSSL engine, refused once the command line is read.
@@ -335,8 +335,12 @@ extension CommonOptions {
             throw CLIError.usage(verbatim: "Error in CONNECT properties: Duplicate property in property list")
         }
         // mosquitto_new refuses an empty id (MOSQ_ERR_INVAL) and one that is not MQTT UTF-8, a
-        // prefix included (mosquitto then prints nothing at all; `mqtt` says why).
-        if let id = clientID ?? clientIDPrefix, id.bytes.isEmpty || !id.isMQTTUTF8 {
+        // prefix included (mosquitto then prints nothing at all; `mqtt` says why). An empty
+        // prefix is fine: the id is then the process ID.
+        if let clientID, clientID.bytes.isEmpty || !clientID.isMQTTUTF8 {
+            throw CLIError.setting(tool == .pub ? "Invalid id." : "Invalid id and/or clean_session.")
+        }
+        if let clientIDPrefix, !clientIDPrefix.isMQTTUTF8 {
             throw CLIError.setting(tool == .pub ? "Invalid id." : "Invalid id and/or clean_session.")
         }
         // mosquitto_username_pw_set refuses a password without a username, and a username that

@@ -10,7 +10,8 @@ import Darwin
 
 // MARK: - CLIError
 
-/// A failure that ends the program: the one line printed on standard error and the exit status.
+/// A failure that ends the program: the message printed on standard error (one line, with the
+/// blank lines and second line mosquitto prints around some) and the exit status.
 ///
 /// Every failure path of `mqtt` ends in one of these, so that `main.swift` is the only place
 /// that prints an error and exits. A bad command line is followed, as in the mosquitto tools, by

@@ -5,7 +5,7 @@
 //     mqtt sub -h broker -t 'sensors/#' -v -C 10
 //     mqtt rr -h broker -t service/time -e replies/me -m now
 //
-// Exit status: 0 on success; otherwise one line on stderr and mosquitto's status (the CONNACK
+// Exit status: 0 on success; otherwise mosquitto's message on stderr and its status (the CONNACK
 // code for a refused connection, 27 when `sub -W` / `rr -W` expires, libmosquitto's error
 // number, or 1); see `ExitStatus.help`.
 

@@ -70,6 +70,10 @@ struct CLIDebugOutputTests {
                     #expect(ourFirst == theirFirst)
                 }
             }
+            // -I '': the client ID is the process ID alone, as with mosquitto_pub.
+            let prefixed = try await CLITests.mqtt(["pub", "-h", broker.host, "-p", "\(broker.port)", "-t", uniqueTopic(), "-m", "x", "-I", "", "-d"])
+            #expect(prefixed.status == 0, "\(prefixed.stderr)")
+            #expect(prefixed.stdout.split(separator: "\n").first?.wholeMatch(of: #/Client \d+ sending CONNECT/#) != nil, "\(prefixed.stdout)")
             // The broker named each of ours "auto-..." (two of ours, two of theirs).
             let assigned = broker.logContents().split(separator: "\n").filter { $0.contains("New client connected") && $0.contains(" as auto-") }
             #expect(assigned.count == 4, "\(assigned)")

@@ -113,31 +113,34 @@ private struct Adder {
     var list: OpaquePointer?
     var failure: (rc: Int32, identifier: Int32)?
 
-    /// Adds every set property: first in the order they were set (``MQTTProperties/wireOrder``),
-    /// then any not recorded there (received properties) in the order of the MQTT 5 table.
+    /// Adds every set property, in the order they were set (``MQTTProperties/wireOrder``), or in
+    /// the MQTT 5 table's order for a set copied from a received list (which records none; a set
+    /// built through the accessors records every property it holds).
     mutating func add(_ properties: MQTTProperties) {
         guard !properties.isEmpty else { return }
         let p = properties.values
         var userProperties = p.userProperties[...]
         var subscriptionIdentifiers = p.subscriptionIdentifiers[...]
-        var written = Set<UInt8>()
-        for identifier in properties.wireOrder {
+        let order = properties.wireOrder.isEmpty ? Self.tableOrder(of: p) : properties.wireOrder
+        for identifier in order {
             add(identifier, p, &userProperties, &subscriptionIdentifiers)
-            written.insert(identifier)
-        }
-        for identifier in Self.tableOrder where !written.contains(identifier) || identifier == 0x0B || identifier == 0x26 {
-            // The repeatable ones: whatever the recorded order did not cover.
-            repeat {
-                add(identifier, p, &userProperties, &subscriptionIdentifiers)
-            } while (identifier == 0x26 && !userProperties.isEmpty) || (identifier == 0x0B && !subscriptionIdentifiers.isEmpty)
         }
     }
 
-    /// The identifiers in the order they are written when no order was recorded.
-    private static let tableOrder: [UInt8] = [
-        0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x23, 0x18, 0x11, 0x12, 0x13, 0x15, 0x16, 0x17, 0x19, 0x1A, 0x1C, 0x1F,
-        0x21, 0x22, 0x24, 0x25, 0x27, 0x28, 0x29, 0x2A, 0x26,
-    ]
+    /// The MQTT 5 table's order, with one entry per user property and subscription identifier.
+    private static func tableOrder(of p: MQTTProperties.Values) -> [UInt8] {
+        let table: [UInt8] = [
+            0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x23, 0x18, 0x11, 0x12, 0x13, 0x15, 0x16, 0x17, 0x19, 0x1A, 0x1C, 0x1F,
+            0x21, 0x22, 0x24, 0x25, 0x27, 0x28, 0x29, 0x2A, 0x26,
+        ]
+        return table.flatMap { identifier -> [UInt8] in
+            switch identifier {
+            case 0x0B: Array(repeating: identifier, count: p.subscriptionIdentifiers.count)
+            case 0x26: Array(repeating: identifier, count: p.userProperties.count)
+            default: [identifier]
+            }
+        }
+    }
 
     /// Adds the property `identifier` of `p` if it is set; a user property or subscription
     /// identifier is the next one of its list.
